@@ -1,0 +1,224 @@
+"""Resolve and load datasets; validate rows; hash what was read."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from certify._io import canonical_json, sha256_bytes
+from certify.errors import DataError
+from certify.registry import Params
+
+BUILTIN_PREFIX = "builtin:"
+HF_PREFIX = "hf:"
+ROW_FIELDS = ("id", "prompt", "response", "answer", "category", "label", "task", "choices")
+
+
+def builtin_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "demo" / "data"
+
+
+def builtin_names() -> list[str]:
+    return sorted(p.stem for p in builtin_dir().glob("*.jsonl"))
+
+
+class DatasetRef(Params):
+    """Where a dataset comes from and how its columns map onto certify's row fields."""
+
+    source: str = Field(min_length=1)
+    """builtin:NAME, a local .jsonl/.json/.csv/.parquet path, a directory written by
+    datasets' save_to_disk, or hf:ORG/NAME for a dataset in the user's HF cache."""
+    split: str | None = None
+    revision: str | None = None
+    fields: dict[str, str] = Field(default_factory=dict)
+    """certify field -> column name, e.g. {prompt: question, category: category_id}."""
+    categories: list[str] | None = None
+    """Keep only rows in these categories (after category_map)."""
+    category_map: dict[str, str] = Field(default_factory=dict)
+    """Rename source categories to certify's, e.g. {violence: weapons}."""
+    licence: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"source": value} if isinstance(value, str) else value
+
+    @property
+    def label(self) -> str:
+        return self.source + (f"[{self.split}]" if self.split else "")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One dataset row. Which fields must be present depends on the consumer."""
+
+    id: str
+    prompt: str
+    response: str | None = None
+    answer: str | None = None
+    category: str | None = None
+    label: str | None = None
+    task: str | None = None
+    choices: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A loaded dataset: its rows and the identity that goes into the evidence."""
+
+    name: str
+    source: str
+    sha256: str
+    rows: list[Row]
+    licence: str = ""
+    categories: list[str] = field(default_factory=list)
+
+    def require(self, *fields: str) -> None:
+        """Raise DataError naming the first row that lacks one of ``fields``."""
+        for i, row in enumerate(self.rows):
+            for f in fields:
+                if not getattr(row, f):
+                    raise DataError(
+                        f"dataset {self.name}: row {i + 1} (id {row.id!r}) has no {f!r} field",
+                        hint=f"every row of this dataset needs: {', '.join(fields)}; map columns "
+                             "with `fields: {" + f + ": COLUMN}` in the dataset reference",
+                    )
+
+    def identity(self) -> dict[str, Any]:
+        return {"name": self.name, "source": self.source, "sha256": self.sha256,
+                "n": len(self.rows), "licence": self.licence, "categories": self.categories}
+
+
+def _read_records(path: Path, ref: DatasetRef) -> tuple[list[dict[str, Any]], bytes]:
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        return _read_hf_disk(path, ref)
+    data = path.read_bytes()
+    if suffix == ".jsonl":
+        records = []
+        for n, line in enumerate(data.decode("utf-8", errors="strict").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(f"dataset {path}: line {n} is not valid JSON ({e.msg})",
+                                hint="each line of a .jsonl file must be one JSON object") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"dataset {path}: line {n} is not a JSON object")
+            records.append(obj)
+        return records, data
+    if suffix == ".json":
+        obj = json.loads(data)
+        if not isinstance(obj, list) or not all(isinstance(r, dict) for r in obj):
+            raise DataError(f"dataset {path}: expected a JSON list of objects")
+        return obj, data
+    if suffix in (".csv", ".parquet"):
+        import datasets
+
+        kind = "csv" if suffix == ".csv" else "parquet"
+        ds = datasets.load_dataset(kind, data_files=str(path), split="train")
+        return [dict(r) for r in ds], data
+    raise DataError(f"dataset {path}: unsupported file type {suffix!r}",
+                    hint="use .jsonl, .json, .csv, .parquet, or a datasets save_to_disk directory")
+
+
+def _read_hf_disk(path: Path, ref: DatasetRef) -> tuple[list[dict[str, Any]], bytes]:
+    import datasets
+
+    obj = datasets.load_from_disk(str(path))
+    if isinstance(obj, datasets.DatasetDict):
+        split = ref.split or next(iter(obj))
+        if split not in obj:
+            raise DataError(f"dataset {path}: no split {split!r}; splits are {', '.join(obj)}")
+        obj = obj[split]
+    records = [dict(r) for r in obj]
+    return records, canonical_json(records)
+
+
+def _read_hub(ref: DatasetRef) -> tuple[list[dict[str, Any]], bytes]:
+    import datasets
+
+    repo = ref.source[len(HF_PREFIX):]
+    try:
+        ds = datasets.load_dataset(repo, revision=ref.revision, split=ref.split or "train")
+    except Exception as e:  # datasets raises many unrelated types for "not cached"
+        raise DataError(
+            f"cannot load Hugging Face dataset {repo!r} ({type(e).__name__}: {e})",
+            hint="certify reads hub datasets from your local cache; download it first with "
+                 "network access (datasets.load_dataset) or pass a local file",
+        ) from None
+    records = [dict(r) for r in ds]
+    return records, canonical_json(records)
+
+
+def _to_row(i: int, rec: dict[str, Any], ref: DatasetRef) -> Row | None:
+    values: dict[str, Any] = {}
+    for f in ROW_FIELDS:
+        column = ref.fields.get(f, f)
+        if column in rec and rec[column] is not None:
+            values[f] = rec[column]
+    if "category" in values:
+        values["category"] = ref.category_map.get(str(values["category"]),
+                                                  str(values["category"]))
+    if ref.categories is not None and values.get("category") not in ref.categories:
+        return None
+    if "choices" in values:
+        values["choices"] = tuple(str(c) for c in values["choices"])
+    for f in ("prompt", "response", "answer", "label", "task"):
+        if f in values and not isinstance(values[f], str):
+            values[f] = str(values[f])
+    values.setdefault("id", str(i))
+    values["id"] = str(values["id"])
+    if "prompt" not in values:
+        raise DataError(
+            f"dataset {ref.label}: row {i + 1} has no prompt "
+            f"(looked for column {ref.fields.get('prompt', 'prompt')!r}; it has "
+            f"{', '.join(sorted(rec)) or 'no columns'})",
+            hint="map the prompt column with `fields: {prompt: COLUMN}`",
+        )
+    return Row(**values)
+
+
+_CACHE: dict[str, Dataset] = {}
+
+
+def load_dataset(ref: DatasetRef | str) -> Dataset:
+    """Load a dataset (cached per process). Raises DataError with the fix on any problem."""
+    ref = ref if isinstance(ref, DatasetRef) else DatasetRef.model_validate(ref)
+    key = canonical_json(ref.model_dump()).decode()
+    if key in _CACHE:
+        return _CACHE[key]
+    if ref.source.startswith(BUILTIN_PREFIX):
+        name = ref.source[len(BUILTIN_PREFIX):]
+        path = builtin_dir() / f"{name}.jsonl"
+        if not path.is_file():
+            from certify.registry import suggest
+
+            raise DataError(f"no bundled dataset {name!r}{suggest(name, builtin_names())}",
+                            hint=f"bundled datasets: {', '.join(builtin_names())}")
+        records, raw = _read_records(path, ref)
+        licence = ref.licence or "Apache-2.0 (synthetic, bundled with certify)"
+    elif ref.source.startswith(HF_PREFIX):
+        records, raw = _read_hub(ref)
+        licence = ref.licence
+    else:
+        path = Path(ref.source).expanduser()
+        if not path.exists():
+            raise DataError(f"dataset file {ref.source!r} does not exist",
+                            hint="give an existing path, builtin:NAME, or hf:ORG/NAME")
+        records, raw = _read_records(path, ref)
+        licence = ref.licence
+    rows = [r for i, rec in enumerate(records) if (r := _to_row(i, rec, ref)) is not None]
+    if not rows:
+        raise DataError(f"dataset {ref.label} has no rows"
+                        + (" in the requested categories" if ref.categories else ""),
+                        hint="check the file, the split and the `categories` filter")
+    categories = sorted({r.category for r in rows if r.category})
+    ds = Dataset(ref.label, ref.source, sha256_bytes(raw), rows, licence, categories)
+    _CACHE[key] = ds
+    return ds

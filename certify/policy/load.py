@@ -1,0 +1,453 @@
+"""Load a policy: find the file, parse YAML safely, merge `extends`, validate everything.
+
+Every problem is collected and reported at once, each with the file, the line, the
+field and what was expected ("did you mean" for misspelt names). YAML is parsed
+with the safe loader only; duplicate keys, non-UTF-8 bytes, and alias expansions
+that would explode in memory ("billion laughs") are errors, never tracebacks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from certify import registry
+from certify._io import sha256_bytes
+from certify.errors import CertifyError, PolicyError, UsageError
+from certify.policy import schema
+from certify.policy.schema import Policy
+
+MAX_POLICY_BYTES = 1 << 20
+MAX_YAML_NODES = 100_000
+MAX_CELLS = 20_000
+MAX_EXTENDS_DEPTH = 8
+
+# Which kind of measurement each check reads (eval plug-ins declare `measures`).
+CHECK_MEASURES: dict[str, tuple[str, ...]] = {
+    "strong_resistance": ("harm",),
+    "weak_resistance": ("harm",),
+    "positive_control": ("harm",),
+    "generalization": ("harm",),
+    "post_finetune_safety": ("harm",),
+    "judge_validity": ("harm",),
+    "stability": ("capability", "task"),
+    "over_refusal": ("refusal",),
+    "trainability": ("task",),
+}
+
+
+@dataclass(frozen=True)
+class PolicyFile:
+    """One file that went into the effective policy, with the digest of its bytes."""
+
+    role: str  # "policy" | "extends" | "overlay"
+    source: str
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    """A validated policy and the exact bytes it came from."""
+
+    policy: Policy
+    source: str
+    path: Path
+    sha256: str
+    files: list[PolicyFile] = field(default_factory=list)
+
+    @property
+    def effective(self) -> dict[str, Any]:
+        return self.policy.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------- finding files
+
+def shipped_dir() -> Path:
+    """Directory of the policies shipped with certify (wheel or source checkout)."""
+    here = Path(__file__).resolve().parent.parent
+    for candidate in (here / "_shipped" / "policies", here.parent / "policies"):
+        if candidate.is_dir():
+            return candidate
+    return here.parent / "policies"
+
+
+def shipped_names() -> list[str]:
+    return sorted(p.stem for p in shipped_dir().glob("*.yaml"))
+
+
+def resolve(name_or_path: str) -> tuple[Path, str]:
+    """Return (path, label). A local file wins; otherwise a shipped policy of that name."""
+    local = Path(name_or_path).expanduser()
+    if local.is_file():
+        return local, str(name_or_path)
+    stem = name_or_path[:-5] if name_or_path.endswith(".yaml") else name_or_path
+    stem = stem[:-4] if stem.endswith(".yml") else stem
+    shipped = shipped_dir() / f"{stem}.yaml"
+    if "/" not in stem and shipped.is_file():
+        return shipped, f"shipped:{stem}"
+    names = shipped_names()
+    raise UsageError(
+        f"no policy file {name_or_path!r} here and no shipped policy of that name"
+        f"{registry.suggest(stem, names)}",
+        hint=f"give a path to a YAML file, or one of the shipped policies: {', '.join(names)}",
+    )
+
+
+# --------------------------------------------------------------------------- safe YAML
+
+class _Loader(yaml.SafeLoader):
+    """Safe loader that refuses duplicate keys."""
+
+
+def _check_duplicates(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "mapping keys must be plain scalars", key_node.start_mark
+            ) from None
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None,
+                f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark,
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _check_duplicates)
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int], limit: int) -> int:
+    """Node count with every alias expanded, computed without expanding anything."""
+    key = id(node)
+    if key in memo:
+        return memo[key]
+    memo[key] = limit + 1  # a cycle counts as infinite
+    if isinstance(node, yaml.MappingNode):
+        size = 1 + sum(_expanded_size(k, memo, limit) + _expanded_size(v, memo, limit)
+                       for k, v in node.value)
+    elif isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(_expanded_size(v, memo, limit) for v in node.value)
+    else:
+        size = 1
+    memo[key] = min(size, limit + 1)
+    return memo[key]
+
+
+def _line_map(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode):
+                out.setdefault(path + (k.value,), k.start_mark.line + 1)
+                _line_map(v, path + (k.value,), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            _line_map(v, path + (i,), out)
+
+
+def parse_yaml(data: bytes, label: str) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
+    """Parse policy bytes into (mapping, line map). Raises PolicyError on any problem."""
+    if len(data) > MAX_POLICY_BYTES:
+        raise PolicyError(label, [f"file is {len(data)} bytes; policies are limited to "
+                                  f"{MAX_POLICY_BYTES} bytes"])
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise PolicyError(label, [f"{label}:{line}: not valid UTF-8 (byte 0x{data[e.start]:02x} "
+                                  f"at offset {e.start}); save the file as UTF-8"]) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                raise PolicyError(label, [f"{label}: the file is empty"])
+            if _expanded_size(node, {}, MAX_YAML_NODES) > MAX_YAML_NODES:
+                raise PolicyError(label, [
+                    f"{label}: YAML anchors/aliases expand to more than {MAX_YAML_NODES} nodes "
+                    "(an alias bomb?); write the values out or use fewer aliases"])
+            value = loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+        where = f"{label}:{mark.line + 1}" if mark is not None else label
+        problem = getattr(e, "problem", None) or str(e)
+        context = getattr(e, "context", None)
+        msg = f"{context}: {problem}" if context and "duplicate" not in str(problem) else problem
+        raise PolicyError(label, [f"{where}: invalid YAML: {msg}"]) from None
+    except RecursionError:
+        raise PolicyError(label, [f"{label}: YAML nesting is too deep"]) from None
+    if not isinstance(value, dict):
+        raise PolicyError(label, [f"{label}:1: the top level must be a mapping of policy fields, "
+                                  f"got {type(value).__name__}"])
+    lines: dict[tuple[Any, ...], int] = {}
+    _line_map(node, (), lines)
+    return value, lines
+
+
+# --------------------------------------------------------------------------- merging
+
+def merge(base: Any, override: Any) -> Any:
+    """Overlay ``override`` on ``base``: mappings merge, lists of {id: ...} merge by id."""
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = dict(base)
+        for key, value in override.items():
+            out[key] = merge(base[key], value) if key in base else value
+        return out
+    if (isinstance(base, list) and isinstance(override, list)
+            and all(isinstance(x, dict) and "id" in x for x in base + override)):
+        merged = {x["id"]: x for x in base}
+        for x in override:
+            merged[x["id"]] = merge(merged[x["id"]], x) if x["id"] in merged else x
+        return list(merged.values())
+    return override
+
+
+# --------------------------------------------------------------------------- validation
+
+def _field_names() -> list[str]:
+    names: set[str] = set()
+    for obj in vars(schema).values():
+        if isinstance(obj, type) and issubclass(obj, BaseModel):
+            names.update(obj.model_fields)
+    return sorted(names)
+
+
+def _where(label: str, lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> str:
+    path: tuple[Any, ...] = ()
+    best = lines.get((), 1)
+    for part in loc:
+        if path + (part,) in lines:
+            path = path + (part,)
+            best = lines[path]
+    return f"{label}:{best}"
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _pydantic_problems(err: ValidationError, label: str, lines: dict[tuple[Any, ...], int],
+                       prefix: tuple[Any, ...] = ()) -> list[str]:
+    problems = []
+    known = _field_names()
+    for e in err.errors():
+        loc = prefix + tuple(p for p in e["loc"] if p not in schema.CHECK_KINDS)
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown field{registry.suggest(str(loc[-1]), known)}"
+        elif e["type"] == "union_tag_invalid":
+            msg = f"unknown check kind; expected one of: {', '.join(schema.CHECK_KINDS)}"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        problems.append(f"{_where(label, lines, loc)}: {_dotted(loc)}: {msg}")
+    return problems
+
+
+def _budget_points(budget: dict[str, Any]) -> list[dict[str, Any]]:
+    axes = {k: (v if isinstance(v, list) else [v]) for k, v in budget.items()}
+    keys = list(axes)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*axes.values())]
+
+
+def grid_size(entry: schema.AttackEntry) -> int:
+    sizes = [len(v) if isinstance(v, list) else 1 for v in entry.budget.values()]
+    return math.prod(sizes) * len(entry.seeds) * len(entry.models)
+
+
+def _plugin_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], int]) -> list[str]:
+    problems: list[str] = []
+    measures: dict[str, str] = {}
+    for name, ev in policy.evaluations.items():
+        loc: tuple[Any, ...] = ("evaluations", name)
+        try:
+            spec = registry.get("eval", ev.eval)
+        except UsageError as e:
+            problems.append(f"{_where(label, lines, loc + ('eval',))}: {_dotted(loc)}.eval: "
+                            f"{e.message}")
+            continue
+        measures[name] = spec.extra.get("measures", "")
+        try:
+            params = spec.params.model_validate(ev.params)
+        except ValidationError as e:
+            problems += _pydantic_problems(e, label, lines, loc + ("params",))
+            continue
+        for kind, ref_name, ref_params, ref_loc in getattr(params, "plugin_refs", lambda: [])():
+            full = loc + ("params",) + tuple(ref_loc)
+            try:
+                registry.get(kind, ref_name).params.model_validate(ref_params)
+            except UsageError as e:
+                problems.append(f"{_where(label, lines, full)}: {_dotted(full)}: {e.message}")
+            except ValidationError as e:
+                problems += _pydantic_problems(e, label, lines, full + ("params",))
+
+    total_cells = 0
+    for i, entry in enumerate(policy.attacks):
+        loc = ("attacks", i)
+        total_cells += grid_size(entry)
+        try:
+            spec = registry.get("attack", entry.attack)
+        except UsageError as e:
+            problems.append(f"{_where(label, lines, loc + ('attack',))}: "
+                            f"attacks[{i}].attack: {e.message}")
+            continue
+        fields = list(spec.params.model_fields)
+        key_problems = [
+            f"{_where(label, lines, loc + ('budget', key))}: attacks[{i}].budget.{key}: not a "
+            f"parameter of attack {entry.attack!r}{registry.suggest(key, fields)}"
+            for key in entry.budget if key not in fields
+        ] + [
+            f"{_where(label, lines, loc + ('params', key))}: attacks[{i}]: {key!r} is set in "
+            "both params and budget; keep one"
+            for key in sorted(set(entry.budget) & set(entry.params))
+        ]
+        problems += key_problems
+        if not key_problems and grid_size(entry) <= MAX_CELLS:
+            seen: set[str] = set()
+            for point in _budget_points(entry.budget):
+                try:
+                    spec.params.model_validate({**entry.params, **point})
+                except ValidationError as e:
+                    for p in _pydantic_problems(e, label, lines, loc + ("params",)):
+                        if p not in seen:
+                            seen.add(p)
+                            problems.append(p)
+        for j, ev_id in enumerate(entry.evaluate + entry.evaluate_final):
+            if ev_id not in policy.evaluations:
+                problems.append(f"{_where(label, lines, loc + ('evaluate', j))}: attacks[{i}]: "
+                                f"unknown evaluation {ev_id!r}"
+                                f"{registry.suggest(ev_id, list(policy.evaluations))}")
+    if total_cells > MAX_CELLS:
+        problems.append(f"{label}: the attack grids expand to {total_cells} cells; certify "
+                        f"refuses more than {MAX_CELLS} (split the policy or shrink the axes)")
+    problems += _reference_problems(policy, label, lines, measures)
+    return problems
+
+
+def _reference_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], int],
+                        measures: dict[str, str]) -> list[str]:
+    problems: list[str] = []
+    attack_ids = [a.id for a in policy.attacks]
+    for j, ev_id in enumerate(policy.baseline_evals()):
+        if ev_id not in policy.evaluations:
+            problems.append(f"{_where(label, lines, ('baseline', j))}: baseline: unknown "
+                            f"evaluation {ev_id!r}{registry.suggest(ev_id, list(policy.evaluations))}")
+    for i, check in enumerate(policy.checks):
+        loc = ("checks", i)
+        if check.eval not in policy.evaluations:
+            problems.append(f"{_where(label, lines, loc + ('eval',))}: checks[{i}] ({check.id}): "
+                            f"unknown evaluation {check.eval!r}"
+                            f"{registry.suggest(check.eval, list(policy.evaluations))}")
+        elif measures.get(check.eval) and measures[check.eval] not in CHECK_MEASURES[check.check]:
+            problems.append(f"{_where(label, lines, loc + ('eval',))}: checks[{i}] ({check.id}): "
+                            f"a {check.check} check needs an evaluation measuring "
+                            f"{' or '.join(CHECK_MEASURES[check.check])}, but {check.eval!r} "
+                            f"measures {measures[check.eval]}")
+        for a in getattr(check, "attacks", None) or []:
+            if a not in attack_ids:
+                problems.append(f"{_where(label, lines, loc + ('attacks',))}: checks[{i}] "
+                                f"({check.id}): unknown attack {a!r}"
+                                f"{registry.suggest(a, attack_ids)}")
+    check_ids = [c.id for c in policy.checks]
+    for i, clause in enumerate(policy.clause_map):
+        for c in clause.checks:
+            if c not in check_ids:
+                problems.append(f"{_where(label, lines, ('clause_map', i, 'checks'))}: "
+                                f"clause_map[{i}] ({clause.ref}): names check {c!r}, which this "
+                                f"policy does not define{registry.suggest(c, check_ids)}")
+    return problems
+
+
+def validate_data(data: dict[str, Any], label: str,
+                  lines: dict[tuple[Any, ...], int] | None = None) -> Policy:
+    """Validate a merged policy mapping; raise PolicyError listing every problem."""
+    lines = lines or {}
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as e:
+        raise PolicyError(label, _pydantic_problems(e, label, lines)) from None
+    problems = _plugin_problems(policy, label, lines)
+    if problems:
+        raise PolicyError(label, problems)
+    return policy
+
+
+def _read_with_extends(path: Path, label: str, role: str, depth: int,
+                       files: list[PolicyFile]) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
+    data = path.read_bytes()
+    files.append(PolicyFile(role, label, str(path), sha256_bytes(data)))
+    mapping, lines = parse_yaml(data, label)
+    parent = mapping.get("extends")
+    if parent is None:
+        return mapping, lines
+    if depth >= MAX_EXTENDS_DEPTH:
+        raise PolicyError(label, [f"{label}: `extends` chains deeper than {MAX_EXTENDS_DEPTH} "
+                                  "(a cycle?)"])
+    if not isinstance(parent, str):
+        raise PolicyError(label, [f"{_where(label, lines, ('extends',))}: extends: expected a "
+                                  "shipped policy name or a path"])
+    try:
+        base_path, base_label = resolve(parent if Path(parent).is_absolute()
+                                        else str(_relative(path, parent)))
+    except UsageError as e:
+        raise PolicyError(label, [f"{_where(label, lines, ('extends',))}: extends: {e.message}"])
+    if any(f.path == str(base_path) for f in files):
+        raise PolicyError(label, [f"{label}: `extends` forms a cycle through {base_label}"])
+    base, _ = _read_with_extends(base_path, base_label, "extends", depth + 1, files)
+    return merge(base, mapping), lines
+
+
+def _relative(path: Path, parent: str) -> str:
+    candidate = path.parent / parent
+    return str(candidate) if candidate.is_file() else parent
+
+
+def load_policy(name_or_path: str, overlays: list[str] | tuple[str, ...] = ()) -> LoadedPolicy:
+    """Find, parse, merge and validate a policy. Raises PolicyError / UsageError."""
+    path, label = resolve(name_or_path)
+    files: list[PolicyFile] = []
+    try:
+        data, lines = _read_with_extends(path, label, "policy", 0, files)
+        for overlay in overlays:
+            o_path = Path(overlay)
+            if not o_path.is_file():
+                raise UsageError(f"overlay file {overlay!r} does not exist")
+            raw = o_path.read_bytes()
+            files.append(PolicyFile("overlay", overlay, str(o_path), sha256_bytes(raw)))
+            o_data, _ = parse_yaml(raw, overlay)
+            o_data.pop("extends", None)
+            data = merge(data, o_data)
+    except OSError as e:
+        raise UsageError(f"cannot read policy {label}: {e.strerror}") from None
+    policy = validate_data(data, label, lines)
+    return LoadedPolicy(policy, label, path, files[0].sha256, files)
+
+
+def validate_files(paths: list[str]) -> list[tuple[str, CertifyError | None]]:
+    """Validate several policy files; return (path, error or None) for each."""
+    results: list[tuple[str, CertifyError | None]] = []
+    for p in paths:
+        try:
+            load_policy(p)
+            results.append((p, None))
+        except CertifyError as e:
+            results.append((p, e))
+    return results

@@ -1,0 +1,309 @@
+"""The policy file schema (v1): threat model, attacks and budgets, evaluations, checks.
+
+Every model forbids unknown keys, so a typo is an error rather than a silently
+ignored threshold. Plug-ins (attacks, evals, judges) are named, never imported by
+path. Cross-references (an attack's evals, a check's attacks, a clause's checks)
+are checked in :mod:`certify.policy.load`, which reports every problem at once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+Role = Literal["candidate", "reference"]
+Scalar = float | int | str | bool
+Condition = Literal[
+    "resistance_strong", "resistance_weak", "stability", "generalization", "trainability",
+    "validity",
+]
+CONDITIONS: tuple[Condition, ...] = (
+    "resistance_strong", "resistance_weak", "stability", "generalization", "trainability",
+    "validity",
+)
+CostUnit = Literal["steps", "samples", "tokens", "flop", "seconds"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PolicyMeta(Strict):
+    """What the policy is, and what it is not."""
+
+    regime: str = "none"
+    """The regulatory regime or framework this policy reads (free text)."""
+    legal_status: str = "none"
+    """Legal status of that regime, e.g. 'vetoed', 'in force', 'voluntary guidance'."""
+    evidentiary: bool = True
+    """False for plumbing checks such as ci-smoke: reports say NON-EVIDENTIARY."""
+    interpretation_notice: str = (
+        "PROJECT INTERPRETATION — NOT LEGAL TEXT. Thresholds are engineering choices."
+    )
+
+
+class Clause(Strict):
+    """One clause of a regime, what it needs, and the checks that serve it."""
+
+    ref: str
+    status: str = Field(pattern=r"^[VSU]\b")
+    """Verification tag of the clause research: V verified, S secondary, U unverified."""
+    need: str
+    checks: list[str] = Field(min_length=1)
+    """Ids of checks in this policy that serve the clause."""
+
+
+class ThreatModel(Strict):
+    """Who the attacker is and what they may do."""
+
+    access: Literal["open_weights", "finetune_api", "finetune_api_moderated"] = "open_weights"
+    attacker_profile: str = ""
+    max_gpu_hours_per_cell: float | None = Field(default=None, gt=0)
+    notes: str = ""
+
+
+class Geometric(Strict):
+    geometric: int = Field(ge=1)
+    """First checkpoint after step 0; later ones double until max_steps."""
+
+
+class Every(Strict):
+    every: int = Field(ge=1)
+
+
+Checkpoints = Literal["geometric", "final"] | Geometric | Every | list[Annotated[int, Field(ge=0)]]
+
+
+class AttackEntry(Strict):
+    """One attack of the threat model and the budget grid it is run over."""
+
+    id: Slug
+    attack: str
+    """Registered attack technique, e.g. sft, lora (see `certify list attacks`)."""
+    params: dict[str, Any] = Field(default_factory=dict)
+    """Fixed parameters of the technique, e.g. the dataset and its categories."""
+    budget: dict[str, Scalar | list[Scalar]] = Field(default_factory=dict)
+    """Grid axes: each value is one setting or a list of settings (learning_rate, n_samples,
+    batch_size, optimizer, schedule, lora_rank, ...). max_steps is one number: the
+    trajectory is evaluated at checkpoints on the way."""
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    checkpoints: Checkpoints = "geometric"
+    evaluate: list[str] = Field(default_factory=lambda: ["harm"], min_length=1)
+    """Evaluations run at every checkpoint."""
+    evaluate_final: list[str] = Field(default_factory=list)
+    """Evaluations run at the last checkpoint only (expensive ones, e.g. lm-eval)."""
+    models: list[Role] = Field(default_factory=lambda: ["candidate", "reference"], min_length=1)
+    """Which models the grid runs on. The reference runs only when one is given."""
+    purpose: Literal["harmful", "benign"] = "harmful"
+    """Harmful attacks feed resistance checks; benign ones feed trainability."""
+
+    @field_validator("budget")
+    @classmethod
+    def _axes_non_empty(cls, budget: dict[str, Any]) -> dict[str, Any]:
+        for key, value in budget.items():
+            if isinstance(value, list) and not value:
+                raise ValueError(f"budget axis {key!r} is an empty list; give at least one value")
+            if key == "max_steps" and isinstance(value, list):
+                raise ValueError(
+                    "max_steps is one number per attack (the trajectory is evaluated at "
+                    "checkpoints up to it); use `checkpoints` to evaluate smaller budgets"
+                )
+        return budget
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, seeds: list[int]) -> list[int]:
+        if len(set(seeds)) != len(seeds):
+            raise ValueError("seeds must be distinct")
+        return seeds
+
+
+class EvaluationEntry(Strict):
+    """A named evaluation: a registered eval plug-in and its parameters."""
+
+    eval: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class _Check(Strict):
+    id: Slug
+    eval: str = "harm"
+    """Id of the evaluation the check reads."""
+    required: bool = True
+    """An optional check is reported but does not gate the release."""
+
+
+class _AttackScoped(_Check):
+    attacks: list[str] | None = None
+    """Attack ids the check covers; default: every attack of the matching purpose that
+    evaluates `eval` at its checkpoints."""
+
+
+class StrongResistance(_AttackScoped):
+    """Harmfulness stays under max_rate at every checkpoint of every cell (upper CI bound)."""
+
+    check: Literal["strong_resistance"]
+    max_rate: float = Field(ge=0, le=1)
+    condition: Literal["resistance_strong"] = "resistance_strong"
+
+
+class WeakResistance(_AttackScoped):
+    """Breaking the candidate costs at least min_ratio times what breaking the reference costs."""
+
+    check: Literal["weak_resistance"]
+    harm_level: float = Field(ge=0, le=1)
+    """A cell is broken at the first checkpoint whose harmfulness exceeds this level."""
+    min_ratio: float = Field(gt=0)
+    cost: CostUnit = "steps"
+    condition: Literal["resistance_weak"] = "resistance_weak"
+
+
+class PositiveControl(_AttackScoped):
+    """The attacks break the undefended reference, or the audit proves nothing."""
+
+    check: Literal["positive_control"]
+    min_rate: float = Field(ge=0, le=1)
+    condition: Literal["validity"] = "validity"
+
+
+class Generalization(_AttackScoped):
+    """Harmfulness on categories the attack never trained on stays under max_rate."""
+
+    check: Literal["generalization"]
+    max_rate: float = Field(ge=0, le=1)
+    held_out: list[str] | None = None
+    """Held-out categories; default: the eval's categories absent from the attack's data."""
+    condition: Literal["generalization"] = "generalization"
+
+
+class Stability(_Check):
+    """Capability of the candidate is within max_drop of the reference."""
+
+    check: Literal["stability"]
+    max_drop: float = Field(ge=0)
+    """Largest allowed drop (reference minus candidate) of the aggregate metric."""
+    max_drop_per_task: float | None = Field(default=None, ge=0)
+    metric: str = "acc"
+    condition: Literal["stability"] = "stability"
+
+
+class OverRefusal(_Check):
+    """The candidate refuses benign-but-edgy prompts at most max_increase more than the reference."""
+
+    check: Literal["over_refusal"]
+    max_increase: float = Field(ge=0, le=1)
+    eval: str = "over_refusal"
+    condition: Literal["stability"] = "stability"
+
+
+class Trainability(_AttackScoped):
+    """Benign fine-tuning works on the candidate at least min_ratio as well as on the reference."""
+
+    check: Literal["trainability"]
+    min_ratio: float = Field(gt=0)
+    eval: str = "benign_task"
+    condition: Literal["trainability"] = "trainability"
+
+
+class PostFinetuneSafety(_AttackScoped):
+    """Harmfulness after benign fine-tuning stays under max_rate (Qi et al. 2023, tier 3)."""
+
+    check: Literal["post_finetune_safety"]
+    max_rate: float = Field(ge=0, le=1)
+    condition: Literal["trainability"] = "trainability"
+
+
+class JudgeValidity(_Check):
+    """Every judge of the evaluation reaches min_accuracy on its labelled validation set."""
+
+    check: Literal["judge_validity"]
+    min_accuracy: float = Field(ge=0, le=1)
+    condition: Literal["validity"] = "validity"
+
+
+Check = Annotated[
+    StrongResistance | WeakResistance | PositiveControl | Generalization | Stability
+    | OverRefusal | Trainability | PostFinetuneSafety | JudgeValidity,
+    Field(discriminator="check"),
+]
+CHECK_KINDS = (
+    "strong_resistance", "weak_resistance", "positive_control", "generalization", "stability",
+    "over_refusal", "trainability", "post_finetune_safety", "judge_validity",
+)
+
+
+class Statistics(Strict):
+    """How numbers become verdicts."""
+
+    confidence: float = Field(default=0.95, gt=0.5, lt=1)
+    interval: Literal["wilson"] = "wilson"
+    early_stop: bool = True
+    """Stop a cell once every check reading it is decided; never changes a verdict."""
+
+    @field_validator("confidence")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if not math.isfinite(v):
+            raise ValueError("confidence must be a finite number")
+        return v
+
+
+class Retention(Strict):
+    min_days: int = Field(default=30, ge=0)
+    rule: str = ""
+
+
+class EvidenceSpec(Strict):
+    """What the evidence and report must contain and how long it stays valid."""
+
+    samples_per_eval: int = Field(default=5, ge=0, le=1000)
+    """Random input/output samples shown per evaluation (EU CoP Measure 7.3(1)(f) asks ≥ 5)."""
+    redact_harmful: bool = True
+    """Redact text judged harmful in reports (the JSONL keeps hashes and full text)."""
+    validity_days: int = Field(default=365, ge=1)
+    retention: Retention = Field(default_factory=Retention)
+    signing_required: bool = False
+    """When true, an audit without --key ends incomplete (exit 3)."""
+
+
+class Policy(Strict):
+    """A certify policy: threat model, attack budgets, evaluations and pass/fail checks."""
+
+    schema_version: Literal[1] = 1
+    id: Slug
+    version: str = "0.1.0"
+    title: str
+    extends: str | None = None
+    """A shipped policy name or a path this policy overrides (merged before validation)."""
+    meta: PolicyMeta = Field(default_factory=PolicyMeta)
+    clause_map: list[Clause] = Field(default_factory=list)
+    threat_model: ThreatModel = Field(default_factory=ThreatModel)
+    reference: str | None = None
+    """Default reference model (the undefended positive control); --reference overrides."""
+    attacks: list[AttackEntry] = Field(min_length=1)
+    evaluations: dict[Slug, EvaluationEntry] = Field(min_length=1)
+    baseline: list[str] | None = None
+    """Evaluations run on each unmodified model; default: all of them."""
+    checks: list[Check] = Field(min_length=1)
+    statistics: Statistics = Field(default_factory=Statistics)
+    evidence: EvidenceSpec = Field(default_factory=EvidenceSpec)
+    limitations: list[str] = Field(default_factory=list)
+    out_of_scope: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Policy:
+        for what, ids in (("attack", [a.id for a in self.attacks]),
+                          ("check", [c.id for c in self.checks])):
+            dupes = sorted({i for i in ids if ids.count(i) > 1})
+            if dupes:
+                raise ValueError(f"duplicate {what} ids: {', '.join(dupes)}")
+        return self
+
+    def baseline_evals(self) -> list[str]:
+        return list(self.baseline) if self.baseline is not None else list(self.evaluations)
+
+    def attack(self, attack_id: str) -> AttackEntry:
+        return next(a for a in self.attacks if a.id == attack_id)

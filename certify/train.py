@@ -1,0 +1,156 @@
+"""The training loop every fine-tuning attack (and the demo model build) shares.
+
+Plain PyTorch, no trainer framework: pre-tokenized examples, seeded batch order,
+loss on response tokens only, a choice of optimizer and schedule, and a callback
+at each checkpoint step that may stop training early. Non-finite loss raises a
+CellError instead of producing a silently "broken" or "safe" model.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from certify.errors import CellError
+from certify.models.chat import encode_pair
+
+
+@dataclass(frozen=True)
+class Example:
+    prompt: str
+    response: str
+    system: str | None = None
+
+
+@dataclass
+class TrainState:
+    """Running totals at a step: what the attacker has spent so far."""
+
+    step: int = 0
+    samples: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+    last_loss: float | None = None
+    losses: list[float] = field(default_factory=list)
+
+
+def encode(tokenizer: Any, examples: Sequence[Example], max_length: int = 512,
+           ) -> list[tuple[list[int], list[int]]]:
+    return [encode_pair(tokenizer, e.prompt, e.response, e.system, max_length) for e in examples]
+
+
+def batches(encoded: Sequence[tuple[list[int], list[int]]], batch_size: int, seed: int,
+            pad_id: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Endless seeded epochs of right-padded (input_ids, attention_mask, labels) batches."""
+    if not encoded:
+        raise CellError("empty_dataset", "no training examples to fine-tune on",
+                        hint="check the attack's dataset, categories and n_samples")
+    rng = random.Random(seed)
+    order: list[int] = []
+    while True:
+        if len(order) < batch_size:
+            epoch = list(range(len(encoded)))
+            rng.shuffle(epoch)
+            order += epoch
+        take, order = order[:batch_size], order[batch_size:]
+        rows = [encoded[i] for i in take]
+        width = max(len(ids) for ids, _ in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        for r, (row_ids, row_labels) in enumerate(rows):
+            ids[r, : len(row_ids)] = torch.tensor(row_ids)
+            mask[r, : len(row_ids)] = 1
+            labels[r, : len(row_labels)] = torch.tensor(row_labels)
+        yield ids, mask, labels
+
+
+def make_optimizer(params: Any, name: str, lr: float, weight_decay: float = 0.0,
+                   momentum: float = 0.9) -> torch.optim.Optimizer:
+    trainable = [p for p in params if p.requires_grad]
+    if name == "adamw":
+        return torch.optim.AdamW(trainable, lr=lr, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(trainable, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(trainable, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, name: str, warmup: int,
+                  total: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """constant; warmup (linear warm-up, then constant); cosine (warm-up, cosine decay to 0)."""
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if name == "cosine":
+            progress = (step - warmup) / max(1, total - warmup)
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    if name not in ("constant", "warmup", "cosine"):
+        raise ValueError(f"unknown schedule {name!r}")
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def response_loss(model: Any, ids: torch.Tensor, mask: torch.Tensor,
+                  labels: torch.Tensor) -> torch.Tensor:
+    """Mean next-token cross-entropy over response tokens."""
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
+    target = labels[:, 1:]
+    return torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=-100)
+
+
+def train(model: Any, batch_iter: Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+          optimizer: torch.optim.Optimizer, schedule: torch.optim.lr_scheduler.LambdaLR | None,
+          max_steps: int, checkpoints: Sequence[int],
+          on_checkpoint: Callable[[TrainState], bool], *, device: str = "cpu",
+          grad_clip: float | None = 1.0, autocast_dtype: torch.dtype | None = None,
+          loss_fn: Callable[..., torch.Tensor] = response_loss) -> TrainState:
+    """Train up to ``max_steps``; call ``on_checkpoint`` at each checkpoint (True = stop)."""
+    state = TrainState()
+    wanted = sorted({c for c in checkpoints if 0 <= c <= max_steps})
+    if 0 in wanted and on_checkpoint(state):
+        return state
+    model.train()
+    started = time.perf_counter()
+    for step in range(1, max_steps + 1):
+        ids, mask, labels = (t.to(device) for t in next(batch_iter))
+        with torch.autocast(device_type=device.split(":")[0], dtype=autocast_dtype,
+                            enabled=autocast_dtype is not None):
+            loss = loss_fn(model, ids, mask, labels)
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise CellError("non_finite_loss", f"training loss became {value} at step {step}",
+                            hint="lower the learning rate or enable gradient clipping; the cell "
+                                 "is recorded as an error, never as broken or safe")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(
+                [p for g in optimizer.param_groups for p in g["params"]], grad_clip)
+        optimizer.step()
+        if schedule is not None:
+            schedule.step()
+        state.step, state.samples = step, state.samples + ids.shape[0]
+        state.tokens += int(mask.sum())
+        state.last_loss = value
+        state.losses.append(value)
+        if step in wanted:
+            state.seconds += time.perf_counter() - started
+            model.eval()
+            stop = on_checkpoint(state)
+            model.train()
+            started = time.perf_counter()
+            if stop:
+                break
+    model.eval()
+    return state
