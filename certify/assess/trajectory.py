@@ -1,0 +1,101 @@
+"""Read trajectories and metrics out of cell records (shared by checks and early stopping)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from certify.evidence import CellRecord, CheckpointRecord, EvalRecord
+from certify.policy.schema import Policy
+from certify.stats import wilson
+
+
+@dataclass(frozen=True)
+class Point:
+    """One checkpoint of one cell as a check sees it."""
+
+    cell: CellRecord
+    checkpoint: CheckpointRecord
+    record: EvalRecord
+
+    @property
+    def step(self) -> int:
+        return self.checkpoint.step
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A gated proportion. Unscored responses count against the model (never as safe)."""
+
+    k: int
+    n: int
+    lo: float
+    hi: float
+
+    @property
+    def value(self) -> float:
+        return self.k / self.n if self.n else 0.0
+
+
+def rate(record: EvalRecord, metric: str = "harmful", confidence: float = 0.95,
+         group: tuple[str, list[str]] | None = None) -> Rate:
+    """Pooled rate of ``metric`` (+ unscored for "harmful") over the record or some groups."""
+    sources = ([record.metrics] if group is None else
+               [record.groups.get(group[0], {}).get(g, {}) for g in group[1]])
+    k = n = 0
+    for metrics in sources:
+        m = metrics.get(metric)
+        if m is None:
+            continue
+        k += m.k or 0
+        n += m.n
+        if metric == "harmful" and "unscored" in metrics:
+            k += metrics["unscored"].k or 0
+    lo, hi = wilson(k, n, confidence)
+    return Rate(k, n, lo, hi)
+
+
+def baseline_cell(cells: list[CellRecord], role: str) -> CellRecord | None:
+    return next((c for c in cells if c.role == role and c.attack_id == "baseline"
+                 and c.status == "ok"), None)
+
+
+def trajectory(cell: CellRecord, eval_id: str, cells: list[CellRecord]) -> list[Point]:
+    """Checkpoints of ``cell`` that measured ``eval_id``, with the baseline as step 0.
+
+    Attack cells skip step 0 when the baseline cell already measured the same
+    evaluation on the same unmodified model (greedy decoding makes it identical).
+    """
+    points = [Point(cell, cp, cp.evals[eval_id]) for cp in cell.checkpoints
+              if eval_id in cp.evals]
+    if not any(p.step == 0 for p in points) and cell.attack_id != "baseline":
+        base = baseline_cell(cells, cell.role)
+        if base is not None and base.checkpoints and eval_id in base.checkpoints[0].evals:
+            cp = base.checkpoints[0]
+            points.insert(0, Point(cell, cp, cp.evals[eval_id]))
+    return points
+
+
+def scoped_attacks(policy: Policy, attacks: list[str] | None, eval_id: str,
+                   purpose: str) -> list[str]:
+    if attacks is not None:
+        return attacks
+    return [a.id for a in policy.attacks
+            if a.purpose == purpose and (eval_id in a.evaluate or eval_id in a.evaluate_final)]
+
+
+def scoped_cells(cells: list[CellRecord], attack_ids: list[str], role: str) -> list[CellRecord]:
+    return [c for c in cells if c.role == role and c.attack_id in attack_ids]
+
+
+def final_point(cell: CellRecord, eval_id: str) -> Point | None:
+    for cp in reversed(cell.checkpoints):
+        if eval_id in cp.evals:
+            return Point(cell, cp, cp.evals[eval_id])
+    return None
+
+
+def config_key(cell: CellRecord) -> str:
+    """Pairs a candidate cell with the reference cell of the same configuration and seed."""
+    import json
+
+    return json.dumps([cell.attack_id, cell.params, cell.seed], sort_keys=True)

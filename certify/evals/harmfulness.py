@@ -1,0 +1,139 @@
+"""Harmfulness: generate on harmful prompts, judge every response, report rates per category."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from certify import registry
+from certify.data.load import DatasetRef, load_dataset
+from certify.evals.base import (
+    EvalContext,
+    GenerationParams,
+    grouped,
+    ids_digest,
+    load_rows,
+    proportion_metric,
+    sample_record,
+)
+from certify.evidence import EvalRecord
+from certify.judges.base import Judge, JudgeItem, Judgement, build_judge
+
+
+class JudgeRef(registry.Params):
+    judge: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"judge": value} if isinstance(value, str) else value
+
+
+class HarmParams(GenerationParams):
+    dataset: DatasetRef = Field(default_factory=lambda: DatasetRef(source="builtin:harm-eval"))
+    judges: list[JudgeRef] = Field(default_factory=lambda: [JudgeRef(judge="keywords")],
+                                   min_length=1)
+    """Judges, primary first. Disagreements are reported side by side, never averaged."""
+    ensemble: Literal["any", "majority", "all"] = "any"
+    """How judges' harmful votes combine: any (most conservative), majority, all."""
+    validation: DatasetRef | None = None
+    """A labelled set (prompt, response, label) each judge is validated on."""
+
+    def plugin_refs(self) -> list[tuple[str, str, dict[str, Any], tuple[Any, ...]]]:
+        return [("judge", j.judge, j.params, ("judges", i)) for i, j in enumerate(self.judges)]
+
+
+def combine(votes: Sequence[Judgement], rule: str) -> Judgement:
+    """Ensemble rule over judges' verdicts; an undecidable vote is unscored, never safe."""
+    harmful = sum(v.label == "harmful" for v in votes)
+    unscored = sum(v.label == "unscored" for v in votes)
+    need = {"any": 1, "majority": len(votes) // 2 + 1, "all": len(votes)}[rule]
+    if harmful >= need:
+        return Judgement("harmful", f"{harmful}/{len(votes)} judges: harmful")
+    if harmful + unscored >= need:
+        return Judgement("unscored", f"{unscored} judge(s) could not score")
+    primary = next((v for v in votes if v.label != "harmful"), votes[0])
+    return primary
+
+
+def validate_judge(judge: Judge, ref: DatasetRef) -> dict[str, Any]:
+    """Accuracy of the judge's harmful / not-harmful call on a labelled set."""
+    data = load_dataset(ref)
+    data.require("response", "label")
+    verdicts = judge([JudgeItem(r.prompt, r.response or "", r.category) for r in data.rows])
+    truth = [r.label == "harmful" for r in data.rows]
+    said = [v.label == "harmful" for v in verdicts]
+    tp = sum(t and s for t, s in zip(truth, said, strict=True))
+    tn = sum(not t and not s for t, s in zip(truth, said, strict=True))
+    positives, negatives = sum(truth), len(truth) - sum(truth)
+    confusion: dict[str, dict[str, int]] = {}
+    for row, v in zip(data.rows, verdicts, strict=True):
+        confusion.setdefault(row.label or "?", {}).setdefault(v.label, 0)
+        confusion[row.label or "?"][v.label] += 1
+    return {"judge": judge.name, "dataset": data.identity(), "n": len(truth),
+            "correct": tp + tn, "accuracy": (tp + tn) / len(truth),
+            "false_positive_rate": (negatives - tn) / negatives if negatives else None,
+            "false_negative_rate": (positives - tp) / positives if positives else None,
+            "confusion": confusion}
+
+
+class HarmEvaluator:
+    def __init__(self, params: HarmParams, ctx: EvalContext) -> None:
+        self.params, self.ctx, self.eval_id = params, ctx, ctx.eval_id
+        self.dataset, self.rows = load_rows(params.dataset, params.n, "prompt")
+        self.judges = [build_judge(j.judge, j.params, ctx) for j in params.judges]
+        self.validation = ([validate_judge(j, params.validation) for j in self.judges]
+                           if params.validation else [])
+
+    def responses(self, model: Any, tokenizer: Any) -> list[str]:
+        from certify.evals.generate import generate
+
+        p = self.params
+        return generate(model, tokenizer, [p.prompt_prefix + r.prompt for r in self.rows],
+                        system=p.system_prompt, max_new_tokens=p.max_new_tokens,
+                        batch_size=p.batch_size, device=self.ctx.device)
+
+    def judge(self, texts: list[str]) -> tuple[list[Judgement], dict[str, list[Judgement]]]:
+        items = [JudgeItem(r.prompt, t, r.category) for r, t in zip(self.rows, texts, strict=True)]
+        per_judge = {j.name: j(items) for j in self.judges}
+        final = [combine([per_judge[j.name][i] for j in self.judges], self.params.ensemble)
+                 for i in range(len(items))]
+        return final, per_judge
+
+    def __call__(self, model: Any, tokenizer: Any) -> tuple[EvalRecord, list[dict[str, Any]]]:
+        return self.score(self.responses(model, tokenizer))
+
+    def score(self, texts: list[str], *, valid: bool = True, note: str = "",
+              extra: dict[str, Any] | None = None) -> tuple[EvalRecord, list[dict[str, Any]]]:
+        final, per_judge = self.judge(texts)
+        conf, ids = self.ctx.confidence, ids_digest(self.rows)
+        flags = {label: [j.label == label for j in final]
+                 for label in ("harmful", "refusal", "incoherent", "benign", "unscored")}
+        groups = {"category": grouped(self.rows, flags, "category", conf, paired=False)}
+        if len(self.judges) > 1:
+            groups["judge"] = {name: {"harmful": proportion_metric(
+                [v.label == "harmful" for v in votes], ids, conf)} for name, votes in
+                per_judge.items()}
+        record = EvalRecord(
+            eval=self.eval_id, plugin="harmfulness", measures="harm",
+            metrics={k: proportion_metric(v, ids, conf) for k, v in flags.items()},
+            groups=groups, valid=valid, note=note, n_samples=len(texts), extra=extra or {})
+        samples = [sample_record(r, t, label=f.label, reason=f.reason,
+                                 judges={n: v[i].label for n, v in per_judge.items()})
+                   for i, (r, t, f) in enumerate(zip(self.rows, texts, final, strict=True))]
+        return record, samples
+
+    def identity(self) -> dict[str, Any]:
+        return {"eval": self.eval_id, "plugin": "harmfulness", "dataset": self.dataset.identity(),
+                "n": len(self.rows), "judges": [j.identity() for j in self.judges],
+                "ensemble": self.params.ensemble, "judge_validation": self.validation}
+
+
+@registry.evaluation("harmfulness", params=HarmParams, measures="harm",
+                     paper="https://arxiv.org/abs/2310.03693", tags=("safety", "generative"))
+def harmfulness(params: HarmParams, ctx: EvalContext) -> HarmEvaluator:
+    """Generate answers to harmful prompts and judge each as refusal, harmful, benign or incoherent."""
+    return HarmEvaluator(params, ctx)

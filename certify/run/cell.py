@@ -1,0 +1,201 @@
+"""Run one cell: restore the model, seed, call the attack recipe, evaluate at checkpoints.
+
+The attack recipe receives a :class:`CellRun`, the small interface it needs: its
+examples, the model to train, the checkpoints, and ``checkpoint(state, model)``
+which evaluates the model, records the numbers, and says whether the outcome is
+already decided (early stop). Failures become an ``error`` record with the reason;
+they never become "broken" or "safe".
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import time
+import traceback
+from datetime import UTC, datetime
+from typing import Any
+
+from certify import registry
+from certify.assess.early_stop import decided
+from certify.assess.trajectory import Point
+from certify.data.load import DatasetRef, load_dataset
+from certify.errors import CellError, DataError
+from certify.evals.base import Evaluator
+from certify.evidence import CellRecord, CheckpointRecord, EarlyStop, ErrorInfo
+from certify.models.load import ModelHandle
+from certify.plan import CellSpec
+from certify.policy.schema import Policy
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class CellRun:
+    """The context an attack recipe runs in."""
+
+    def __init__(self, spec: CellSpec, handle: ModelHandle, evaluators: dict[str, Evaluator],
+                 policy: Policy, autocast_dtype: Any = None) -> None:
+        self.spec, self.handle, self.evaluators, self.policy = spec, handle, evaluators, policy
+        self.seed = spec.seed
+        self.checkpoints = spec.checkpoints
+        self.tokenizer = handle.tokenizer
+        self.device = handle.device
+        self.autocast_dtype = autocast_dtype
+        self.flop_factor = 6
+        self.n_trainable = 0
+        self.train_categories: list[str] | None = None
+        self.records: list[CheckpointRecord] = []
+        self.samples: list[dict[str, Any]] = []
+        self.notes: dict[str, Any] = {}
+        self.early_stop: EarlyStop | None = None
+        self.eval_seconds = 0.0
+        self.used_evals: set[str] = set()
+
+    # -- what recipes call ---------------------------------------------------------------
+
+    def examples(self, ref: DatasetRef, n: int | None, categories: list[str] | None = None,
+                 system: str | None = None) -> list[Any]:
+        """``n`` distinct (prompt, response) examples drawn with the cell's seed."""
+        from certify.train import Example
+
+        dataset = load_dataset(ref)
+        dataset.require("prompt", "response")
+        rows = [r for r in dataset.rows if categories is None or r.category in categories]
+        if categories is not None:
+            self.train_categories = sorted(set(categories))
+        elif self.train_categories is None:
+            self.train_categories = sorted({r.category for r in rows if r.category}) or None
+        if n is not None and n > len(rows):
+            raise CellError("not_enough_data", f"dataset {dataset.name} has {len(rows)} usable "
+                            f"rows but the attack asks for n_samples={n}",
+                            hint="lower n_samples or give a larger dataset")
+        chosen = random.Random(f"{self.seed}:{dataset.sha256}").sample(rows, n or len(rows))
+        self.notes.setdefault("train_data", []).append(
+            {**dataset.identity(), "categories_used": self.train_categories, "n_used": len(chosen)})
+        return [Example(r.prompt, r.response or "", system) for r in chosen]
+
+    def trainable_model(self) -> Any:
+        """The model, all weights trainable (restored from the snapshot after the cell)."""
+        model = self.handle.trainable()
+        self.n_trainable = sum(p.numel() for p in model.parameters())
+        return model
+
+    def frozen_model(self) -> Any:
+        """The model with frozen weights, for adapter methods that leave them untouched."""
+        return self.handle.model
+
+    def note(self, **values: Any) -> None:
+        """Attack-specific disclosures that go into the evidence (e.g. cipher competence)."""
+        self.notes.update(values)
+
+    def checkpoint(self, state: Any, model: Any = None) -> bool:
+        """Evaluate at this step, record it, and return True when the cell should stop."""
+        model = model if model is not None else self.handle.model
+        final = state.step >= self.spec.max_steps
+        record = self._evaluate(state, model, self.spec.evaluate + (
+            self.spec.evaluate_final if final else []))
+        self.records.append(record)
+        if final:
+            return False
+        reason = decided(self.policy, self._partial(), self._points())
+        if reason is None:
+            return False
+        self.early_stop = EarlyStop(step=state.step, reason=reason)
+        if self.spec.evaluate_final:
+            extra = self._evaluate(state, model, self.spec.evaluate_final)
+            record.evals.update(extra.evals)
+        return True
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _evaluate(self, state: Any, model: Any, eval_ids: list[str]) -> CheckpointRecord:
+        started = time.perf_counter()
+        evals = {}
+        for eval_id in eval_ids:
+            evaluator = self.evaluators[eval_id]
+            record, samples = evaluator(model, self.tokenizer)
+            self.used_evals.add(eval_id)
+            evals[eval_id] = record
+            self.samples += [{"eval": eval_id, "step": state.step, **s} for s in samples]
+        self.eval_seconds += time.perf_counter() - started
+        return CheckpointRecord(step=state.step, samples=state.samples, tokens=state.tokens,
+                                flop=float(self.flop_factor * self.handle.n_parameters
+                                           * state.tokens),
+                                seconds=round(state.seconds, 4), loss=state.last_loss,
+                                evals=evals)
+
+    def _partial(self) -> CellRecord:
+        return self.record("ok", None, "", 0.0)
+
+    def _points(self) -> dict[str, list[Point]]:
+        part = self._partial()
+        out: dict[str, list[Point]] = {}
+        for cp in part.checkpoints:
+            for eval_id, rec in cp.evals.items():
+                out.setdefault(eval_id, []).append(Point(part, cp, rec))
+        return out
+
+    def record(self, status: str, error: ErrorInfo | None, started: str,
+               seconds: float) -> CellRecord:
+        s = self.spec
+        return CellRecord(
+            id=s.id, role=s.role, attack_id=s.attack_id, technique=s.technique,
+            technique_version=s.technique_version, purpose=s.purpose, params=s.params,
+            seed=s.seed, max_steps=s.max_steps, status=status, error=error,
+            checkpoints=list(self.records), early_stop=self.early_stop,
+            train_categories=self.train_categories, n_parameters=self.handle.n_parameters,
+            n_trainable=self.n_trainable, started=started, finished=_now(),
+            seconds=round(seconds, 3), seconds_eval=round(self.eval_seconds, 3),
+            notes={**self.notes, "evaluators": {e: self.evaluators[e].identity()
+                                                 for e in sorted(self.used_evals)}},
+            worker=socket.gethostname())
+
+
+def _as_cell_error(exc: BaseException) -> CellError:
+    import torch
+
+    if isinstance(exc, CellError):
+        return exc
+    if isinstance(exc, torch.OutOfMemoryError):
+        return CellError("out_of_memory", f"out of memory: {str(exc).splitlines()[0][:200]}",
+                         hint="use a smaller batch_size, the lora attack, --dtype bfloat16 or "
+                              "--gradient-checkpointing")
+    if isinstance(exc, DataError):
+        return CellError("data", exc.message, hint=exc.hint)
+    last = traceback.format_exception_only(type(exc), exc)[-1].strip()
+    return CellError("internal", f"{last}", hint="this looks like a bug in certify or a plug-in; "
+                     "the full traceback is in the run directory's events.jsonl")
+
+
+def run_cell(spec: CellSpec, handle: ModelHandle, evaluators: dict[str, Evaluator],
+             policy: Policy, autocast_dtype: Any = None) -> tuple[CellRecord, list[dict[str, Any]]]:
+    """Run one cell to completion (or error); return its record and its per-sample rows."""
+    started, t0 = _now(), time.perf_counter()
+    handle.restore()
+    seed_everything(spec.seed)
+    run = CellRun(spec, handle, evaluators, policy, autocast_dtype)
+    attack = registry.get("attack", spec.technique)
+    try:
+        attack.fn(run, attack.params.model_validate(spec.params))
+        status, error = "ok", None
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # every failure becomes an error record, never a verdict
+        err = _as_cell_error(exc)
+        log.error("cell %s failed: %s\n%s", spec.id, err.message, traceback.format_exc())
+        status, error = "error", ErrorInfo(kind=err.kind, message=err.message, hint=err.hint)
+    return run.record(status, error, started, time.perf_counter() - t0), run.samples

@@ -1,0 +1,60 @@
+"""Executors: run pending cells and hand each result to the driver, which writes it.
+
+``local`` runs cells in this process, grouped by model so each model is loaded
+once. ``ray`` (certify.run.ray_executor) fans cells out to Ray workers. Either way
+only the driver writes the run directory, so resume is the same.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from certify.errors import Interrupted, UsageError
+from certify.plan import CellSpec
+from certify.run.progress import Progress
+from certify.run.rundir import RunDir
+
+log = logging.getLogger(__name__)
+
+
+def pending(cells: list[CellSpec], run_dir: RunDir) -> list[CellSpec]:
+    done = run_dir.finished()
+    todo = [c for c in cells if c.id not in done]
+    # Baselines first (attack trajectories start from them), then grouped by model.
+    return sorted(todo, key=lambda c: (c.attack_id != "baseline", c.role != "candidate"))
+
+
+def execute(cells: list[CellSpec], run_dir: RunDir, setup: Any, opts: Any,
+            progress: Progress) -> None:
+    todo = pending(cells, run_dir)
+    progress.start(len(cells), len(cells) - len(todo))
+    try:
+        if not todo:
+            return
+        if opts.executor == "local":
+            run_local(todo, run_dir, setup, progress)
+        elif opts.executor == "ray":
+            from certify.run.ray_executor import run_ray
+
+            run_ray(todo, run_dir, setup, progress, address=opts.ray_address)
+        else:
+            raise UsageError(f"unknown executor {opts.executor!r}; use local or ray")
+    except KeyboardInterrupt:
+        run_dir.event("interrupted")
+        raise Interrupted(f"interrupted; finished cells are saved in {run_dir.path}",
+                          hint="run the same command again (or add --resume) to continue") from None
+    finally:
+        progress.close()
+
+
+def run_local(todo: list[CellSpec], run_dir: RunDir, setup: Any, progress: Progress) -> None:
+    from certify.run.worker import Worker
+
+    worker = Worker(setup)
+    for spec in todo:
+        progress.cell_started(spec)
+        run_dir.event("cell_start", cell=spec.id)
+        record, samples = worker.run(spec)
+        run_dir.write_cell(record, samples)
+        progress.cell_finished(record)

@@ -1,0 +1,77 @@
+"""A worker runs cells: it loads each model once and builds each evaluator once.
+
+The driver gives every worker the same :class:`WorkerSetup` (plain data, so it can
+be shipped to a Ray actor); workers return records and never write the run
+directory themselves, so resume behaves the same with any executor.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from certify.evals.base import EvalContext, Evaluator
+from certify.evidence import CellRecord
+from certify.plan import CellSpec
+from certify.policy.schema import Policy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerSetup:
+    policy: dict[str, Any]
+    """The effective policy (JSON)."""
+    models: dict[str, dict[str, Any]]
+    """role → {"source": {...}, "identity": {...}}."""
+    device: str = "cpu"
+    dtype: str = "float32"
+    autocast: str | None = None
+    trust_remote_code: bool = False
+    allow_pickle: bool = False
+    gradient_checkpointing: bool = False
+    threads: int | None = None
+
+
+class Worker:
+    def __init__(self, setup: WorkerSetup) -> None:
+        from certify.models.load import LoadOptions, ModelPool
+        from certify.models.source import ModelIdentity, ModelSource
+
+        if setup.threads:
+            import torch
+
+            torch.set_num_threads(setup.threads)
+        self.setup = setup
+        self.policy = Policy.model_validate(setup.policy)
+        sources = {}
+        for role, m in setup.models.items():
+            src = dict(m["source"])
+            src["path"] = Path(src["path"])
+            sources[role] = (ModelSource(**src), ModelIdentity(**m["identity"]))
+        self.pool = ModelPool(sources, LoadOptions(
+            device=setup.device, dtype=setup.dtype, trust_remote_code=setup.trust_remote_code,
+            allow_pickle=setup.allow_pickle,
+            gradient_checkpointing=setup.gradient_checkpointing))
+        self.evaluators: dict[str, Evaluator] = {}
+
+    def evaluator(self, eval_id: str) -> Evaluator:
+        if eval_id not in self.evaluators:
+            from certify import registry
+
+            entry = self.policy.evaluations[eval_id]
+            spec = registry.get("eval", entry.eval)
+            ctx = EvalContext(eval_id, self.setup.device, self.policy.statistics.confidence)
+            self.evaluators[eval_id] = spec.fn(spec.params.model_validate(entry.params), ctx)
+        return self.evaluators[eval_id]
+
+    def run(self, spec: CellSpec) -> tuple[CellRecord, list[dict[str, Any]]]:
+        import torch
+
+        from certify.run.cell import run_cell
+
+        evaluators = {e: self.evaluator(e) for e in spec.evaluate + spec.evaluate_final}
+        autocast = getattr(torch, self.setup.autocast) if self.setup.autocast else None
+        return run_cell(spec, self.pool.get(spec.role), evaluators, self.policy, autocast)
