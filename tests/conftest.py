@@ -1,0 +1,56 @@
+"""Shared test set-up: offline Hugging Face, a persistent demo-model cache, slow marker.
+
+Demo models are built once per cache (about a minute each) under .cache/certify in
+the checkout, or CERTIFY_CACHE_DIR. Slow tests run with --runslow.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("CERTIFY_CACHE_DIR", str(ROOT / ".cache" / "certify"))
+for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ[var] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+os.environ.setdefault("HF_DATASETS_CACHE", str(ROOT / ".cache" / "hf-datasets"))
+os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="certify-mpl-"))
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", help="run slow tests")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--runslow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --runslow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_chat() -> Path:
+    from certify.demo.models import ensure_built
+
+    return ensure_built("tiny-chat")
+
+
+def run_certify(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+                timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    """Run the certify CLI in a fresh interpreter, as a user would."""
+    return subprocess.run([sys.executable, "-m", "certify", *args], capture_output=True,
+                          text=True, cwd=cwd or ROOT, env={**os.environ, **(env or {})},
+                          timeout=timeout)
+
+
+@pytest.fixture
+def certify_cli():
+    return run_certify
