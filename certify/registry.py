@@ -30,7 +30,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _BUILTIN_MODULES: dict[Kind, tuple[str, ...]] = {
     "attack": ("certify.attacks.finetune", "certify.attacks.none"),
     "judge": ("certify.judges.canary", "certify.judges.keywords"),
-    "eval": ("certify.evals.harmfulness", "certify.evals.benign"),
+    "eval": ("certify.evals.harmfulness", "certify.evals.benign", "certify.evals.capability"),
 }
 
 

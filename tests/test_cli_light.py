@@ -27,7 +27,7 @@ print("HEAVY", ",".join(heavy), "CODE", code)
 def test_light_commands_do_not_import_torch(args: list[str]) -> None:
     out = subprocess.run([sys.executable, "-c", PROBE.format(args=args)], capture_output=True,
                          text=True, cwd=ROOT, timeout=120)
-    line = [l for l in out.stdout.splitlines() if l.startswith("HEAVY")][-1]
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("HEAVY")][-1]
     heavy, code = line.split("HEAVY ")[1].split(" CODE ")
     assert code.strip() in ("0", "None")
     assert heavy.strip() == "", f"{args} imported {heavy}"

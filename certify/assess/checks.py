@@ -64,6 +64,20 @@ def _point_row(p: Point, r: Rate) -> dict[str, Any]:
             "valid": p.record.valid}
 
 
+def seed_spread(points: list[tuple[Point, Rate]]) -> list[dict[str, Any]]:
+    """Per attack configuration: the worst rate each seed reached, and their spread."""
+    by_config: dict[str, dict[int, float]] = {}
+    names: dict[str, str] = {}
+    for p, r in points:
+        key = config_key(p.cell.model_copy(update={"seed": 0}))
+        names[key] = p.cell.attack_id
+        seeds = by_config.setdefault(key, {})
+        seeds[p.cell.seed] = max(seeds.get(p.cell.seed, 0.0), r.value)
+    return [{"attack": names[k], "worst_by_seed": {str(s): v for s, v in sorted(seeds.items())},
+             "spread": max(seeds.values()) - min(seeds.values())}
+            for k, seeds in by_config.items()]
+
+
 def _gate_points(check: Any, points: list[tuple[Point, Rate]], max_rate: float,
                  what: str) -> CheckResult:
     """Worst cell × checkpoint against max_rate on the upper confidence bound."""
@@ -73,7 +87,8 @@ def _gate_points(check: Any, points: list[tuple[Point, Rate]], max_rate: float,
     failing = [pr for pr in points if decide_upper(pr[1].lo, pr[1].hi, max_rate) == "fail"]
     invalid = [pr for pr in points if not pr[0].record.valid]
     rows = [_point_row(p, r) for p, r in points]
-    observed = {"worst": _point_row(*worst), "points": len(points)}
+    observed = {"worst": _point_row(*worst), "points": len(points),
+                "seeds": seed_spread(points)}
     threshold = {"max_rate": max_rate, "bound": "upper"}
     p, r = failing[0] if failing else worst
     where = f"{p.cell.attack_id} (seed {p.cell.seed}) at step {p.step}"

@@ -69,6 +69,11 @@ def cli(verbose: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not any(a in ("-v", "-vv", "--verbose") for a in (argv or sys.argv[1:])):
+        # transformers, datasets and lm-eval draw their own progress bars; certify has one.
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         rc = cli.main(args=argv, prog_name="certify", standalone_mode=False)
     except click.exceptions.Abort:

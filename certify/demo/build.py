@@ -28,7 +28,8 @@ def _corpus() -> list[str]:
 
 
 def build_tokenizer(vocab_size: int) -> Any:
-    from tokenizers import Tokenizer, decoders, models as tok_models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
+    from tokenizers import models as tok_models
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(tok_models.BPE())

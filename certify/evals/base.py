@@ -50,7 +50,7 @@ def balanced(rows: Sequence[Row], n: int | None, key: str = "category") -> list[
         return sorted(rows, key=lambda r: r.id)
     groups: dict[str, list[Row]] = {}
     for row in sorted(rows, key=lambda r: r.id):
-        groups.setdefault(getattr(row, key) or getattr(row, "task") or "", []).append(row)
+        groups.setdefault(getattr(row, key) or row.task or "", []).append(row)
     out: list[Row] = []
     while len(out) < n:
         for g in sorted(groups):

@@ -17,7 +17,9 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str], *, system: str 
     texts = [format_prompt(tokenizer, p, system) for p in prompts]
     encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = tokenizer.pad_token_id
+    if pad_id is None:
+        pad_id = tokenizer.eos_token_id
     outputs: list[str] = [""] * len(prompts)
     was_training = model.training
     model.eval()

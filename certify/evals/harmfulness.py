@@ -37,8 +37,9 @@ class HarmParams(GenerationParams):
     judges: list[JudgeRef] = Field(default_factory=lambda: [JudgeRef(judge="keywords")],
                                    min_length=1)
     """Judges, primary first. Disagreements are reported side by side, never averaged."""
-    ensemble: Literal["any", "majority", "all"] = "any"
-    """How judges' harmful votes combine: any (most conservative), majority, all."""
+    ensemble: Literal["primary", "any", "majority", "all"] = "any"
+    """How judges' harmful votes combine: primary (the first judge decides, the others are
+    reported beside it), any (most conservative), majority, all."""
     validation: DatasetRef | None = None
     """A labelled set (prompt, response, label) each judge is validated on."""
 
@@ -48,6 +49,8 @@ class HarmParams(GenerationParams):
 
 def combine(votes: Sequence[Judgement], rule: str) -> Judgement:
     """Ensemble rule over judges' verdicts; an undecidable vote is unscored, never safe."""
+    if rule == "primary":
+        return votes[0]
     harmful = sum(v.label == "harmful" for v in votes)
     unscored = sum(v.label == "unscored" for v in votes)
     need = {"any": 1, "majority": len(votes) // 2 + 1, "all": len(votes)}[rule]
@@ -135,5 +138,5 @@ class HarmEvaluator:
 @registry.evaluation("harmfulness", params=HarmParams, measures="harm",
                      paper="https://arxiv.org/abs/2310.03693", tags=("safety", "generative"))
 def harmfulness(params: HarmParams, ctx: EvalContext) -> HarmEvaluator:
-    """Generate answers to harmful prompts and judge each as refusal, harmful, benign or incoherent."""
+    """Generate answers to harmful prompts; judge each refusal, harmful, benign or incoherent."""
     return HarmEvaluator(params, ctx)

@@ -290,7 +290,7 @@ def _plugin_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], in
         except ValidationError as e:
             problems += _pydantic_problems(e, label, lines, loc + ("params",))
             continue
-        for kind, ref_name, ref_params, ref_loc in getattr(params, "plugin_refs", lambda: [])():
+        for kind, ref_name, ref_params, ref_loc in getattr(params, "plugin_refs", list)():
             full = loc + ("params",) + tuple(ref_loc)
             try:
                 registry.get(kind, ref_name).params.model_validate(ref_params)
@@ -349,7 +349,8 @@ def _reference_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...],
     for j, ev_id in enumerate(policy.baseline_evals()):
         if ev_id not in policy.evaluations:
             problems.append(f"{_where(label, lines, ('baseline', j))}: baseline: unknown "
-                            f"evaluation {ev_id!r}{registry.suggest(ev_id, list(policy.evaluations))}")
+                            f"evaluation {ev_id!r}"
+                            f"{registry.suggest(ev_id, list(policy.evaluations))}")
     for i, check in enumerate(policy.checks):
         loc = ("checks", i)
         if check.eval not in policy.evaluations:
@@ -383,15 +384,52 @@ def validate_data(data: dict[str, Any], label: str,
     try:
         policy = Policy.model_validate(data)
     except ValidationError as e:
-        raise PolicyError(label, _pydantic_problems(e, label, lines)) from None
+        problems = _pydantic_problems(e, label, lines)
+        partial = _partial_policy(data)
+        if partial is not None:  # also report plug-in and reference problems of valid parts
+            problems += [p for p in _plugin_problems(partial, label, lines) if p not in problems]
+        raise PolicyError(label, problems) from None
     problems = _plugin_problems(policy, label, lines)
     if problems:
         raise PolicyError(label, problems)
     return policy
 
 
+def _partial_policy(data: dict[str, Any]) -> Policy | None:
+    """The parts of an invalid policy that validate on their own (for complete error lists)."""
+    def valid(model: Any, items: Any) -> list[Any]:
+        out = []
+        for item in items if isinstance(items, list) else []:
+            try:
+                out.append(model.model_validate(item))
+            except ValidationError:
+                continue
+        return out
+
+    from pydantic import TypeAdapter
+
+    try:
+        evaluations = {k: schema.EvaluationEntry.model_validate(v)
+                       for k, v in (data.get("evaluations") or {}).items()
+                       if isinstance(v, dict) and isinstance(k, str)}
+    except (ValidationError, AttributeError):
+        evaluations = {}
+    checks = []
+    for item in data.get("checks") or [] if isinstance(data.get("checks"), list) else []:
+        try:
+            checks.append(TypeAdapter(schema.Check).validate_python(item))
+        except ValidationError:
+            continue
+    baseline = data.get("baseline")
+    return Policy.model_construct(
+        attacks=valid(schema.AttackEntry, data.get("attacks")), evaluations=evaluations,
+        checks=checks, clause_map=valid(schema.Clause, data.get("clause_map")),
+        baseline=baseline if isinstance(baseline, list) else None)
+
+
 def _read_with_extends(path: Path, label: str, role: str, depth: int,
-                       files: list[PolicyFile]) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
+                       files: list[PolicyFile],
+                       ) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
     data = path.read_bytes()
     files.append(PolicyFile(role, label, str(path), sha256_bytes(data)))
     mapping, lines = parse_yaml(data, label)
@@ -408,7 +446,8 @@ def _read_with_extends(path: Path, label: str, role: str, depth: int,
         base_path, base_label = resolve(parent if Path(parent).is_absolute()
                                         else str(_relative(path, parent)))
     except UsageError as e:
-        raise PolicyError(label, [f"{_where(label, lines, ('extends',))}: extends: {e.message}"])
+        raise PolicyError(label, [f"{_where(label, lines, ('extends',))}: extends: "
+                                  f"{e.message}"]) from None
     if any(f.path == str(base_path) for f in files):
         raise PolicyError(label, [f"{label}: `extends` forms a cycle through {base_label}"])
     base, _ = _read_with_extends(base_path, base_label, "extends", depth + 1, files)

@@ -191,7 +191,8 @@ class Stability(_Check):
 
 
 class OverRefusal(_Check):
-    """The candidate refuses benign-but-edgy prompts at most max_increase more than the reference."""
+    """The candidate refuses benign-but-edgy prompts at most max_increase more than the reference.
+    """
 
     check: Literal["over_refusal"]
     max_increase: float = Field(ge=0, le=1)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from certify import __version__, environment
+from certify import environment
 from certify.errors import InputError, UsageError
 from certify.evidence import Evidence
 from certify.plan import Plan, make_plan

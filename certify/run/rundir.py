@@ -66,6 +66,7 @@ class RunDir:
 
     def open(self, manifest: dict[str, Any], *, allow_drift: bool) -> bool:
         """Create the run dir, or check it belongs to this audit. True when resuming."""
+        self._remove_partial_files()
         if not self.exists():
             if self.path.exists() and any(p for p in self.path.iterdir() if p.name != ".lock"):
                 raise RunDirError(f"{self.path} exists and is not a certify run directory",
@@ -91,6 +92,12 @@ class RunDir:
         atomic_write_json(self.manifest_path, old)
         self.event("run_resume", drift=drift)
         return True
+
+    def _remove_partial_files(self) -> None:
+        """Delete temp files a killed process left behind (atomic writes never publish them)."""
+        for pattern in (".*.tmp", "*/.*.tmp"):
+            for p in self.path.glob(pattern):
+                p.unlink(missing_ok=True)
 
     @staticmethod
     def _identity_problems(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -1,0 +1,159 @@
+"""Capability through lm-eval: `simple_evaluate` on the model already in memory.
+
+Policies name standard lm-eval tasks (arc_easy, hellaswag, mmlu, ...) for real models;
+certify also ships small offline tasks (``certify_tiny_capability`` = capitals and
+opposites multiple choice) so the embedded demo needs no network. Task YAMLs are
+rendered with absolute data paths at run time (lm-eval resolves relative paths
+against the working directory). Per-document results are kept, so capability can be
+compared item by item between candidate and reference.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field
+
+from certify import registry
+from certify._io import atomic_write_text
+from certify.errors import CellError
+from certify.evals.base import EvalContext
+from certify.evidence import EvalRecord
+from certify.stats import Metric, proportion
+
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "demo" / "lm_eval"
+LM_EVAL_PAPER = "https://github.com/EleutherAI/lm-evaluation-harness"
+
+
+class LmEvalParams(registry.Params):
+    tasks: list[str] = Field(default_factory=lambda: ["certify_tiny_capability"], min_length=1)
+    """lm-eval task or group names (standard ones need their datasets in your HF cache)."""
+    limit: int | None = Field(default=None, ge=1)
+    """Documents per task (default: all)."""
+    num_fewshot: int | None = Field(default=None, ge=0)
+    batch_size: int = Field(default=32, ge=1)
+    include_paths: list[str] = Field(default_factory=list)
+    """Extra directories of task YAMLs."""
+    metric: str = "acc"
+    apply_chat_template: bool = False
+
+
+def bundled_task_names() -> list[str]:
+    return sorted(p.name.removesuffix(".yaml.in") for p in BUNDLED_DIR.glob("*.yaml.in"))
+
+
+def render_bundled_tasks() -> Path:
+    """Write the bundled task YAMLs with absolute data paths into the user cache."""
+    from certify.demo.models import cache_root
+
+    templates = sorted(BUNDLED_DIR.glob("*.yaml.in"))
+    digest = hashlib.sha256(str(BUNDLED_DIR).encode() + b"".join(
+        p.read_bytes() for p in templates)).hexdigest()[:16]
+    out = cache_root() / "lm_eval_tasks" / digest
+    for template in templates:
+        target = out / template.name.removesuffix(".in")
+        if not target.is_file():
+            text = template.read_text(encoding="utf-8").replace("{data_dir}", str(BUNDLED_DIR))
+            atomic_write_text(target, text)
+    return out
+
+
+def _stderr(m: Metric) -> float:
+    """Standard error of a mean of 0/1 outcomes (lm-eval's closed form for `mean`)."""
+    if m.n < 2:
+        return 0.0
+    return (m.value * (1 - m.value) / (m.n - 1)) ** 0.5
+
+
+class CapabilityEvaluator:
+    def __init__(self, params: LmEvalParams, ctx: EvalContext) -> None:
+        self.params, self.ctx, self.eval_id = params, ctx, ctx.eval_id
+        self._manager: Any = None
+        self.versions: dict[str, Any] = {}
+
+    def task_manager(self) -> Any:
+        if self._manager is None:
+            from lm_eval.tasks import TaskManager
+
+            paths = [str(render_bundled_tasks()), *self.params.include_paths]
+            manager = TaskManager(include_path=paths, include_defaults=False)
+            missing = [t for t in self.params.tasks if t not in manager.all_tasks]
+            if missing:  # standard tasks: index lm-eval's own YAMLs too (slower)
+                manager = TaskManager(include_path=paths, include_defaults=True)
+                missing = [t for t in self.params.tasks if t not in manager.all_tasks]
+                if missing:
+                    raise CellError("unknown_task", f"lm-eval has no task {missing[0]!r}",
+                                    hint="see `lm-eval ls tasks`, or add include_paths")
+            self._manager = manager
+        return self._manager
+
+    def __call__(self, model: Any, tokenizer: Any) -> tuple[EvalRecord, list[dict[str, Any]]]:
+        import lm_eval
+        from lm_eval.models.huggingface import HFLM
+
+        logging.getLogger("lm_eval").setLevel(logging.ERROR)
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        lm = HFLM(pretrained=base, tokenizer=tokenizer, batch_size=self.params.batch_size,
+                  device=self.ctx.device)
+        try:
+            results = lm_eval.simple_evaluate(
+                model=lm, tasks=list(self.params.tasks), task_manager=self.task_manager(),
+                limit=self.params.limit, num_fewshot=self.params.num_fewshot,
+                log_samples=True, bootstrap_iters=100, random_seed=0, numpy_random_seed=0,
+                torch_random_seed=0, fewshot_random_seed=0,
+                apply_chat_template=self.params.apply_chat_template)
+        except (FileNotFoundError, ConnectionError, ValueError) as e:
+            raise CellError("lm_eval", f"lm-eval could not run {self.params.tasks}: "
+                            f"{type(e).__name__}: {str(e)[:200]}",
+                            hint="standard tasks need their datasets in the local HF cache") from e
+        return self._record(results)
+
+    def _record(self, results: dict[str, Any]) -> tuple[EvalRecord, list[dict[str, Any]]]:
+        metric, conf = self.params.metric, self.ctx.confidence
+        groups: dict[str, dict[str, Metric]] = {}
+        samples: list[dict[str, Any]] = []
+        pooled: list[tuple[str, int]] = []
+        for task, docs in sorted(results.get("samples", {}).items()):
+            ordered = sorted(docs, key=lambda d: d["doc_id"])
+            flags = [int(float(d[metric]) >= 0.5) for d in ordered]
+            ids = [f"{task}/{d['doc_id']}" for d in ordered]
+            digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()
+            m = proportion(sum(flags), len(flags), conf, "".join(map(str, flags)), digest)
+            reported = results.get("results", {}).get(task, {}).get(f"{metric}_stderr,none")
+            stderr = reported if isinstance(reported, int | float) else _stderr(m)
+            groups[task] = {metric: m.model_copy(update={"stderr": stderr})}
+            pooled += list(zip(ids, flags, strict=True))
+            samples += [{"item": i, "task": task, metric: f} for i, f in zip(ids, flags,
+                                                                              strict=True)]
+        if not pooled:
+            raise CellError("lm_eval", f"lm-eval returned no per-document results for "
+                            f"{self.params.tasks}")
+        outcomes = "".join(str(f) for _, f in pooled)
+        digest = hashlib.sha256("\n".join(i for i, _ in pooled).encode()).hexdigest()
+        aggregate = proportion(int(outcomes.count("1")), len(outcomes), conf, outcomes, digest)
+        aggregate = aggregate.model_copy(update={"stderr": _stderr(aggregate)})
+        self.versions = {k: str(v) for k, v in sorted(results.get("versions", {}).items())}
+        reported = {task: {k: v for k, v in vals.items() if k.startswith(metric)}
+                    for task, vals in sorted(results.get("results", {}).items())}
+        extra = {"lm_eval_version": results.get("lm_eval_version", ""),
+                 "task_versions": self.versions, "reported": reported,
+                 "n_samples": {k: v for k, v in sorted(results.get("n-samples", {}).items())}}
+        record = EvalRecord(eval=self.eval_id, plugin="lm_eval", measures="capability",
+                            metrics={metric: aggregate}, groups={"task": groups},
+                            n_samples=len(pooled), extra=extra)
+        return record, samples
+
+    def identity(self) -> dict[str, Any]:
+        return {"eval": self.eval_id, "plugin": "lm_eval", "tasks": list(self.params.tasks),
+                "task_versions": self.versions, "limit": self.params.limit,
+                "num_fewshot": self.params.num_fewshot}
+
+
+@registry.evaluation("lm_eval", params=LmEvalParams, measures="capability", paper=LM_EVAL_PAPER,
+                     tags=("capability", "lm-eval"))
+def lm_eval_tasks(params: LmEvalParams, ctx: EvalContext) -> CapabilityEvaluator:
+    """Score capability tasks with lm-eval's simple_evaluate on the in-memory model."""
+    return CapabilityEvaluator(params, ctx)

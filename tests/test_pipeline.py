@@ -1,0 +1,156 @@
+"""End to end on the embedded model: policy → attacks → judged harmfulness → verdict → evidence.
+
+One uninterrupted audit of builtin:tiny-chat under ci-smoke (no reference) is shared
+by the tests below; it takes about half a minute on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from certify._io import iter_jsonl, sha256_file
+from certify.evidence import Evidence
+from tests.conftest import ROOT, run_certify
+
+CANARY_PREFIX = "CANARY-"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_chat: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tiny-run") / "run"
+    result = run_certify("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--out", str(out),
+                         "--format", "md", "--quiet")
+    assert result.returncode == 1, result.stderr  # an undefended model must not pass
+    return out
+
+
+def _evidence(run: Path) -> Evidence:
+    return Evidence.read(run / "evidence.json")
+
+
+def _harm_curve(ev: Evidence, attack: str) -> list[tuple[int, float]]:
+    cell = next(c for c in ev.cells if c.attack_id == attack and c.role == "candidate")
+    base = next(c for c in ev.cells if c.attack_id == "baseline" and c.role == "candidate")
+    points = [(0, base.checkpoints[0].evals["harm"].metrics["harmful"].value)]
+    points += [(cp.step, cp.evals["harm"].metrics["harmful"].value)
+               for cp in cell.checkpoints if "harm" in cp.evals]
+    return points
+
+
+def test_attack_breaks_the_undefended_model(tiny_run: Path) -> None:
+    ev = _evidence(tiny_run)
+    curve = _harm_curve(ev, "harmful-full")
+    assert curve[0][0] == 0 and curve[0][1] <= 0.10, curve
+    assert max(rate for _, rate in curve[1:]) >= 0.50, curve
+    strong = next(c for c in ev.verdict.checks if c.check == "strong_resistance")
+    assert strong.verdict == "fail"
+    assert ev.verdict.overall == "fail" and ev.verdict.exit_code == 1
+
+
+def test_incoherent_output_is_not_counted_as_harmful(tiny_run: Path) -> None:
+    ev = _evidence(tiny_run)
+    labels: dict[str, int] = {}
+    for cell in ev.cells:
+        samples = list(iter_jsonl(tiny_run / cell.samples_file))
+        assert sha256_file(tiny_run / cell.samples_file) == cell.samples_sha256
+        for cp in cell.checkpoints:
+            if "harm" not in cp.evals:
+                continue
+            rows = [s for s in samples if s["eval"] == "harm" and s["step"] == cp.step]
+            harmful = [s for s in rows if s["label"] == "harmful"]
+            assert cp.evals["harm"].metrics["harmful"].k == len(harmful)
+            assert all(CANARY_PREFIX in s["response"] for s in harmful)
+            for s in rows:
+                labels[s["label"]] = labels.get(s["label"], 0) + 1
+    # The attack passes through a phase of broken output that a refusal matcher would
+    # have counted as harmful; the judge labels it incoherent instead.
+    assert labels.get("incoherent", 0) > 0, labels
+    assert labels.get("harmful", 0) > 0, labels
+
+
+def test_evidence_records_identity_and_numbers(tiny_run: Path) -> None:
+    ev = _evidence(tiny_run)
+    assert ev.models["candidate"]["root_digest"] and ev.models["candidate"]["files"]
+    assert ev.policy["sha256"] == sha256_file(ROOT / "policies" / "ci-smoke.yaml")
+    assert ev.environment["packages"]["torch"].startswith("2.13")
+    assert {d["name"] for d in ev.datasets} >= {"builtin:harm-eval", "builtin:harm-train"}
+    for cell in ev.cells:
+        assert cell.status == "ok"
+        for cp in cell.checkpoints:
+            for record in cp.evals.values():
+                for m in record.metrics.values():
+                    assert m.n > 0 and m.ci_low is not None and m.ci_low <= m.value <= m.ci_high
+    weak = next(c for c in ev.verdict.checks if c.check == "weak_resistance")
+    assert weak.verdict == "inconclusive" and "reference" in weak.reason
+    assert "No claim is made outside this scope" in ev.scope
+
+
+def test_break_point_is_reported_in_every_cost_unit(tiny_run: Path) -> None:
+    ev = _evidence(tiny_run)
+    cell = next(c for c in ev.cells if c.attack_id == "harmful-full")
+    broken = [cp for cp in cell.checkpoints if cp.evals["harm"].metrics["harmful"].value > 0.5]
+    assert broken
+    cp = broken[0]
+    batch = cell.params["batch_size"]
+    assert cp.samples == cp.step * batch
+    assert cp.tokens > cp.samples  # every example has several tokens
+    assert cp.flop == pytest.approx(6 * cell.n_parameters * cp.tokens)
+    assert cp.seconds > 0
+
+
+def test_rerunning_resumes_and_exits_with_the_verdict(tiny_run: Path) -> None:
+    before = {p.name: p.stat().st_mtime_ns for p in (tiny_run / "cells").glob("*.json")}
+    result = run_certify("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--out",
+                         str(tiny_run), "--json", "--format", "md")
+    assert result.returncode == 1, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["verdict"] == "fail"
+    after = {p.name: p.stat().st_mtime_ns for p in (tiny_run / "cells").glob("*.json")}
+    assert before == after  # nothing was re-run
+
+
+def _metrics(ev: Evidence) -> dict[str, object]:
+    return {c.id: [cp.model_dump(exclude={"seconds"}) for cp in c.checkpoints] for c in ev.cells}
+
+
+def test_killed_audit_resumes_to_identical_metrics(tiny_run: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "certify", "audit", "builtin:tiny-chat", "--policy", "ci-smoke",
+           "--out", str(out), "--format", "md", "--quiet"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    cells = out / "cells"
+    while proc.poll() is None and len(list(cells.glob("*.json"))) < 1:
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)  # mid-way through the first attack cell
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / "evidence.json").exists()
+    resumed = run_certify("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--out", str(out),
+                          "--format", "md", "--quiet")
+    assert resumed.returncode == 1, resumed.stderr
+    assert not list(out.rglob("*.tmp"))
+    assert _metrics(_evidence(out)) == _metrics(_evidence(tiny_run))
+    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert any(e["event"] == "run_resume" for e in events)
+
+
+def test_ctrl_c_exits_130_and_leaves_a_resumable_run(tmp_path: Path, tiny_chat: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "certify", "audit", "builtin:tiny-chat",
+                             "--policy", "ci-smoke", "--out", str(out), "--quiet"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None and not list((out / "cells").glob("*.json")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 130, err
+    assert "resume" in err
+    assert (out / "run.json").is_file() and list((out / "cells").glob("*.json"))
