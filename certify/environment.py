@@ -59,11 +59,12 @@ def hardware() -> dict[str, Any]:
 
 def capture() -> dict[str, Any]:
     return {"python": platform.python_version(), "platform": platform.platform(),
-            "hostname_hash": _hostname_hash(), "hardware": hardware(),
+            "hostname_hash": hostname_hash(), "hardware": hardware(),
             "packages": package_versions(), "certify_revision": git_revision()}
 
 
-def _hostname_hash() -> str:
+def hostname_hash() -> str:
+    """A short hash of the host name: tells workers apart without naming machines."""
     import hashlib
 
     return hashlib.sha256(platform.node().encode()).hexdigest()[:12]

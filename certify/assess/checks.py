@@ -378,9 +378,12 @@ def trainability(check: schema.Trainability, ctx: Context) -> CheckResult:
 
 def judge_validity(check: schema.JudgeValidity, ctx: Context) -> CheckResult:
     threshold = {"min_accuracy": check.min_accuracy, "bound": "lower"}
-    validation = next((v for c in ctx.cells if c.status == "ok"
-                       if (v := c.notes.get("evaluators", {}).get(check.eval, {})
-                           .get("judge_validation"))), [])
+    ident = next((i for c in ctx.cells if c.status == "ok"
+                  if (i := c.notes.get("evaluators", {}).get(check.eval, {}))
+                  .get("judge_validation")), {})
+    validation = ident.get("judge_validation", [])
+    if ident.get("ensemble") == "primary":  # the other judges are reported, not decisive
+        validation = validation[:1]
     if not validation:
         return _result(check, "inconclusive", f"evaluation {check.eval!r} has no judge "
                        "validation set; add `validation:` to its params", threshold=threshold)

@@ -63,6 +63,8 @@ class ModelHandle:
         with torch.no_grad():
             for name, tensor in self.model.state_dict().items():
                 tensor.copy_(self.snapshot[name].to(tensor.device))
+        for p in self.model.parameters():
+            p.requires_grad_(False)
         self.dirty = False
         self.model.eval()
 

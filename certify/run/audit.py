@@ -151,8 +151,8 @@ def audit(opts: AuditOptions, progress: Progress | None = None) -> AuditResult:
     if opts.key is not None and not Path(opts.key).is_file():
         raise InputError(f"signing key {opts.key} does not exist",
                          hint="create one with `certify keygen --out DIR`")
+    datasets = preflight(loaded)  # bad data fails before any model is built or loaded
     models = resolve_models(opts, loaded, progress)
-    datasets = preflight(loaded)
     plan = make_plan(loaded.policy, {r: i.root_digest for r, (_, i) in models.items()})
     out = opts.out or default_out(loaded.policy.id, opts.model)
     run_dir = RunDir(out)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import random
-import socket
 import time
 import traceback
 from datetime import UTC, datetime
@@ -21,6 +20,7 @@ from certify import registry
 from certify.assess.early_stop import decided
 from certify.assess.trajectory import Point
 from certify.data.load import DatasetRef, load_dataset
+from certify.environment import hostname_hash
 from certify.errors import CellError, DataError
 from certify.evals.base import Evaluator
 from certify.evidence import CellRecord, CheckpointRecord, EarlyStop, ErrorInfo
@@ -162,7 +162,7 @@ class CellRun:
             seconds=round(seconds, 3), seconds_eval=round(self.eval_seconds, 3),
             notes={**self.notes, "evaluators": {e: self.evaluators[e].identity()
                                                  for e in sorted(self.used_evals)}},
-            worker=socket.gethostname())
+            worker=hostname_hash())
 
 
 def _as_cell_error(exc: BaseException) -> CellError:
