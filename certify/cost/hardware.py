@@ -19,6 +19,16 @@ from typing import Any
 # into "GPU-hours" for comparison, never to estimate this machine.
 REFERENCE_GPU = "H100-class GPU"
 REFERENCE_GPU_FLOPS = 989e12
+UTILISATION = {"cpu": {"train": 0.5, "generate": 0.5}, "cuda": {"train": 0.4, "generate": 0.2}}
+"""Assumed share of the measured matmul rate that whole steps achieve. GPU training
+typically reaches 30-50% model-FLOP utilisation; batched decoding is memory-bound."""
+STEP_OVERHEAD = {"cpu": {"train": 0.005, "decode": 0.002},
+                 "cuda": {"train": 0.010, "decode": 0.003}}
+"""Assumed fixed seconds per optimizer step and per decoding step (Python, kernel
+launches), which dominate for small models: added to compute on a CPU; on a GPU
+they overlap with it, so the larger of the two counts."""
+REFERENCE_UTILISATION = 0.4
+
 MAX_M, MAX_K = 2048, 4096
 MAX_MATMUL_FLOP = 1e10
 """Caps one timed matmul (~0.2-0.5 s on a laptop CPU) so the probe stays quick."""

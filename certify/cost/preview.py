@@ -26,10 +26,6 @@ from certify.cost.workload import (
 from certify.errors import CertifyError
 from certify.plan import make_plan
 
-UTILISATION = {"cpu": {"train": 0.5, "generate": 0.5}, "cuda": {"train": 0.4, "generate": 0.2}}
-"""Assumed share of the measured matmul rate that whole steps achieve. GPU training
-typically reaches 30-50% model-FLOP utilisation; batched decoding is memory-bound."""
-REFERENCE_UTILISATION = 0.4
 FEASIBLE_SECONDS = 24 * 3600
 DAY = 24 * 3600.0
 GIB = float(1 << 30)
@@ -63,6 +59,7 @@ class DryRunReport:
     memory: dict[str, Any]
     seconds: float
     reference_gpu_hours: float
+    largest_cell_gpu_hours: float
     largest_cell_flop: float
     feasible: bool
     warnings: list[str] = field(default_factory=list)
@@ -74,6 +71,7 @@ class DryRunReport:
                 "attacks": [r.__dict__ for r in self.rows], "totals": self.totals,
                 "memory": self.memory, "estimated_seconds": self.seconds,
                 "reference_gpu_hours": self.reference_gpu_hours,
+                "largest_cell_gpu_hours": self.largest_cell_gpu_hours,
                 "largest_cell_flop": self.largest_cell_flop, "feasible": self.feasible,
                 "warnings": self.warnings, "assumptions": self.assumptions}
 
@@ -95,9 +93,20 @@ def _reference_shape(spec: str | None, candidate: ModelShape, revision: str | No
 
 
 def _time(cell: CellCost, machine: hw.Hardware) -> float:
-    util = UTILISATION[machine.device]
-    return (cell.train_flop / (machine.train_flops * util["train"])
-            + cell.eval_flop / (machine.decode_flops * util["generate"]))
+    util = hw.UTILISATION[machine.device]
+    over = hw.STEP_OVERHEAD[machine.device]
+    compute = (cell.train_flop / (machine.train_flops * util["train"])
+               + cell.eval_flop / (machine.decode_flops * util["generate"]))
+    overhead = cell.steps * over["train"] + cell.decode_steps * over["decode"]
+    return compute + overhead if machine.device == "cpu" else max(compute, overhead)
+
+
+def reference_gpu_seconds(cell: CellCost) -> float:
+    """The cell on one H100-class GPU at the assumed utilisation (for comparison only)."""
+    over = hw.STEP_OVERHEAD["cuda"]
+    compute = (cell.train_flop + cell.eval_flop) / (hw.REFERENCE_GPU_FLOPS
+                                                    * hw.REFERENCE_UTILISATION)
+    return max(compute, cell.steps * over["train"] + cell.decode_steps * over["decode"])
 
 
 def _rows(costs: list[CellCost], machine: hw.Hardware) -> list[Row]:
@@ -127,6 +136,7 @@ def _memory(costs: list[CellCost], shape: ModelShape, opts: Any, machine: hw.Har
     device_need = sum(parts.values())
     host_need = device_need if machine.device == "cpu" else worst.get("snapshot", 0.0)
     return {"device": machine.device, "dtype": opts.dtype, "components": worst,
+            "gradient_checkpointing": bool(opts.gradient_checkpointing),
             "worst_mode": worst_cell.mode if worst_cell else "eval",
             "device_need": device_need, "device_available": machine.memory_available,
             "device_total": machine.memory_total, "host_need": host_need,
@@ -178,7 +188,8 @@ def dry_run(opts: Any, machine: hw.Hardware | None = None) -> DryRunReport:
                 "train_flop": sum(c.train_flop for c in costs),
                 "eval_flop": sum(c.eval_flop for c in costs), "flop": total_flop},
         memory=memory, seconds=seconds,
-        reference_gpu_hours=total_flop / (hw.REFERENCE_GPU_FLOPS * REFERENCE_UTILISATION) / 3600,
+        reference_gpu_hours=sum(reference_gpu_seconds(c) for c in costs) / 3600,
+        largest_cell_gpu_hours=max((reference_gpu_seconds(c) for c in costs), default=0.0) / 3600,
         largest_cell_flop=max((c.train_flop + c.eval_flop for c in costs), default=0.0),
         feasible=memory["fits"] and seconds <= FEASIBLE_SECONDS)
     from certify.cost.render import assumptions, warnings

@@ -58,24 +58,37 @@ def _device_words(h: dict[str, Any]) -> str:
     return f"this CPU ({h['cores']} core{'s' if h['cores'] != 1 else ''})"
 
 
+def _memory_options(report: DryRunReport) -> str:
+    m = report.memory
+    options = []
+    if m["device"] == "cpu":
+        options.append("a GPU with enough memory (--device cuda)")
+    if m["dtype"] == "float32":
+        options.append("--dtype bfloat16 (halves weights, gradients and optimizer states)")
+    if not m["gradient_checkpointing"] and m["components"].get("activations", 0) > 0:
+        options.append("--gradient-checkpointing (cuts activations)")
+    if report.reference:
+        options.append("auditing the candidate and the reference in separate runs")
+    options.append("a bigger machine, or an overlay limited to LoRA attacks")
+    return "; ".join(options)
+
+
 def _memory_warning(report: DryRunReport) -> str | None:
     m = report.memory
     if m["fits"]:
         return None
     mode = {"full": "Full fine-tuning", "lora": "LoRA fine-tuning", "eval": "Evaluation"}[
         m["worst_mode"]]
-    parts = ", ".join(f"{LABELS[k]} {gib(v)}" for k, v in m["components"].items() if v > 0)
-    where = ("RAM" if m["device"] == "cpu" else "GPU memory")
-    short = (m["device_need"] > m["device_available"])
+    short = m["device_need"] > m["device_available"]
+    on_host = m["device"] == "cpu" or not short
+    parts = ", ".join(f"{LABELS[k]} {gib(v)}" for k, v in m["components"].items()
+                      if v > 0 and (m["device"] == "cpu" or (k == "snapshot") != short))
+    where = "RAM" if on_host else "GPU memory"
     need, have = ((m["device_need"], m["device_available"]) if short
                   else (m["host_need"], m["host_available"]))
-    return (f"DOES NOT FIT: {mode} of this "
-            f"{num(report.model['parameters'])}-parameter model in {m['dtype']} needs about "
-            f"{gib(need)} ({parts}), but this machine has {gib(have)} of "
-            f"{where if short else 'RAM'} available. Options: a GPU with more memory "
-            "(--device cuda), --dtype bfloat16 (halves weights, gradients and optimizer "
-            "states), --gradient-checkpointing (cuts activations), or a policy with LoRA "
-            "attacks only.")
+    return (f"DOES NOT FIT: {mode} of this {num(report.model['parameters'])}-parameter model in "
+            f"{m['dtype']} needs about {gib(need)} ({parts}), but this machine has {gib(have)} "
+            f"of {where} available. Options: {_memory_options(report)}.")
 
 
 def _time_warning(report: DryRunReport) -> str | None:
@@ -83,21 +96,23 @@ def _time_warning(report: DryRunReport) -> str | None:
         return None
     t, h = report.totals, report.hardware
     rate = h["train_flops"]
-    return (f"INFEASIBLE HERE: this plan trains {t['cells']:,} cells for {t['steps']:,} "
+    ref_rate = hw.REFERENCE_GPU_FLOPS * hw.REFERENCE_UTILISATION
+    return (f"INFEASIBLE HERE: this plan runs {t['cells']:,} cells with {t['steps']:,} "
             f"optimizer steps in all ({num(t['tokens'])} training tokens; "
             f"{flop(t['train_flop'])} FLOP of training and {flop(t['eval_flop'])} FLOP of "
-            f"evaluation). {_device_words(h).capitalize()} sustained {rate / 1e9:.1f} GFLOP/s "
+            f"evaluation). T{_device_words(h)[1:]} sustained {rate / 1e9:.1f} GFLOP/s "
             f"in a quick matrix-multiply measurement at this model's width, so the plan would "
             f"take about {duration(report.seconds)} here. The policy's budget is sized for GPU "
             f"servers: about {report.reference_gpu_hours:,.1f} GPU-hours on an "
-            f"{hw.REFERENCE_GPU} (assumed {hw.REFERENCE_GPU_FLOPS * 0.4 / 1e12:.0f} TFLOP/s "
-            "effective). For a pipeline check on a CPU use `--policy ci-smoke`.")
+            f"{hw.REFERENCE_GPU} (assumed {ref_rate / 1e12:.0f} TFLOP/s "
+            "effective, and at least 10 ms per optimizer step). For a pipeline check on a CPU "
+            "use `--policy ci-smoke`.")
 
 
 def warnings(report: DryRunReport, policy: Policy, *, plan_reference: bool) -> list[str]:
     out = [w for w in (_memory_warning(report), _time_warning(report)) if w]
     cap = policy.threat_model.max_gpu_hours_per_cell
-    cell_hours = report.largest_cell_flop / (hw.REFERENCE_GPU_FLOPS * 0.4) / 3600
+    cell_hours = report.largest_cell_gpu_hours
     if cap is not None and cell_hours > cap:
         out.append(f"The largest cell needs about {cell_hours:,.1f} GPU-hours on an "
                    f"{hw.REFERENCE_GPU}, more than the {cap:g} GPU-hours per cell the policy's "
@@ -112,9 +127,8 @@ def warnings(report: DryRunReport, policy: Policy, *, plan_reference: bool) -> l
 
 def assumptions(counter: TokenCounter, data: DataEstimator, costs: list[CellCost],
                 machine: hw.Hardware) -> list[str]:
-    from certify.cost.preview import UTILISATION
-
-    util = UTILISATION[machine.device]
+    util = hw.UTILISATION[machine.device]
+    over = hw.STEP_OVERHEAD[machine.device]
     out = [
         "Training FLOP = 6 x parameters x tokens (full fine-tuning), 4 x parameters x tokens "
         "(LoRA); evaluation FLOP = 2 x parameters x (prompt + generated tokens).",
@@ -124,7 +138,9 @@ def assumptions(counter: TokenCounter, data: DataEstimator, costs: list[CellCost
         f"Time = FLOP / (measured matmul rate x utilisation); utilisation assumed "
         f"{util['train']:.0%} for training and {util['generate']:.0%} for generation. Measured "
         f"now: {machine.train_flops / 1e9:.1f} GFLOP/s (training shape) and "
-        f"{machine.decode_flops / 1e9:.1f} GFLOP/s (decoding shape) with {machine.measured}.",
+        f"{machine.decode_flops / 1e9:.1f} GFLOP/s (decoding shape) with {machine.measured}; "
+        f"plus {over['train'] * 1000:g} ms per optimizer step and {over['decode'] * 1000:g} ms "
+        "per decoding step of fixed overhead.",
         "Upper estimate: every cell runs to its max_steps; early stopping ends decided cells "
         "sooner. Model loading, judges other than keyword/canary rules, and report rendering "
         "are not counted.",

@@ -115,6 +115,11 @@ class EvalCost:
     def generated(self) -> int:
         return self.items * self.new_tokens
 
+    @property
+    def decode_steps(self) -> int:
+        """Sequential forward passes: one per generated token per batch."""
+        return math.ceil(self.items / self.batch) * self.new_tokens
+
 
 def eval_cost(policy: Policy, eval_id: str, data: DataEstimator) -> EvalCost:
     entry = policy.evaluations[eval_id]
@@ -149,6 +154,7 @@ class CellCost:
     train_flop: float
     eval_flop: float
     generated_tokens: int
+    decode_steps: int
     assumed: list[str] = field(default_factory=list)
 
 
@@ -183,7 +189,8 @@ def cell_cost(spec: CellSpec, policy: Policy, shape: ModelShape, data: DataEstim
     return CellCost(spec.id, spec.attack_id, spec.role, spec.technique, mode, steps, batch, seq,
                     str(p.get("optimizer", "adamw")), len(runs), tokens,
                     FLOP_FACTOR[mode] * shape.n_active * tokens, eval_flop,
-                    sum(evals[e].generated for e in runs), assumed)
+                    sum(evals[e].generated for e in runs),
+                    sum(evals[e].decode_steps for e in runs), assumed)
 
 
 def dtype_bytes(dtype: str) -> int:
