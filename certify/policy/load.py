@@ -21,7 +21,7 @@ from certify import registry
 from certify._io import sha256_bytes
 from certify.errors import CertifyError, PolicyError, UsageError
 from certify.policy import schema
-from certify.policy.merge import Lines, located, merge, merge_lines
+from certify.policy.merge import Lines, duplicate_ids, located, merge, merge_lines
 from certify.policy.schema import Policy
 
 MAX_POLICY_BYTES = 1 << 20
@@ -399,8 +399,17 @@ def _read_with_extends(path: Path, label: str, role: str, depth: int,
     if depth + 1 >= MAX_EXTENDS_DEPTH:
         raise PolicyError(label, [f"{label}: `extends` chains deeper than {MAX_EXTENDS_DEPTH} "
                                   "files; flatten the chain"])
+    _refuse_duplicate_ids(mapping, lines, label)
     base, base_lines = _read_with_extends(base_path, base_label, "extends", depth + 1, files)
     return merge(base, mapping), merge_lines(base, mapping, base_lines, lines)
+
+
+def _refuse_duplicate_ids(data: dict[str, Any], lines: Lines, label: str) -> None:
+    dupes = duplicate_ids(data)
+    if dupes:
+        raise PolicyError(label, [
+            f"{_where(label, lines, (key, i))}: {key}[{i}]: id {ident!r} appears twice; a file "
+            "that modifies another names each entry once" for key, i, ident in dupes])
 
 
 def _relative(path: Path, parent: str) -> str:
@@ -444,7 +453,9 @@ def _apply_overlay(data: dict[str, Any], lines: Lines, overlay: str,
         raise PolicyError(o_label, [f"{o_label}:{o_lines[('extends',)]}: an overlay cannot "
                                     "`extends`; it is applied on top of the policy given with "
                                     "--policy"])
-    return merge(data, o_data), merge_lines(data, o_data, lines, located(o_lines, o_label))
+    o_located = located(o_lines, o_label)
+    _refuse_duplicate_ids(o_data, o_located, o_label)
+    return merge(data, o_data), merge_lines(data, o_data, lines, o_located)
 
 
 def load_policy(name_or_path: str, overlays: list[str] | tuple[str, ...] = ()) -> LoadedPolicy:
@@ -461,12 +472,13 @@ def load_policy(name_or_path: str, overlays: list[str] | tuple[str, ...] = ()) -
     return LoadedPolicy(policy, label, path, files[0].sha256, files)
 
 
-def validate_files(paths: list[str]) -> list[tuple[str, CertifyError | None]]:
-    """Validate several policy files; return (path, error or None) for each."""
+def validate_files(paths: list[str], overlays: list[str] | tuple[str, ...] = (),
+                   ) -> list[tuple[str, CertifyError | None]]:
+    """Validate several policy files (each with ``overlays``); return (path, error or None)."""
     results: list[tuple[str, CertifyError | None]] = []
     for p in paths:
         try:
-            load_policy(p)
+            load_policy(p, overlays)
             results.append((p, None))
         except CertifyError as e:
             results.append((p, e))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ACCUMULATE", "Lines", "located", "merge", "merge_lines"]
+__all__ = ["ACCUMULATE", "Lines", "duplicate_ids", "located", "merge", "merge_lines"]
 
 ACCUMULATE = ("limitations", "out_of_scope")
 """Top-level lists that overlays and child policies extend instead of replacing."""
@@ -34,6 +34,24 @@ def _by_id(base: Any, override: Any) -> bool:
     if not all(isinstance(x, dict) and "id" in x for x in base + override):
         return False
     return all(len({repr(x["id"]) for x in xs}) == len(xs) for xs in (base, override))
+
+
+def duplicate_ids(data: dict[str, Any]) -> list[tuple[str, int, Any]]:
+    """(key, index, id) of each top-level list entry whose id an earlier entry already used.
+
+    A file that modifies another names each entry once; two entries with one id would
+    otherwise have to be folded together or replace the whole list, and both surprise.
+    """
+    found = []
+    for key, value in data.items():
+        if isinstance(value, list):
+            seen: set[str] = set()
+            for i, entry in enumerate(value):
+                if isinstance(entry, dict) and "id" in entry:
+                    if repr(entry["id"]) in seen:
+                        found.append((key, i, entry["id"]))
+                    seen.add(repr(entry["id"]))
+    return found
 
 
 def merge(base: Any, override: Any, top: bool = True) -> Any:
