@@ -194,7 +194,7 @@ def test_policy_show_prints_the_file_and_the_effective_policy() -> None:
     assert [line.split()[1] for line in header] == ["policy", "extends", "overlay"]
     effective = yaml.safe_load(eff.stdout)
     assert effective["id"] == "sb53"
-    assert [a["id"] for a in effective["attacks"]][0] == "harmful-full"
+    assert effective["attacks"][0]["id"] == "harmful-full"
     assert effective["attacks"][0]["seeds"] == [0]
 
 

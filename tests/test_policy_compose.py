@@ -234,8 +234,10 @@ def test_cli_unknown_policy_is_a_usage_error(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- safe YAML
 
 def test_yaml_hazards_are_policy_errors(tmp_path: Path) -> None:
+    # Seven levels of ten aliases each expand to 10^7 nodes from a 400-byte file.
+    levels = zip("abcdef", "bcdefg", strict=True)
     bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in zip("abcdef", "bcdefg"))
+        f"{c}: &{c} [{', '.join(['*' + p] * 10)}]\n" for p, c in levels)
     cases = {
         "bomb.yaml": (bomb, "alias bomb"),
         "dup.yaml": ("id: x\ntitle: t\nid: y\n", "duplicate key 'id' (first on line 1)"),
