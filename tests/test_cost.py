@@ -169,7 +169,7 @@ def test_7b_dry_run_cost_is_plausible(name: str) -> None:
                    for s in _axis(attack, "n_samples", 100)]
         steps = attack.budget["max_steps"] * row.cells
         per_seq_low, per_seq_high = 16, 520
-        low = factor * n * steps * min(batches) * per_seq_low / len(batches)
+        low = factor * n * steps * min(batches) * per_seq_low
         high = factor * n * steps * max(batches) * per_seq_high
         assert low <= row.train_flop <= high, row
         assert row.eval_flop > 0
@@ -252,6 +252,24 @@ def test_dry_run_applies_overlays() -> None:
     quick = dry_run(opts(str(LLAMA7B), "sb1047", overlays=("first-look",)), machine=machine())
     assert quick.totals["cells"] < full.totals["cells"] / 10
     assert quick.policy["files"][-1]["role"] == "overlay"
+
+
+@pytest.mark.slow
+def test_estimate_matches_a_real_run(tmp_path: Path) -> None:
+    """Train tokens and FLOP the preview predicts vs what the ci-smoke audit records."""
+    out = run_certify("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--out",
+                      str(tmp_path / "run"), "--format", "", "-q")
+    assert out.returncode in (0, 1), out.stderr
+    evidence = json.loads((tmp_path / "run" / "evidence.json").read_text())
+    report = dry_run(opts("builtin:tiny-chat", "ci-smoke"), machine=machine())
+    predicted = {r.attack_id: r for r in report.rows}
+    for cell in evidence["cells"]:
+        if cell["max_steps"] == 0 or cell["early_stop"]:
+            continue
+        last = cell["checkpoints"][-1]
+        row = predicted[cell["attack_id"]]
+        assert row.tokens == pytest.approx(last["tokens"], rel=0.25)
+        assert row.train_flop == pytest.approx(last["flop"], rel=0.25)
 
 
 # --------------------------------------------------------------------------- data layer

@@ -234,3 +234,17 @@ def test_policy_commands_do_not_import_torch(args: list[str]) -> None:
     out = subprocess.run([sys.executable, "-c", PROBE.format(args=args)], capture_output=True,
                          text=True, cwd=ROOT, timeout=300)
     assert out.stdout.strip().splitlines()[-1] in ("HEAVY [] 0", "HEAVY [] None"), out.stderr
+
+
+def test_docs_list_every_clause_and_the_plan_sizes() -> None:
+    """docs/policies.md stays in step with the shipped clause maps and grids."""
+    from certify.plan import make_plan
+
+    doc = (ROOT / "docs" / "policies.md").read_text(encoding="utf-8")
+    for name in REGULATORY:
+        p = load_policy(name).policy
+        for clause in p.clause_map:
+            assert f"| {clause.ref} | {clause.status} |" in doc, (name, clause.ref)
+        cells = len(make_plan(p, {"candidate": "x"}).cells)
+        if name != "sb53":
+            assert re.search(rf"\| `{re.escape(name)}` \|.*\| {cells}; ", doc), name
