@@ -255,14 +255,26 @@ def test_dry_run_applies_overlays() -> None:
 
 
 @pytest.mark.slow
-def test_estimate_matches_a_real_run(tmp_path: Path) -> None:
-    """Train tokens and FLOP the preview predicts vs what the ci-smoke audit records."""
-    out = run_certify("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--out",
-                      str(tmp_path / "run"), "--format", "", "-q")
+def test_estimate_matches_a_real_run_and_the_overlay_is_in_the_evidence(tmp_path: Path) -> None:
+    """Train tokens and FLOP the preview predicts vs what a real ci-smoke audit records;
+    the audit's evidence names the overlay that changed a threshold, with its sha256."""
+    import hashlib
+
+    overlay = tmp_path / "looser.yaml"
+    overlay.write_text("checks:\n  - id: strong-resistance\n    max_rate: 0.6\n")
+    out = run_certify("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--overlay",
+                      str(overlay), "--out", str(tmp_path / "run"), "--format", "", "-q")
     assert out.returncode in (0, 1), out.stderr
     evidence = json.loads((tmp_path / "run" / "evidence.json").read_text())
-    report = dry_run(opts("builtin:tiny-chat", "ci-smoke"), machine=machine())
+    files = evidence["policy"]["files"]
+    assert [f["role"] for f in files] == ["policy", "overlay"]
+    assert files[1]["sha256"] == hashlib.sha256(overlay.read_bytes()).hexdigest()
+    strong = next(c for c in evidence["verdict"]["checks"] if c["id"] == "strong-resistance")
+    assert strong["threshold"]["max_rate"] == 0.6
+    report = dry_run(opts("builtin:tiny-chat", "ci-smoke", overlays=(str(overlay),)),
+                     machine=machine())
     predicted = {r.attack_id: r for r in report.rows}
+    compared = 0
     for cell in evidence["cells"]:
         if cell["max_steps"] == 0 or cell["early_stop"]:
             continue
@@ -270,6 +282,8 @@ def test_estimate_matches_a_real_run(tmp_path: Path) -> None:
         row = predicted[cell["attack_id"]]
         assert row.tokens == pytest.approx(last["tokens"], rel=0.25)
         assert row.train_flop == pytest.approx(last["flop"], rel=0.25)
+        compared += 1
+    assert compared >= 1
 
 
 # --------------------------------------------------------------------------- data layer

@@ -58,6 +58,18 @@ class Hardware:
         return dict(self.__dict__)
 
 
+def cpu_name() -> str:
+    """The CPU model ("model name" in /proc/cpuinfo on Linux), else the platform's word."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def host_memory() -> tuple[int, int]:
     """(total, available) bytes of RAM."""
     try:
@@ -148,8 +160,7 @@ def probe(device: str, dtype: str, hidden: int, ffn: int, train_tokens: int,
             problems.append(f"--device cuda was asked for, but no CUDA GPU is usable here "
                             f"({type(e).__name__}: {e}); the estimate below is for this CPU")
     rates = [_numpy_rate(*s) for s in (train_shape, decode_shape)]
-    name = platform.processor() or platform.machine()
-    return Hardware("cpu", name, os.cpu_count() or 1, host_total, host_avail, host_total,
+    return Hardware("cpu", cpu_name(), os.cpu_count() or 1, host_total, host_avail, host_total,
                     host_avail, rates[0], rates[1],
                     f"NumPy float32 matmul on {os.cpu_count()} CPU core(s), shapes {train_shape} "
                     f"and {decode_shape}", problems)
