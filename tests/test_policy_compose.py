@@ -68,7 +68,7 @@ def test_extends_a_relative_path_next_to_the_child(tmp_path: Path) -> None:
     """)
     loaded = load_policy(str(child))
     assert loaded.policy.id == "rel-child"
-    assert Path(loaded.files[1].path) == (tmp_path / "base.yaml").resolve()
+    assert Path(loaded.files[1].path).resolve() == (tmp_path / "base.yaml").resolve()
 
 
 def test_extends_cycle_is_reported(tmp_path: Path) -> None:

@@ -377,7 +377,7 @@ def validate_data(data: dict[str, Any], label: str,
 def _read_with_extends(path: Path, label: str, role: str, depth: int,
                        files: list[PolicyFile]) -> tuple[dict[str, Any], Lines]:
     data = path.read_bytes()
-    files.append(PolicyFile(role, label, str(path.resolve()), sha256_bytes(data)))
+    files.append(PolicyFile(role, label, str(path), sha256_bytes(data)))
     mapping, raw_lines = parse_yaml(data, label)
     lines = located(raw_lines, label)
     parent = mapping.get("extends")
@@ -392,7 +392,7 @@ def _read_with_extends(path: Path, label: str, role: str, depth: int,
     except UsageError as e:
         raise PolicyError(label, [f"{_where(label, lines, ('extends',))}: extends: "
                                   f"{e.message}"]) from None
-    if any(f.path == str(base_path.resolve()) for f in files):
+    if any(Path(f.path).resolve() == base_path.resolve() for f in files):
         chain = " -> ".join([f.source for f in files] + [base_label])
         raise PolicyError(label, [f"{_where(label, lines, ('extends',))}: `extends` forms a "
                                   f"cycle: {chain}"])
@@ -447,7 +447,7 @@ def _apply_overlay(data: dict[str, Any], lines: Lines, overlay: str,
                    files: list[PolicyFile]) -> tuple[dict[str, Any], Lines]:
     o_path, o_label = resolve_overlay(overlay)
     raw = o_path.read_bytes()
-    files.append(PolicyFile("overlay", o_label, str(o_path.resolve()), sha256_bytes(raw)))
+    files.append(PolicyFile("overlay", o_label, str(o_path), sha256_bytes(raw)))
     o_data, o_lines = parse_yaml(raw, o_label)
     if "extends" in o_data:
         raise PolicyError(o_label, [f"{o_label}:{o_lines[('extends',)]}: an overlay cannot "
