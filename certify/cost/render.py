@@ -141,9 +141,10 @@ def assumptions(counter: TokenCounter, data: DataEstimator, costs: list[CellCost
         f"{machine.decode_flops / 1e9:.1f} GFLOP/s (decoding shape) with {machine.measured}; "
         f"plus {over['train'] * 1000:g} ms per optimizer step and {over['decode'] * 1000:g} ms "
         "per decoding step of fixed overhead.",
-        "Upper estimate: every cell runs to its max_steps; early stopping ends decided cells "
-        "sooner. Model loading, judges other than keyword/canary rules, and report rendering "
-        "are not counted.",
+        "Every cell runs to its max_steps here; early stopping ends decided cells sooner. "
+        "Model loading, judges other than keyword/canary rules, and report rendering are not "
+        "counted. The rate is a quick burst measurement: on a machine shared with other work, "
+        "or for very small models, a run can take several times longer.",
     ]
     unread = sorted({s.label for s in data.cache.values() if not s.measured})
     if unread:
