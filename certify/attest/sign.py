@@ -1,7 +1,8 @@
 """Sign a run directory: a DSSE envelope around the in-toto Statement, one JSON line.
 
-The signer's public key is written into the run directory first and the report is
-re-rendered, so the report's cover names the key that signs it; the report's
+The signer's public key is written into the run directory before the report is
+rendered (``certify audit --key`` does it up front; ``certify sign`` re-renders when
+the key is new), so the report's cover names the key that signs it; the report's
 digest is then taken and signed. ``certify.pub`` in a run directory is a
 convenience copy: verification authenticates against a key the auditor pins.
 """
@@ -24,6 +25,17 @@ def envelope_line(payload: bytes, payload_type: str, signatures: list[dict[str, 
                            "payloadType": payload_type, "signatures": signatures}) + b"\n"
 
 
+def prepare_signer(run_dir: Path, key: Path) -> bool:
+    """Write the signer's public key into ``run_dir`` (before rendering, so the report's
+    cover names it). True when it changed, i.e. views rendered earlier are stale."""
+    _, public_pem = keys.load_signer(Path(key))
+    path = Path(run_dir) / keys.PUBLIC_NAME
+    if path.is_file() and path.read_bytes() == public_pem:
+        return False
+    atomic_write_bytes(path, public_pem)
+    return True
+
+
 def _rerender_views(run_dir: Path, progress: Any) -> None:
     present = [fmt for fmt, name in (("pdf", "report.pdf"), ("html", "report.html"))
                if (run_dir / name).is_file()]
@@ -43,10 +55,10 @@ def sign_run(run_dir: Path, key: Path, *, progress: Any = None,
     if not evidence_path.is_file():
         raise InputError(f"{run_dir} has no {statement.EVIDENCE_NAME}; nothing to sign",
                          hint="sign the directory a finished `certify audit` wrote")
-    signer, public_pem = keys.load_signer(Path(key))
+    signer, _ = keys.load_signer(Path(key))
     evidence_bytes = evidence_path.read_bytes()
-    atomic_write_bytes(run_dir / keys.PUBLIC_NAME, public_pem)
-    _rerender_views(run_dir, progress)
+    if prepare_signer(run_dir, Path(key)):
+        _rerender_views(run_dir, progress)
     payload = statement.build(run_dir, evidence_bytes, now or datetime.now(UTC))
     envelope = Envelope(payload, statement.PAYLOAD_TYPE, {})
     signature = envelope.sign(signer)

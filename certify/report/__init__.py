@@ -77,7 +77,8 @@ def render_all(run_dir: Path, formats: Iterable[str], progress: Any = None) -> d
     if not chosen:
         return {}
     evidence, evidence_bytes = _load(run_dir)
-    view = view_mod.build(run_dir, evidence, evidence_bytes, _signer(run_dir))
+    view = view_mod.build(run_dir, evidence, evidence_bytes, _signer(run_dir),
+                          with_figures=bool({"pdf", "html"} & set(chosen)))
     out = {}
     for fmt in chosen:
         if progress is not None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from certify.evidence import CheckResult
-from certify.report.text import interval, num, one_line, pct, scalar
+from certify.report.text import interval, num, one_line, pct, scalar, signed_interval
 
 CONDITIONS: dict[str, tuple[str, str]] = {
     "resistance_strong": ("Strong resistance", "Does harmfulness stay under the threshold for "
@@ -30,6 +30,7 @@ class Table:
     columns: list[str]
     rows: list[list[str]]
     more: int
+    order: str = ""
 
 
 def condition_name(condition: str) -> str:
@@ -51,14 +52,14 @@ def observed_text(check: CheckResult) -> str:
     point = obs.get("worst") or obs.get("best")
     if isinstance(point, dict) and "ratio" in point:
         sign = "≥" if point.get("censored") else "="
-        return f"cost ratio {sign} {num(point['ratio'], 2)}× ({point.get('attack')})"
+        return f"cost ratio {sign} {scalar('ratio', point['ratio'])} ({point.get('attack')})"
     if isinstance(point, dict) and "accuracy" in point:
         return (f"accuracy {pct(point['accuracy'])} {interval(point.get('ci'))} "
                 f"n={point.get('n')} ({point.get('judge')})")
     if isinstance(point, dict) and "rate" in point:
         return _rate_text(point)
     if "difference" in obs:
-        return (f"Δ {num(obs['difference'])} {interval(obs.get('ci'), as_pct=False)} "
+        return (f"Δ {scalar('difference', obs['difference'])} {signed_interval(obs.get('ci'))} "
                 f"(candidate {num(obs.get('candidate'))}, reference {num(obs.get('reference'))})")
     if "missing" in obs:
         return f"missing: {one_line(obs['missing'], 120)}"
@@ -105,5 +106,10 @@ def detail_table(check: CheckResult, cell_ids: set[str]) -> Table | None:
     if not rows:
         return None
     columns = _columns(rows, cell_ids)
-    body = [[scalar(c, row.get(c)) for c in columns] for row in rows[:MAX_ROWS]]
-    return Table([c.replace("_", " ") for c in columns], body, max(0, len(rows) - MAX_ROWS))
+    rates = any(k in rows[0] for k in ("rate", "accuracy"))
+    if len(rows) > MAX_ROWS and "rate" in columns:
+        # Too many to list: the highest rates are the ones that decide the check.
+        rows = sorted(rows, key=lambda r: -(r.get("rate") or 0.0))
+    body = [[scalar(c, row.get(c), rates=rates) for c in columns] for row in rows[:MAX_ROWS]]
+    return Table([c.replace("_", " ") for c in columns], body, max(0, len(rows) - MAX_ROWS),
+                 "highest rates first" if len(rows) > MAX_ROWS and "rate" in columns else "")

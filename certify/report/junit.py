@@ -37,7 +37,7 @@ def render_junit(evidence: Evidence) -> bytes:
 
     policy_id = str(evidence.policy.get("id"))
     suite = TestSuite(f"certify {policy_id}")
-    suite.timestamp = evidence.run.get("collected") or evidence.run.get("created")
+    suite.timestamp = str(evidence.run.get("collected") or evidence.run.get("created") or "")
     candidate = evidence.models.get("candidate") or {}
     properties = {"verdict": evidence.verdict.overall if evidence.verdict else "incomplete",
                   "exit_code": str(evidence.verdict.exit_code if evidence.verdict else 3),

@@ -122,7 +122,7 @@ def _sample(cell: CellRecord, row: dict[str, Any], redact: bool) -> Sample:
                  f"{digest[:16]}… · full text in {cell.samples_file}]")
     else:
         shown = clean(response, SAMPLE_CHARS)
-    judges = row.get("judges") if isinstance(row.get("judges"), dict) else {}
+    judges: dict[str, Any] = row["judges"] if isinstance(row.get("judges"), dict) else {}
     return Sample(eval=one_line(row.get("eval"), 60), cell=cell.id, role=cell.role,
                   attack=cell.attack_id, seed=cell.seed,
                   step=row["step"] if isinstance(row.get("step"), int) else -1,

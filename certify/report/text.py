@@ -73,19 +73,31 @@ def num(x: Any, digits: int = 3) -> str:
     return one_line(x)
 
 
-def scalar(key: str, value: Any) -> str:
-    """A table cell for a row field, chosen by the field's name."""
+def scalar(key: str, value: Any, *, rates: bool = True) -> str:
+    """A table cell for a row field, chosen by the field's name. ``rates``: the row's
+    interval is a proportion's (shown in %), not a difference's."""
+    if value is None:
+        return "—"
     if key in ("rate", "value", "accuracy", "candidate", "reference") and isinstance(value, float):
         return pct(value)
+    if key == "difference" and isinstance(value, int | float):
+        return f"{value:+.3f}"
+    if key == "ratio" and isinstance(value, int | float):
+        return f"{value:.2f}×" if math.isfinite(value) else "∞"
     if key == "ci":
-        as_pct = isinstance(value, list) and all(isinstance(v, int | float) and 0 <= v <= 1
-                                                 for v in value)
-        return interval(value, as_pct)
+        return interval(value, as_pct=rates) if rates else signed_interval(value)
     if isinstance(value, list):
         return one_line(", ".join(num(v) if not isinstance(v, str) else v for v in value))
     if isinstance(value, dict):
         return one_line(", ".join(f"{k}={num(v)}" for k, v in value.items()))
     return num(value)
+
+
+def signed_interval(ci: Any) -> str:
+    if not isinstance(ci, list | tuple) or len(ci) != 2 or not all(
+            isinstance(v, int | float) for v in ci):
+        return ""
+    return f"[{ci[0]:+.3f}, {ci[1]:+.3f}]"
 
 
 def short_digest(digest: str | None, n: int = 16) -> str:

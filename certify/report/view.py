@@ -187,7 +187,8 @@ def verify_command(evidence: Evidence) -> str:
     """The command an auditor runs next to this report (RUN_DIR is the report's folder)."""
     source = str(evidence.policy.get("source", evidence.policy.get("id")))
     policy = source.removeprefix("shipped:")
-    model = evidence.models["candidate"]["spec"] if evidence.models.get("candidate") else "MODEL"
+    candidate = evidence.models.get("candidate")
+    model = str(candidate["spec"]) if candidate else "MODEL"
     return one_line(f"certify verify RUN_DIR --key SIGNER.pub --model {_quote(model)} "
                     f"--policy {_quote(policy)}", 600)
 
@@ -198,7 +199,9 @@ def _quote(arg: str) -> str:
     return shlex.quote(arg)
 
 
-def build(run_dir: Path, evidence: Evidence, evidence_bytes: bytes, signer: str) -> ReportView:
+def build(run_dir: Path, evidence: Evidence, evidence_bytes: bytes, signer: str,
+          *, with_figures: bool = True) -> ReportView:
+    """The view of ``evidence``; ``with_figures=False`` skips matplotlib (text-only views)."""
     spec = evidence.policy.get("effective", {}).get("evidence", {})
     per_eval = int(spec.get("samples_per_eval", 5))
     redact = bool(spec.get("redact_harmful", True))
@@ -209,7 +212,8 @@ def build(run_dir: Path, evidence: Evidence, evidence_bytes: bytes, signer: str)
         title=REPORT_TITLE,
         created=evidence.run.get("collected") or evidence.run.get("created") or "",
         cover=cover(evidence, signer), checks=rows,
-        conditions=condition_sections(evidence, rows), curves=curves(evidence),
+        conditions=condition_sections(evidence, rows),
+        curves=curves(evidence) if with_figures else [],
         clauses=clause_rows(evidence), method=methodology(evidence), samples=samples,
         sample_warnings=warnings, samples_per_eval=per_eval, redacted=redact,
         limitations=[one_line(x, 800) for x in evidence.limitations],

@@ -1,0 +1,110 @@
+"""junit.xml, summary.md, samples and the `certify render` command on a real run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from certify.evidence import Evidence
+from certify.report.samples import pick
+from tests.conftest import ROOT, run_certify
+from tests.report.conftest import SignedRun
+
+PROBE = """
+import sys
+from certify.cli import main
+try:
+    main({args!r})
+except SystemExit as e:
+    code = e.code
+print("HEAVY", ",".join(m for m in ("torch", "transformers", "peft", "lm_eval")
+                        if m in sys.modules), "CODE", code)
+"""
+
+
+def test_junit_has_one_case_per_check_with_numbers(signed_run: SignedRun) -> None:
+    from junitparser import Failure, JUnitXml
+
+    evidence = json.loads((signed_run.run_dir / "evidence.json").read_bytes())
+    checks = {c["id"]: c for c in evidence["verdict"]["checks"]}
+    suite = next(iter(JUnitXml.fromfile(str(signed_run.run_dir / "junit.xml"))))
+    cases = {case.name: case for case in suite}
+    assert set(cases) == set(checks)
+    for name, case in cases.items():
+        results = list(case.result)
+        if checks[name]["verdict"] == "pass":
+            assert results == []
+            continue
+        assert isinstance(results[0], Failure), name
+        assert results[0].type == checks[name]["verdict"]
+        assert " vs threshold " in results[0].message
+    worst = checks["strong-resistance"]["observed"]["worst"]
+    assert f"{100 * worst['rate']:.1f}%" in cases["strong-resistance"].result[0].message
+
+
+def test_summary_md_has_verdict_table_and_fits_step_summary(signed_run: SignedRun) -> None:
+    text = (signed_run.run_dir / "summary.md").read_text(encoding="utf-8")
+    evidence = json.loads((signed_run.run_dir / "evidence.json").read_bytes())
+    assert text.startswith(f"## certify: {evidence['verdict']['overall'].upper()}")
+    table = [line for line in text.splitlines() if line.startswith("| `")]
+    assert [line.split("`")[1] for line in table] == \
+        [c["id"] for c in evidence["verdict"]["checks"]]
+    assert all(line.count(" | ") == 4 for line in table)
+    assert evidence["models"]["candidate"]["root_digest"] in text
+    assert len(text.encode()) < 1 << 20
+
+
+def test_samples_are_reproducible_at_least_five_and_redacted(signed_run: SignedRun) -> None:
+    run = signed_run.run_dir
+    evidence = Evidence.read(run / "evidence.json")
+    sets, warnings = pick(run, evidence, 5, redact=True)
+    assert warnings == []
+    assert {s.eval for s in sets} == set(evidence.evaluations)
+    assert all(len(s.samples) == 5 for s in sets)
+    again, _ = pick(run, evidence, 5, redact=True)
+    assert [[x.item for x in s.samples] for s in sets] == \
+        [[x.item for x in s.samples] for s in again]
+    # Every record a judge labelled harmful is redacted; nothing else is.
+    everything, _ = pick(run, evidence, 100_000, redact=True)
+    harm = next(s for s in everything if s.eval == "harm")
+    harmful = [x for x in harm.samples if x.label == "harmful"]
+    assert harmful and all(x.redacted and "CANARY-" not in x.response for x in harmful)
+    assert not any(x.redacted for x in harm.samples if x.label != "harmful")
+    shown, _ = pick(run, evidence, 100_000, redact=False)
+    assert any("CANARY-" in x.response for s in shown for x in s.samples)
+
+
+def test_tampered_samples_file_is_not_shown(run_copy: Path) -> None:
+    evidence = Evidence.read(run_copy / "evidence.json")
+    victim = run_copy / evidence.cells[0].samples_file  # type: ignore[operator]
+    victim.write_bytes(victim.read_bytes() + b"\n")
+    sets, warnings = pick(run_copy, evidence, 100_000, redact=True)
+    assert len(warnings) == 1 and evidence.cells[0].samples_file in warnings[0]
+    assert not any(x.cell == evidence.cells[0].id for s in sets for x in s.samples)
+
+
+def test_render_command_rebuilds_text_views_without_torch(run_copy: Path) -> None:
+    for name in ("junit.xml", "summary.md"):
+        (run_copy / name).unlink()
+    out = subprocess.run([sys.executable, "-c", PROBE.format(
+        args=["render", str(run_copy), "--format", "junit,md"])], capture_output=True,
+        text=True, cwd=ROOT)
+    assert "HEAVY  CODE 0" in out.stdout, out.stdout + out.stderr
+    assert (run_copy / "junit.xml").is_file() and (run_copy / "summary.md").is_file()
+
+
+def test_verify_imports_no_torch(signed_run: SignedRun) -> None:
+    out = subprocess.run([sys.executable, "-c", PROBE.format(
+        args=["verify", str(signed_run.run_dir), "--key", str(signed_run.public_key)])],
+        capture_output=True, text=True, cwd=ROOT)
+    assert "HEAVY  CODE 0" in out.stdout, out.stdout + out.stderr
+
+
+def test_render_rejects_unknown_format_and_missing_evidence(run_copy: Path,
+                                                            tmp_path: Path) -> None:
+    out = run_certify("render", str(run_copy), "--format", "pdf,docx")
+    assert out.returncode == 2 and "docx" in out.stderr
+    out = run_certify("render", str(tmp_path), "--format", "md")
+    assert out.returncode == 2 and "evidence.json" in out.stderr
