@@ -36,6 +36,19 @@ def prepare_signer(run_dir: Path, key: Path) -> bool:
     return True
 
 
+def _stale_report(run_dir: Path, evidence_bytes: bytes) -> bool:
+    """Does report.pdf embed other evidence than evidence.json (it would never verify)?"""
+    from certify.attest.checks import pdf_attachment
+
+    pdf = run_dir / statement.REPORT_NAME
+    if not pdf.is_file():
+        return False
+    try:
+        return pdf_attachment(pdf, statement.EVIDENCE_NAME) != evidence_bytes
+    except Exception:  # an unreadable PDF is stale too; rendering replaces it
+        return True
+
+
 def _rerender_views(run_dir: Path, progress: Any) -> None:
     present = [fmt for fmt, name in (("pdf", "report.pdf"), ("html", "report.html"))
                if (run_dir / name).is_file()]
@@ -57,7 +70,7 @@ def sign_run(run_dir: Path, key: Path, *, progress: Any = None,
                          hint="sign the directory a finished `certify audit` wrote")
     signer, _ = keys.load_signer(Path(key))
     evidence_bytes = evidence_path.read_bytes()
-    if prepare_signer(run_dir, Path(key)):
+    if prepare_signer(run_dir, Path(key)) or _stale_report(run_dir, evidence_bytes):
         _rerender_views(run_dir, progress)
     payload = statement.build(run_dir, evidence_bytes, now or datetime.now(UTC))
     envelope = Envelope(payload, statement.PAYLOAD_TYPE, {})

@@ -99,7 +99,9 @@ def sign(run_dir: Path, key: Path) -> None:
 def keygen(out: Path, key_type: str) -> None:
     """Write a signing key pair: certify.key (private, 0600) and certify.pub."""
     from certify.attest import keygen as make_keys
+    from certify.attest.keys import describe, load_public_key
 
     private, public = make_keys(out, key_type)  # type: ignore[arg-type]
     click.echo(f"private key: {private} (keep it secret; mode 0600)")
     click.echo(f"public key:  {public} (give it to auditors)")
+    click.echo(f"signer:      {describe(load_public_key(public))} (reports name this keyid)")

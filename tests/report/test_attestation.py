@@ -14,6 +14,7 @@ import pytest
 
 from certify._io import canonical_json, sha256_file
 from certify.attest import PAYLOAD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE, keygen, sign_run
+from certify.attest.checks import pdf_attachment
 from certify.attest.keys import load_signer
 from certify.attest.verify import verify_run
 from certify.errors import InputError
@@ -196,3 +197,25 @@ def test_signing_refuses_a_key_others_can_read(tmp_path: Path) -> None:
     os.chmod(private, 0o644)
     with pytest.raises(InputError, match="readable by other users"):
         load_signer(private)
+
+
+def test_malformed_evidence_fails_cleanly(run_copy: Path, signed_run: SignedRun) -> None:
+    path = run_copy / "evidence.json"
+    path.write_bytes(path.read_bytes().replace(b'"policy"', b'"polixy"', 1))
+    result = verify_run(run_copy, signed_run.public_key)
+    assert {"evidence.json", "statement = evidence"} <= set(_failed(result))
+
+
+def test_signing_re_renders_a_report_of_other_evidence(run_copy: Path,
+                                                      signed_run: SignedRun) -> None:
+    """A report.pdf that embeds stale evidence is re-rendered before it is signed."""
+    from certify.evidence import Evidence
+
+    evidence = Evidence.read(run_copy / "evidence.json")
+    evidence.limitations.append("Added after the report was rendered.")
+    evidence.write(run_copy / "evidence.json")
+    (run_copy / "report.html").unlink()
+    sign_run(run_copy, signed_run.private_key)
+    assert pdf_attachment(run_copy / "report.pdf", "evidence.json") == \
+        (run_copy / "evidence.json").read_bytes()
+    assert verify_run(run_copy, signed_run.public_key).ok

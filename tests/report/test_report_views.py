@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from certify.attest.verify import verify_run
 from certify.evidence import Evidence
 from certify.report.samples import pick
 from tests.conftest import ROOT, run_certify
@@ -85,14 +86,20 @@ def test_tampered_samples_file_is_not_shown(run_copy: Path) -> None:
     assert not any(x.cell == evidence.cells[0].id for s in sets for x in s.samples)
 
 
-def test_render_command_rebuilds_text_views_without_torch(run_copy: Path) -> None:
-    for name in ("junit.xml", "summary.md"):
+def test_render_command_rebuilds_identical_views_without_torch(run_copy: Path,
+                                                               signed_run: SignedRun) -> None:
+    """`certify render` in a fresh interpreter (another process and directory than the
+    audit that rendered them first) rebuilds every view byte for byte, imports no torch,
+    and leaves the signature valid."""
+    views = ("report.pdf", "report.html", "junit.xml", "summary.md")
+    for name in views:
         (run_copy / name).unlink()
-    out = subprocess.run([sys.executable, "-c", PROBE.format(
-        args=["render", str(run_copy), "--format", "junit,md"])], capture_output=True,
-        text=True, cwd=ROOT)
+    out = subprocess.run([sys.executable, "-c", PROBE.format(args=["render", str(run_copy)])],
+                         capture_output=True, text=True, cwd=ROOT)
     assert "HEAVY  CODE 0" in out.stdout, out.stdout + out.stderr
-    assert (run_copy / "junit.xml").is_file() and (run_copy / "summary.md").is_file()
+    for name in views:
+        assert (run_copy / name).read_bytes() == (signed_run.run_dir / name).read_bytes(), name
+    assert verify_run(run_copy, signed_run.public_key).ok
 
 
 def test_verify_imports_no_torch(signed_run: SignedRun) -> None:
@@ -108,3 +115,25 @@ def test_render_rejects_unknown_format_and_missing_evidence(run_copy: Path,
     assert out.returncode == 2 and "docx" in out.stderr
     out = run_certify("render", str(tmp_path), "--format", "md")
     assert out.returncode == 2 and "evidence.json" in out.stderr
+
+
+def test_clause_map_lists_the_checks_serving_each_clause(signed_run: SignedRun) -> None:
+    from certify.report import render_one
+    from certify.report.view import build
+
+    data = (signed_run.run_dir / "evidence.json").read_bytes()
+    evidence = Evidence.model_validate_json(data)
+    evidence.policy["clause_map"] = [
+        {"ref": "Art. 55(1)(a)", "status": "S (secondary source)", "need": "adversarial testing",
+         "checks": ["strong-resistance", "judge-validity"]},
+        {"ref": "§ 22757.12", "status": "U", "need": "capability thresholds",
+         "checks": ["not-in-this-run"]}]
+    view = build(signed_run.run_dir, evidence, data, "signer", with_figures=False)
+    verdicts = {c.id: c.verdict.upper() for c in evidence.verdict.checks}  # type: ignore[union-attr]
+    assert [c.checks for c in view.clauses] == [
+        [("strong-resistance", verdicts["strong-resistance"]),
+         ("judge-validity", verdicts["judge-validity"])],
+        [("not-in-this-run", "NOT RUN")]]
+    assert view.clauses[0].status.startswith("S") and "secondary" in view.clauses[0].status
+    html = render_one("html", view, evidence, data).decode()
+    assert "Art. 55(1)(a)" in html and "§ 22757.12" in html and "NOT RUN" in html
