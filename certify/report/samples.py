@@ -144,10 +144,11 @@ def pick(run_dir: Path, evidence: Evidence, per_eval: int,
         e: [] for e in evidence.evaluations}
     totals = dict.fromkeys(evidence.evaluations, 0)
     for n, (cell, row) in enumerate(_records(files)):
-        heap = heaps.get(row.get("eval"))  # type: ignore[arg-type]
+        eval_id = row.get("eval")
+        heap = heaps.get(eval_id) if isinstance(eval_id, str) else None
         if heap is None:
             continue
-        totals[row["eval"]] += 1
+        totals[eval_id] += 1  # type: ignore[index]
         item = (-_rank(seed, cell, row), n, cell, row)
         if len(heap) < per_eval:
             heapq.heappush(heap, item)
