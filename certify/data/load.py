@@ -230,10 +230,21 @@ def _check_columns(records: list[dict[str, Any]], ref: DatasetRef) -> None:
 _CACHE: dict[str, Dataset] = {}
 
 
+def _file_stamp(ref: DatasetRef) -> list[int] | None:
+    """Size and mtime of a local file, so an edited file is read again, not served stale."""
+    if ref.source.startswith((BUILTIN_PREFIX, HF_PREFIX)):
+        return None
+    try:
+        stat = Path(ref.source).expanduser().stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
+
+
 def load_dataset(ref: DatasetRef | str) -> Dataset:
     """Load a dataset (cached per process). Raises DataError with the fix on any problem."""
     ref = ref if isinstance(ref, DatasetRef) else DatasetRef.model_validate(ref)
-    key = canonical_json(ref.model_dump()).decode()
+    key = canonical_json([ref.model_dump(), _file_stamp(ref)]).decode()
     if key in _CACHE:
         return _CACHE[key]
     if ref.source.startswith(BUILTIN_PREFIX):
