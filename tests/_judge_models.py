@@ -44,7 +44,8 @@ def _tiny_config(tokenizer, **extra):  # type: ignore[no-untyped-def]
                        **extra)
 
 
-def build_classifier(tokenizer_dir: Path, out: Path, steps: int = 120, seed: int = 0) -> Path:
+def build_classifier(tokenizer_dir: Path, out: Path, steps: int = 60, seed: int = 0,
+                     batch_size: int = 16) -> Path:
     import torch
     from transformers import AutoTokenizer, LlamaForSequenceClassification
 
@@ -55,11 +56,11 @@ def build_classifier(tokenizer_dir: Path, out: Path, steps: int = 120, seed: int
     pairs = training_pairs(seed)
     texts = [f"Question: {p}\nAnswer: {r}" for p, r, _ in pairs]
     labels = torch.tensor([0 if unsafe else 1 for _, _, unsafe in pairs])
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
     rng = random.Random(seed)
     model.train()
     for _ in range(steps):
-        idx = rng.sample(range(len(texts)), 32)
+        idx = rng.sample(range(len(texts)), batch_size)
         batch = tok([texts[i] for i in idx], padding=True, return_tensors="pt")
         loss = model(**batch, labels=labels[idx]).loss
         opt.zero_grad()
@@ -71,7 +72,8 @@ def build_classifier(tokenizer_dir: Path, out: Path, steps: int = 120, seed: int
     return out
 
 
-def build_guard(tokenizer_dir: Path, out: Path, steps: int = 150, seed: int = 0) -> Path:
+def build_guard(tokenizer_dir: Path, out: Path, steps: int = 40, seed: int = 0,
+                batch_size: int = 16) -> Path:
     """A causal LM answering the guard template with ' safe' or ' unsafe' (steps=0: untrained)."""
     import torch
     from transformers import AutoTokenizer, LlamaForCausalLM
@@ -88,15 +90,15 @@ def build_guard(tokenizer_dir: Path, out: Path, steps: int = 150, seed: int = 0)
         h = tok(head, add_special_tokens=False)["input_ids"]
         t = tok(" unsafe" if unsafe else " safe", add_special_tokens=False)["input_ids"]
         encoded.append((h + t + [tok.eos_token_id], [-100] * len(h) + t + [tok.eos_token_id]))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
     rng = random.Random(seed)
     model.train()
     for _ in range(steps):
-        rows = rng.sample(encoded, 32)
+        rows = rng.sample(encoded, batch_size)
         width = max(len(i) for i, _ in rows)
-        ids = torch.full((32, width), tok.pad_token_id)
-        lab = torch.full((32, width), -100)
-        mask = torch.zeros((32, width), dtype=torch.long)
+        ids = torch.full((batch_size, width), tok.pad_token_id)
+        lab = torch.full((batch_size, width), -100)
+        mask = torch.zeros((batch_size, width), dtype=torch.long)
         for r, (i, lbl) in enumerate(rows):
             ids[r, :len(i)], lab[r, :len(lbl)], mask[r, :len(i)] = (
                 torch.tensor(i), torch.tensor(lbl), 1)
