@@ -69,7 +69,7 @@ def test_covert_training_data_passes_screening_that_catches_it_in_plain_text() -
 
 def test_cipher_params_check_phases_and_judges() -> None:
     assert CipherParams().cipher_steps < CipherParams().max_steps
-    with pytest.raises(ValidationError, match="cipher_steps .* must be below max_steps"):
+    with pytest.raises(ValidationError, match=r"cipher_steps .* must be below max_steps"):
         CipherParams(cipher_steps=64, max_steps=64)
     with pytest.raises(ValidationError, match="did you mean 'canary'"):
         CipherParams.model_validate({"screen_judges": ["canery"]})
