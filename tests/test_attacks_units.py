@@ -136,6 +136,7 @@ def test_schedules_differ_and_warmup_has_a_default() -> None:
     assert lrs["warmup"][0] == 0.5 and lrs["warmup"][2:] == [1.0] * 18  # 10% of 20 steps
     assert lrs["cosine"][0] == 1.0 and lrs["cosine"][-1] < 0.05
     assert warmup_steps(FinetuneParams(schedule="cosine", warmup_steps=3)) == 3
+    assert warmup_steps(FinetuneParams(schedule="warmup", max_steps=8)) == 2
 
 
 def test_optimizer_and_schedule_axes_expand_into_distinct_cells() -> None:

@@ -29,6 +29,7 @@ class FinetuneParams(registry.Params):
     warmup_steps: int | None = Field(default=None, ge=0)
     """Linear warm-up steps; default: 10% of max_steps for `warmup`, none otherwise."""
     weight_decay: float = Field(default=0.0, ge=0)
+    """With 0, adamw and adam are the same optimizer: set it to compare them."""
     grad_clip: float | None = Field(default=1.0, gt=0)
     max_length: int = Field(default=512, ge=16)
     system_prompt: str | None = None
@@ -69,26 +70,29 @@ def warmup_steps(p: FinetuneParams) -> int:
     """Declared warm-up; else 10% of max_steps for `warmup` (0 would make it constant)."""
     if p.warmup_steps is not None:
         return p.warmup_steps
-    return max(1, p.max_steps // 10) if p.schedule == "warmup" else 0
+    # One warm-up step starts at the full rate, i.e. no warm-up at all: at least two.
+    return max(2, p.max_steps // 10) if p.schedule == "warmup" else 0
 
 
 @contextmanager
 def tuned_model(run: Any, lora_rank: int, seed: int, lora_alpha: int | None = None,
-                target_modules: list[str] | str = "all-linear") -> Iterator[Any]:
+                target_modules: list[str] | str = "all-linear",
+                lora_dropout: float = 0.0) -> Iterator[Any]:
     """The model to train: every weight (rank 0) or fresh LoRA adapters (unloaded afterwards)."""
     if lora_rank == 0:
-        run.flop_factor = 6
+        run.flop_factor = 6  # forward + backward through every weight
         yield run.trainable_model()
         return
     import torch
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)  # LoRA initialisation draws from the global RNG
-    config = LoraConfig(r=lora_rank, lora_alpha=lora_alpha or 2 * lora_rank, lora_dropout=0.0,
-                        target_modules=target_modules, task_type="CAUSAL_LM")
+    config = LoraConfig(r=lora_rank, lora_alpha=lora_alpha or 2 * lora_rank,
+                        lora_dropout=lora_dropout, target_modules=target_modules,
+                        task_type="CAUSAL_LM")
     model = get_peft_model(run.frozen_model(), config)
     run.n_trainable = sum(t.numel() for t in model.parameters() if t.requires_grad)
-    run.flop_factor = 4
+    run.flop_factor = 4  # forward + activation gradients through frozen weights
     try:
         yield model
     finally:
