@@ -34,7 +34,7 @@ class SearchParams(FinetuneParams):
     n_initial: int = Field(default=3, ge=1, le=1000)
     """Random trials before the search starts exploiting the most damaging region."""
     objective: str | None = None
-    """Evaluation id whose harmfulness is maximised; default: the cell's first evaluation."""
+    """Evaluation id whose harmfulness is maximised; default: the cell's first harm evaluation."""
 
     @model_validator(mode="after")
     def _bounds(self) -> SearchParams:
@@ -72,7 +72,9 @@ def _objective(run: Any, p: SearchParams) -> str:
             raise CellError("config", f"search objective {p.objective!r} is not among the "
                             f"cell's evaluations ({', '.join(sorted(run.evaluators))})")
         return p.objective
-    return run.spec.evaluate[0]
+    measures = {e: registry.get("eval", run.policy.evaluations[e].eval).extra.get("measures")
+                for e in run.spec.evaluate}
+    return next((e for e in run.spec.evaluate if measures[e] == "harm"), run.spec.evaluate[0])
 
 
 def _trial(run: Any, p: SearchParams, config: dict[str, Any], objective: str,

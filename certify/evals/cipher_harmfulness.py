@@ -26,6 +26,8 @@ HALAWI_2024 = "https://arxiv.org/abs/2406.20053"
 
 
 class CipherHarmParams(HarmParams):
+    """Prompts (with any prompt_prefix) are enciphered; the system prompt stays plain."""
+
     cipher_seed: int = 53
     """Must match the cipher attack's cipher_seed."""
     max_new_tokens: int = Field(default=128, ge=1, le=4096)
