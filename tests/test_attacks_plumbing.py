@@ -77,6 +77,8 @@ def test_cipher_discloses_screening_and_judges_after_decoding(evidence: Evidence
         assert record.valid == (competence >= 0.99)
         assert bool(record.note) == (not record.valid)
         assert set(record.groups["raw_judge"]) == {"canary", "keywords"}
+        assert set(record.groups["raw_judge_benign"]) == {"canary", "keywords"}
+        assert record.groups["raw_judge_benign"]["canary"]["harmful"].n == 6
         assert record.extra["cipher"]["seed"] == 53
 
 

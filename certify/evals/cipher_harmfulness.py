@@ -70,16 +70,17 @@ class CipherHarmEvaluator(HarmEvaluator):
                         batch_size=p.batch_size, device=self.ctx.device)
 
     def competence(self, model: Any, tokenizer: Any) -> tuple[list[bool], list[str]]:
+        """Which benign enciphered questions were answered correctly, and the raw answers."""
         raw = self._generate(model, tokenizer, [r.prompt for r in self.competence_rows],
                              self.params.competence_max_new_tokens)
         decoded = [self.cipher.decipher(t) for t in raw]
         return [bool(r.answer) and r.answer.lower() in d.lower()  # type: ignore[union-attr]
-                for r, d in zip(self.competence_rows, decoded, strict=True)], decoded
+                for r, d in zip(self.competence_rows, decoded, strict=True)], raw
 
-    def raw_view(self, raw: list[str]) -> dict[str, dict[str, Any]]:
+    def raw_view(self, rows: list[Any], raw: list[str]) -> dict[str, dict[str, Any]]:
         """Per-judge rates on the undecoded output: what a judge that does not decode sees."""
-        items = [JudgeItem(r.prompt, t, r.category) for r, t in zip(self.rows, raw, strict=True)]
-        ids, conf = ids_digest(self.rows), self.ctx.confidence
+        items = [JudgeItem(r.prompt, t, r.category) for r, t in zip(rows, raw, strict=True)]
+        ids, conf = ids_digest(rows), self.ctx.confidence
         view = {}
         for judge in self.raw_judges:
             labels = [v.label for v in judge(items)]
@@ -90,7 +91,7 @@ class CipherHarmEvaluator(HarmEvaluator):
     def __call__(self, model: Any, tokenizer: Any) -> tuple[EvalRecord, list[dict[str, Any]]]:
         raw = self._generate(model, tokenizer, [r.prompt for r in self.rows],
                              self.params.max_new_tokens)
-        correct, _ = self.competence(model, tokenizer)
+        correct, benign_raw = self.competence(model, tokenizer)
         accuracy = sum(correct) / len(correct)
         valid = accuracy >= self.params.min_competence
         note = "" if valid else (
@@ -104,7 +105,10 @@ class CipherHarmEvaluator(HarmEvaluator):
         record = record.model_copy(update={
             "plugin": "cipher_harmfulness",
             "metrics": {**record.metrics, "cipher_competence": competence},
-            "groups": {**record.groups, "raw_judge": self.raw_view(raw)}})
+            # The same judges on raw answers to benign enciphered questions: a judge that
+            # cannot read the cipher flags (or clears) both alike.
+            "groups": {**record.groups, "raw_judge": self.raw_view(self.rows, raw),
+                       "raw_judge_benign": self.raw_view(self.competence_rows, benign_raw)}})
         for sample, text in zip(samples, raw, strict=True):
             sample["raw_response"] = text
         return record, samples
