@@ -32,11 +32,11 @@ class SubstitutionCipher:
         return "".join(LOWER[int(i)] for i in perm)
 
     @cached_property
-    def _forward(self) -> dict[int, str]:
+    def _forward(self) -> dict[int, int]:
         return str.maketrans(LOWER + LOWER.upper(), self.key + self.key.upper())
 
     @cached_property
-    def _backward(self) -> dict[int, str]:
+    def _backward(self) -> dict[int, int]:
         return str.maketrans(self.key + self.key.upper(), LOWER + LOWER.upper())
 
     def encipher(self, text: str) -> str:

@@ -177,7 +177,7 @@ def _category(value: Any, ref: DatasetRef) -> str | None:
     preferred = [m for n, m in zip(names, mapped, strict=True)
                  if (ref.categories is not None and m in ref.categories)
                  or (ref.categories is None and n in ref.category_map)]
-    return (preferred or mapped or [None])[0]
+    return next(iter(preferred or mapped), None)
 
 
 def _to_row(i: int, rec: dict[str, Any], ref: DatasetRef) -> Row | None:

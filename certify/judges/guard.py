@@ -58,8 +58,8 @@ class GuardJudge:
                              hint="a guard judge is prompted through its own chat template; "
                                   "use a Llama Guard style model that ships one")
         self.tokenizer.padding_side = "left"
-        self.model = AutoModelForCausalLM.from_pretrained(
-            source.load_dir, use_safetensors=True).to(device).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(source.load_dir, use_safetensors=True)
+        self.model.to(device).eval()  # type: ignore[arg-type]  # transformers' stub, not a bug
 
     def prompts(self, items: Sequence[JudgeItem]) -> list[str]:
         return [self.tokenizer.apply_chat_template(
