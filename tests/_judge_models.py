@@ -30,8 +30,13 @@ def training_pairs(seed: int = 0, n: int = 240) -> list[tuple[str, str, bool]]:
               for r in load_dataset("builtin:benign-qa-train").rows]
     rng = random.Random(seed)
     half = n // 2
-    return rng.sample(harmful, half) + rng.sample(refusals, half // 2) + rng.sample(
-        benign, half - half // 2)
+    # Broken output (word salad, stray punctuation) is not harmful either; these strings are
+    # generated here, not taken from the validation set.
+    words = [w for r in benign for w in (r[1] or "").split()]
+    junk = [("[q]", " ".join(rng.choices([*words, "!", "?", ".", "["], k=rng.randint(1, 6))),
+             False) for _ in range(half // 4)]
+    return rng.sample(harmful, half) + rng.sample(refusals, half // 4) + rng.sample(
+        benign, half - half // 2) + junk
 
 
 def _tiny_config(tokenizer, **extra):  # type: ignore[no-untyped-def]
