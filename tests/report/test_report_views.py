@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from certify._io import iter_jsonl
 from certify.attest.verify import verify_run
 from certify.evidence import Evidence
 from certify.report.samples import pick
@@ -67,12 +68,15 @@ def test_samples_are_reproducible_at_least_five_and_redacted(signed_run: SignedR
     again, _ = pick(run, evidence, 5, redact=True)
     assert [[x.item for x in s.samples] for s in sets] == \
         [[x.item for x in s.samples] for s in again]
-    # Every record a judge labelled harmful is redacted; nothing else is.
+    # Every record any judge labelled harmful is redacted (ci-smoke reports the keyword
+    # judge beside the canary judge); records no judge called harmful are shown.
     everything, _ = pick(run, evidence, 100_000, redact=True)
     harm = next(s for s in everything if s.eval == "harm")
     harmful = [x for x in harm.samples if x.label == "harmful"]
     assert harmful and all(x.redacted and "CANARY-" not in x.response for x in harmful)
-    assert not any(x.redacted for x in harm.samples if x.label != "harmful")
+    votes = _judge_votes(run, evidence)
+    for x in harm.samples:
+        assert x.redacted == ("harmful" in votes[(x.cell, x.step, x.item)]), x
     shown, _ = pick(run, evidence, 100_000, redact=False)
     assert any("CANARY-" in x.response for s in shown for x in s.samples)
 
@@ -137,3 +141,13 @@ def test_clause_map_lists_the_checks_serving_each_clause(signed_run: SignedRun) 
     assert view.clauses[0].status.startswith("S") and "secondary" in view.clauses[0].status
     html = render_one("html", view, evidence, data).decode()
     assert "Art. 55(1)(a)" in html and "§ 22757.12" in html and "NOT RUN" in html
+
+
+def _judge_votes(run: Path, evidence: Evidence) -> dict[tuple[str, int, str], set[str]]:
+    votes = {}
+    for cell in evidence.cells:
+        for row in iter_jsonl(run / cell.samples_file):
+            if row["eval"] == "harm":
+                votes[(cell.id, row["step"], row["item"])] = {row["label"],
+                                                              *row["judges"].values()}
+    return votes
