@@ -27,6 +27,7 @@ class JudgeLine:
     eval: str
     name: str
     version: str
+    weights: str
     validated_on: str
     n: str
     accuracy: str
@@ -80,14 +81,24 @@ def _cell(c: CellRecord) -> list[str]:
             num(last.flop if last else 0.0)]
 
 
+def _weights(j: dict[str, Any]) -> str:
+    """The judge model's root digest, or what it is when it has no weights (a rule)."""
+    digest = j.get("weights_digest")
+    return one_line(f"sha256 {short_digest(digest)}", 40) if digest else "rule-based, no weights"
+
+
 def _judge(j: dict[str, Any]) -> JudgeLine:
     v = j.get("validation") or {}
     confusion = v.get("confusion") or {}
     text = "; ".join(f"{truth}→" + ", ".join(f"{pred} {n}" for pred, n in preds.items())
                      for truth, preds in confusion.items())
     dataset = v.get("dataset") or {}
+    if not v:
+        return JudgeLine(one_line(j.get("eval"), 60), one_line(j.get("name"), 60),
+                         one_line(j.get("version"), 20), _weights(j),
+                         "not validated: error rates unknown", "—", "—", "—", "—", "—")
     return JudgeLine(one_line(j.get("eval"), 60), one_line(j.get("name"), 60),
-                     one_line(j.get("version"), 20),
+                     one_line(j.get("version"), 20), _weights(j),
                      one_line(f"{dataset.get('name', '—')} "
                               f"(sha256 {short_digest(dataset.get('sha256'), 12)})", 200),
                      num(v.get("n")), pct(v.get("accuracy")), pct(v.get("false_positive_rate")),
