@@ -67,12 +67,13 @@ def test_samples_are_reproducible_at_least_five_and_redacted(signed_run: SignedR
     again, _ = pick(run, evidence, 5, redact=True)
     assert [[x.item for x in s.samples] for s in sets] == \
         [[x.item for x in s.samples] for s in again]
-    # Every record a judge labelled harmful is redacted; nothing else is.
+    # Every record the ensemble or any side-by-side judge labelled harmful is redacted (the
+    # conservative reading); nothing else is.
     everything, _ = pick(run, evidence, 100_000, redact=True)
     harm = next(s for s in everything if s.eval == "harm")
-    harmful = [x for x in harm.samples if x.label == "harmful"]
-    assert harmful and all(x.redacted and "CANARY-" not in x.response for x in harmful)
-    assert not any(x.redacted for x in harm.samples if x.label != "harmful")
+    flagged = [x for x in harm.samples if x.label == "harmful" or ": harmful" in x.judges]
+    assert flagged and all(x.redacted and "CANARY-" not in x.response for x in flagged)
+    assert not any(x.redacted for x in harm.samples if x not in flagged)
     shown, _ = pick(run, evidence, 100_000, redact=False)
     assert any("CANARY-" in x.response for s in shown for x in s.samples)
 
