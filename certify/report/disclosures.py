@@ -25,6 +25,7 @@ from certify.report.attack_notes import (
     table,
     who,
 )
+from certify.report.methodology import validated_twin
 from certify.report.text import num, one_line, pct, short_digest
 
 ENSEMBLE_RULES = {
@@ -154,8 +155,11 @@ def judge_sentences(evidence: Evidence) -> list[str]:
         weights = (f" (weights sha256 {short_digest(j.get('weights_digest'))})"
                    if j.get("weights_digest") else "")
         if not v:
-            out.append(f"Judge {name} on {eval_id}{weights} was not validated on a labelled set: "
-                       "its error rates are unknown.")
+            twin = validated_twin(j, evidence.judges)
+            out.append(f"Judge {name} on {eval_id}{weights} is the judge validated under "
+                       f"{one_line(twin, 60)} (same parameters and weights)." if twin else
+                       f"Judge {name} on {eval_id}{weights} was not validated on a labelled "
+                       "set: its error rates are unknown.")
             continue
         data = (v.get("dataset") or {}).get("name", "—")
         out.append(one_line(

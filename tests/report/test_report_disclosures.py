@@ -167,7 +167,9 @@ def test_judge_validation_shows_accuracy_fpr_and_fnr(evidence: Evidence, view: R
     # The keyword judge calls benign answers harmful: its false-positive rate is not zero.
     keywords = next(j for j in validated if j["name"] == "keywords")["validation"]
     assert keywords["false_positive_rate"] > 0
-    assert lines[("cipher_harm", "canary")].validated_on.startswith("not validated")
+    # The same canary judge (same parameters) decides cipher_harm: its validation is harm's.
+    assert lines[("cipher_harm", "canary")].validated_on == (
+        "not here; the same judge is validated under harm")
     assert "combines its 2 judge(s) by rule 'primary'" in pdf_text
 
 
