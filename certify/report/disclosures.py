@@ -156,10 +156,10 @@ def judge_sentences(evidence: Evidence) -> list[str]:
                    if j.get("weights_digest") else "")
         if not v:
             twin = validated_twin(j, evidence.judges)
-            out.append(f"Judge {name} on {eval_id}{weights} is the judge validated under "
-                       f"{one_line(twin, 60)} (same parameters and weights)." if twin else
-                       f"Judge {name} on {eval_id}{weights} was not validated on a labelled "
-                       "set: its error rates are unknown.")
+            out.append(one_line(
+                f"Judge {name} on {eval_id}{weights} is the judge validated under {twin} (same "
+                "parameters and weights)." if twin else f"Judge {name} on {eval_id}{weights} "
+                "was not validated on a labelled set: its error rates are unknown.", 600))
             continue
         data = (v.get("dataset") or {}).get("name", "—")
         out.append(one_line(
