@@ -165,9 +165,10 @@ def test_7b_dry_run_cost_is_plausible(name: str) -> None:
         # Independently: 6·N (full) or 4·N (LoRA) per token; a step trains min(batch,
         # n_samples) sequences of 16 to 520 tokens (a chat QA pair, capped by max_length).
         factor = 4 if attack.attack == "lora" else 6
-        batches = [min(b, s) for b in _axis(attack, "batch_size", 8)
-                   for s in _axis(attack, "n_samples", 100)]
-        steps = attack.budget["max_steps"] * row.cells
+        # A search draws each trial's batch from batch_sizes and trains n_trials times.
+        sizes = attack.params.get("batch_sizes") or _axis(attack, "batch_size", 8)
+        batches = [min(b, s) for b in sizes for s in _axis(attack, "n_samples", 100)]
+        steps = attack.budget["max_steps"] * row.cells * attack.params.get("n_trials", 1)
         per_seq_low, per_seq_high = 16, 520
         low = factor * n * steps * min(batches) * per_seq_low
         high = factor * n * steps * max(batches) * per_seq_high
@@ -242,7 +243,7 @@ def test_cli_dry_run_json_for_ci_smoke_is_feasible() -> None:
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["dry_run"] and report["feasible"]
-    assert report["totals"]["cells"] == 6          # 3 cells on each of the two models
+    assert report["totals"]["cells"] == 10         # 5 cells on each of the two models
     assert report["hardware"]["train_flops"] > 1e8  # a real measurement of this machine
     assert report["estimated_seconds"] < 3600
 

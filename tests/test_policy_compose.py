@@ -260,8 +260,9 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as e:
         load_policy(str(path))
     problems = e.value.problems
-    # Two checks carry the typo; each is reported, with its line and the nearest name.
+    # Three checks carry the typo; each is reported, with its line and the nearest name.
     typos = [p for p in problems if "did you mean 'max_rate'" in p]
-    assert len(typos) == 2
+    assert len(typos) == 3
     assert any("checks[0].max_rat" in p for p in typos)
-    assert any("checks[3].max_rat" in p for p in typos)
+    assert any("checks[5].max_rat" in p for p in typos)
+    assert any("checks[7].max_rat" in p for p in typos)

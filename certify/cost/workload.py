@@ -161,8 +161,17 @@ class CellCost:
 def training_mode(spec: CellSpec) -> str:
     if spec.max_steps <= 0:
         return "eval"
-    tags = registry.get("attack", spec.technique).tags
-    return "lora" if "lora" in tags or "lora_rank" in spec.params else "full"
+    if "lora" in registry.get("attack", spec.technique).tags:
+        return "lora"
+    # lora_rank 0 means every weight; a search that may pick rank 0 is costed as full.
+    ranks = spec.params.get("lora_ranks", [spec.params.get("lora_rank", 0)])
+    return "lora" if isinstance(ranks, list) and ranks and 0 not in ranks else "full"
+
+
+def trials(spec: CellSpec) -> int:
+    """Training runs in one cell: a search trains each of its trials to max_steps."""
+    n = spec.params.get("n_trials", 1)
+    return n if isinstance(n, int) and n > 0 else 1
 
 
 def cell_cost(spec: CellSpec, policy: Policy, shape: ModelShape, data: DataEstimator,
@@ -170,7 +179,8 @@ def cell_cost(spec: CellSpec, policy: Policy, shape: ModelShape, data: DataEstim
     mode = training_mode(spec)
     p = spec.params
     n_samples = p.get("n_samples")
-    batch = int(p.get("batch_size", 8))
+    # A search's trials draw from batch_sizes: cost its largest (an upper estimate).
+    batch = int(max(p.get("batch_sizes") or [p.get("batch_size", 8)]))
     batch = min(batch, int(n_samples)) if n_samples else batch
     seq = 0.0
     assumed: list[str] = []
@@ -182,9 +192,10 @@ def cell_cost(spec: CellSpec, policy: Policy, shape: ModelShape, data: DataEstim
         seq = min(per_example, cap)
         if not (stats and stats.measured):
             assumed.append(f"{spec.attack_id}: training data length assumed")
-    steps = spec.max_steps if mode != "eval" else 0
+    steps = spec.max_steps * trials(spec) if mode != "eval" else 0
     tokens = steps * batch * seq
-    runs = [e for _ in spec.checkpoints for e in spec.evaluate] + list(spec.evaluate_final)
+    runs = [e for _ in spec.checkpoints for e in spec.evaluate] * trials(spec) + list(
+        spec.evaluate_final)
     eval_flop = sum(evals[e].flop(shape.n_active) for e in runs)
     return CellCost(spec.id, spec.attack_id, spec.role, spec.technique, mode, steps, batch, seq,
                     str(p.get("optimizer", "adamw")), len(runs), tokens,

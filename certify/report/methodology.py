@@ -27,6 +27,7 @@ class JudgeLine:
     eval: str
     name: str
     version: str
+    weights: str
     validated_on: str
     n: str
     accuracy: str
@@ -80,14 +81,34 @@ def _cell(c: CellRecord) -> list[str]:
             num(last.flop if last else 0.0)]
 
 
-def _judge(j: dict[str, Any]) -> JudgeLine:
+def _weights(j: dict[str, Any]) -> str:
+    """The judge model's root digest, or what it is when it has no weights (a rule)."""
+    digest = j.get("weights_digest")
+    return one_line(f"sha256 {short_digest(digest)}", 40) if digest else "rule-based, no weights"
+
+
+def validated_twin(j: dict[str, Any], judges: list[dict[str, Any]]) -> str | None:
+    """The evaluation where the very same judge (name, parameters, weights) was validated."""
+    same = ("name", "params", "weights_digest")
+    return next((str(o.get("eval")) for o in judges if o.get("validation")
+                 and all(o.get(k) == j.get(k) for k in same)), None)
+
+
+def _judge(j: dict[str, Any], judges: list[dict[str, Any]]) -> JudgeLine:
     v = j.get("validation") or {}
     confusion = v.get("confusion") or {}
     text = "; ".join(f"{truth}→" + ", ".join(f"{pred} {n}" for pred, n in preds.items())
                      for truth, preds in confusion.items())
     dataset = v.get("dataset") or {}
+    if not v:
+        twin = validated_twin(j, judges)
+        where = (f"not here; the same judge is validated under {one_line(twin, 60)}" if twin
+                 else "not validated: error rates unknown")
+        return JudgeLine(one_line(j.get("eval"), 60), one_line(j.get("name"), 60),
+                         one_line(j.get("version"), 20), _weights(j), where,
+                         "—", "—", "—", "—", "—")
     return JudgeLine(one_line(j.get("eval"), 60), one_line(j.get("name"), 60),
-                     one_line(j.get("version"), 20),
+                     one_line(j.get("version"), 20), _weights(j),
                      one_line(f"{dataset.get('name', '—')} "
                               f"(sha256 {short_digest(dataset.get('sha256'), 12)})", 200),
                      num(v.get("n")), pct(v.get("accuracy")), pct(v.get("false_positive_rate")),
@@ -106,7 +127,7 @@ def methodology(evidence: Evidence) -> Methodology:
         evaluations=[(one_line(k, 60), one_line(v.get("plugin"), 60),
                       one_line(v.get("summary", ""), 300), _kv(v.get("params", {})))
                      for k, v in evidence.evaluations.items()],
-        judges=[_judge(j) for j in evidence.judges],
+        judges=[_judge(j, evidence.judges) for j in evidence.judges],
         datasets=[(one_line(d.get("name"), 120), num(d.get("n")),
                    one_line(d.get("sha256"), 80), one_line(d.get("licence") or "—", 120))
                   for d in evidence.datasets],

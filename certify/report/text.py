@@ -78,7 +78,8 @@ def scalar(key: str, value: Any, *, rates: bool = True) -> str:
     interval is a proportion's (shown in %), not a difference's."""
     if value is None:
         return "—"
-    if key in ("rate", "value", "accuracy", "candidate", "reference") and isinstance(value, float):
+    if (key in ("rate", "value", "accuracy", "candidate", "reference") or key.endswith("_rate")) \
+            and isinstance(value, int | float) and not isinstance(value, bool):
         return pct(value)
     if key == "difference" and isinstance(value, int | float):
         return f"{value:+.3f}"

@@ -14,6 +14,7 @@ from typing import Any
 from certify._io import sha256_bytes
 from certify.evidence import Evidence
 from certify.report import checks as check_text
+from certify.report.disclosures import Disclosures, disclosures
 from certify.report.methodology import Methodology, digest_index, environment, methodology
 from certify.report.plots import Curve, curves
 from certify.report.samples import SampleSet, pick
@@ -72,6 +73,8 @@ class ConditionSection:
     question: str
     verdict: str
     checks: list[tuple[CheckRow, check_text.Table | None]]
+    notes: list[str] = field(default_factory=list)
+    """What the attacks and judges behind these checks disclosed (see Methodology)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,7 @@ class ReportView:
     curves: list[Curve]
     clauses: list[ClauseRow]
     method: Methodology
+    disclosures: Disclosures
     samples: list[SampleSet]
     sample_warnings: list[str]
     samples_per_eval: int
@@ -103,6 +107,14 @@ class ReportView:
     evidence_sha256: str
     verify_command: str
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def disclosure_notes(self) -> list[str]:
+        """Every condition's disclosure sentences once, in condition order (summary.md)."""
+        out: list[str] = []
+        for section in self.conditions:
+            out += [n for n in section.notes if n not in out]
+        return out
 
 
 def _model_line(role: str, model: dict[str, Any] | None) -> ModelLine | None:
@@ -154,17 +166,35 @@ def check_rows(evidence: Evidence) -> list[CheckRow]:
             for c in evidence.verdict.checks]
 
 
-def condition_sections(evidence: Evidence, rows: list[CheckRow]) -> list[ConditionSection]:
+def _attacks_read(results: list[Any]) -> list[str]:
+    """Attack ids whose measurements these check results read (rows and observed points)."""
+    ids: list[str] = []
+    for result in results:
+        points = [*result.rows, *(v for v in result.observed.values() if isinstance(v, dict))]
+        for row in points:
+            attack = row.get("attack")
+            if isinstance(attack, str) and attack not in ids:
+                ids.append(attack)
+    return ids
+
+
+def condition_sections(evidence: Evidence, rows: list[CheckRow],
+                       disclosed: Disclosures) -> list[ConditionSection]:
     verdicts = evidence.verdict.conditions if evidence.verdict else {}
     results = evidence.verdict.checks if evidence.verdict else []
     cell_ids = {c.id for c in evidence.cells}
     sections = []
     for key, (name, question) in check_text.CONDITIONS.items():
+        mine = [r for r in results if r.condition == key]
         served = [(row, check_text.detail_table(result, cell_ids))
                   for row, result in zip(rows, results, strict=True) if result.condition == key]
+        notes = disclosed.for_attacks(_attacks_read(mine))
+        if key == "validity" and any(r.check == "judge_validity" for r in mine):
+            notes += disclosed.judges + disclosed.ensembles
         verdict = verdicts.get(key)
         sections.append(ConditionSection(key, name, question,
-                                         verdict.upper() if verdict else "NOT ASSESSED", served))
+                                         verdict.upper() if verdict else "NOT ASSESSED", served,
+                                         notes))
     return sections
 
 
@@ -207,14 +237,16 @@ def build(run_dir: Path, evidence: Evidence, evidence_bytes: bytes, signer: str,
     redact = bool(spec.get("redact_harmful", True))
     samples, warnings = pick(run_dir, evidence, per_eval, redact)
     rows = check_rows(evidence)
+    disclosed = disclosures(evidence)
     env, packages = environment(evidence)
     return ReportView(
         title=REPORT_TITLE,
         created=evidence.run.get("collected") or evidence.run.get("created") or "",
         cover=cover(evidence, signer), checks=rows,
-        conditions=condition_sections(evidence, rows),
+        conditions=condition_sections(evidence, rows, disclosed),
         curves=curves(evidence) if with_figures else [],
-        clauses=clause_rows(evidence), method=methodology(evidence), samples=samples,
+        clauses=clause_rows(evidence), method=methodology(evidence), disclosures=disclosed,
+        samples=samples,
         sample_warnings=warnings, samples_per_eval=per_eval, redacted=redact,
         limitations=[one_line(x, 800) for x in evidence.limitations],
         environment=env, packages=packages,

@@ -76,17 +76,18 @@ class CellRun:
         dataset = load_dataset(ref)
         dataset.require("prompt", "response")
         rows = [r for r in dataset.rows if categories is None or r.category in categories]
-        if categories is not None:
-            self.train_categories = sorted(set(categories))
-        elif self.train_categories is None:
-            self.train_categories = sorted({r.category for r in rows if r.category}) or None
         if n is not None and n > len(rows):
             raise CellError("not_enough_data", f"dataset {dataset.name} has {len(rows)} usable "
                             f"rows but the attack asks for n_samples={n}",
                             hint="lower n_samples or give a larger dataset")
         chosen = random.Random(f"{self.seed}:{dataset.sha256}").sample(rows, n or len(rows))
+        # The harm categories the attacker actually trained on (all calls of this cell):
+        # generalization holds out the evaluated categories that are not among them.
+        used = sorted({r.category for r in chosen if r.category})
+        if used:
+            self.train_categories = sorted(set(self.train_categories or []) | set(used))
         self.notes.setdefault("train_data", []).append(
-            {**dataset.identity(), "categories_used": self.train_categories, "n_used": len(chosen),
+            {**dataset.identity(), "categories_used": used, "n_used": len(chosen),
              "overlap": overlap_by_eval(chosen, self.evaluators)})
         return [Example(r.prompt, r.response or "", system) for r in chosen]
 

@@ -1,0 +1,265 @@
+"""Per-attack disclosures: poisoned mix, covert screening, cipher competence, search trials.
+
+Each block says in words, with the numbers from the evidence, what an attack recorded
+about itself: how many covert training examples each judge flags (covert data is built
+to pass such screening), whether the cipher was learned and which measurements that
+invalidated, and every trial of a worst-case search with the one the verdict sees.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from certify.evidence import CellRecord, EvalRecord
+from certify.report.checks import MAX_ROWS, Table
+from certify.report.text import num, one_line, pct
+
+MAX_TRIALS = 64
+
+
+@dataclass(frozen=True)
+class Block:
+    title: str
+    sentences: list[str]
+    table: Table | None = None
+
+
+@dataclass(frozen=True)
+class AttackDisclosure:
+    id: str
+    technique: str
+    blocks: list[Block]
+
+
+def who(cell: CellRecord) -> str:
+    return f"{cell.role} seed {cell.seed}"
+
+
+def table(columns: list[str], rows: list[list[str]], limit: int = MAX_ROWS,
+           order: str = "") -> Table:
+    return Table(columns, rows[:limit], max(0, len(rows) - limit), order if len(rows) > limit
+                 else "")
+
+
+def frac(k: Any, n: Any) -> str:
+    if not isinstance(k, int) or not isinstance(n, int) or n <= 0:
+        return "—"
+    return f"{k} of {n} ({pct(k / n)})"
+
+
+# --------------------------------------------------------------------------- covert attacks
+
+def _screening(cells: list[CellRecord]) -> Block | None:
+    rows: list[list[str]] = []
+    totals: dict[tuple[str, str], list[int]] = {}  # (role, judge) -> plain, covert, n, cells
+    for cell in cells:
+        for s in cell.notes.get("covert_screening") or []:
+            if not isinstance(s, dict):
+                continue
+            judge, n = one_line(s.get("judge"), 60), s.get("n")
+            plain, covert = s.get("plain_flagged"), s.get("covert_flagged")
+            rows.append([who(cell), judge, num(n), num(plain), num(covert)])
+            counts = [v for v in (plain, covert, n) if isinstance(v, int)]
+            if len(counts) == 3:
+                t = totals.setdefault((cell.role, judge), [0, 0, 0, 0])
+                for i, v in enumerate([*counts, 1]):
+                    t[i] += v
+    if not rows:
+        return None
+    sentences = [f"Covert screening ({role}, {cells_n} cell(s)): the {judge} judge flags "
+                 f"{covert} of {n} covert training examples, and {plain} of the same {n} "
+                 f"pairs in plain text."
+                 for (role, judge), (plain, covert, n, cells_n) in totals.items()]
+    sentences.append("Covert data is built to pass this screening: a judge that flags far "
+                     "fewer enciphered examples than plain ones cannot see what the attack "
+                     "teaches, which is why harm is judged on decoded answers.")
+    return Block("What the judges see in the covert training data", sentences,
+                 table(["cell", "judge", "examples", "flagged in plain text",
+                         "flagged enciphered"], rows))
+
+
+def _cipher_settings(cells: list[CellRecord]) -> list[str]:
+    seen: list[str] = []
+    for cell in cells:
+        c = cell.notes.get("cipher")
+        if not isinstance(c, dict):
+            continue
+        text = one_line(
+            f"Substitution cipher seed {num(c.get('seed'))} (key {c.get('key')}): phase 1 "
+            f"teaches it for {num(c.get('phase1_steps'))} steps on "
+            f"{num(c.get('phase1_examples'))} enciphered benign examples; phase 2 trains "
+            f"{num(c.get('phase2_steps'))} steps on {num(c.get('phase2_harmful_examples'))} "
+            f"enciphered harmful examples, mixed with enciphered benign pairs "
+            f"({pct(c.get('benign_mix'), 0)} of phase 2).", 500)
+        if text not in seen:
+            seen.append(text)
+    return seen
+
+
+def _cipher_records(cell: CellRecord) -> list[tuple[int, str, EvalRecord]]:
+    return [(cp.step, eval_id, rec) for cp in cell.checkpoints
+            for eval_id, rec in cp.evals.items() if "cipher_competence" in rec.metrics]
+
+
+def _judge_rates(view: Any) -> str:
+    if not isinstance(view, dict) or not view:
+        return "—"
+    parts = []
+    for judge, metrics in view.items():
+        m = metrics.get("harmful") if isinstance(metrics, dict) else None
+        parts.append(f"{one_line(judge, 40)} {pct(m.value) if m is not None else '—'}")
+    return ", ".join(parts)
+
+
+def _min_competence(cell: CellRecord, eval_id: str) -> float | None:
+    ident = cell.notes.get("evaluators", {}).get(eval_id, {})
+    value = (ident.get("competence") or {}).get("min_competence")
+    return value if isinstance(value, int | float) else None
+
+
+def _competence(cells: list[CellRecord]) -> Block | None:
+    rows, points = [], []
+    for cell in cells:
+        for step, eval_id, rec in _cipher_records(cell):
+            comp = rec.metrics["cipher_competence"]
+            harmful = rec.metrics.get("harmful")
+            rows.append([who(cell), num(step), one_line(eval_id, 60), frac(comp.k, comp.n),
+                         "valid" if rec.valid else f"INVALID: {one_line(rec.note, 200)}",
+                         pct(harmful.value) if harmful else "—",
+                         _judge_rates(rec.groups.get("raw_judge")),
+                         _judge_rates(rec.groups.get("raw_judge_benign"))])
+            points.append((cell, eval_id, rec))
+    if not points:
+        return None
+    invalid = [p for p in points if not p[2].valid]
+    threshold = next((t for c, e, _ in points if (t := _min_competence(c, e)) is not None), None)
+    need = f"; the policy requires at least {pct(threshold, 0)}" if threshold is not None else ""
+    lowest = min(points, key=lambda p: p[2].metrics["cipher_competence"].value)[2]
+    low = lowest.metrics["cipher_competence"]
+    if invalid:
+        best = max(invalid, key=lambda p: p[2].metrics["cipher_competence"].value)[2]
+        b = best.metrics["cipher_competence"]
+        lead = (f"Cipher competence: at {len(invalid)} of {len(points)} measured checkpoints "
+                f"the model answered too few benign enciphered questions correctly (best of "
+                f"those: {frac(b.k, b.n)}{need}). The cipher was not learned there, so those "
+                "measurements are invalid, and a check reading them is inconclusive, never a "
+                "pass.")
+    else:
+        lead = (f"Cipher competence: the cipher was learned at all {len(points)} measured "
+                f"checkpoints (lowest: {frac(low.k, low.n)} benign enciphered questions "
+                f"answered correctly{need}), so harm was judged on answers the model meant.")
+    worst = max(points, key=lambda p: (p[2].metrics.get("harmful").value  # type: ignore[union-attr]
+                                       if p[2].metrics.get("harmful") else 0.0))
+    rec = worst[2]
+    harmful = rec.metrics.get("harmful")
+    raw = (f"Decode before judging: at the checkpoint with the most decoded harm "
+           f"({who(worst[0])}, {pct(harmful.value) if harmful else '—'} harmful after "
+           f"decoding), judges reading the raw enciphered answers call "
+           f"{_judge_rates(rec.groups.get('raw_judge'))} of them harmful, and "
+           f"{_judge_rates(rec.groups.get('raw_judge_benign'))} of the answers to benign "
+           "enciphered questions. A judge that cannot read the cipher treats harmful and "
+           "benign ciphertext alike, which is why the verdict reads decoded answers.")
+    return Block("Cipher competence and decoded judging", [lead, raw],
+                 table(["cell", "step", "evaluation", "competence", "measurement",
+                         "harmful (decoded)", "raw output: harmful per judge",
+                         "raw benign output: harmful per judge"], rows))
+
+
+# --------------------------------------------------------------------------- search, poison
+
+def _lr_text(x: Any) -> str:
+    return f"{x:.2e}" if isinstance(x, int | float) and not isinstance(x, bool) else "—"
+
+
+def _config_text(config: dict[str, Any]) -> str:
+    rank = config.get("lora_rank")
+    how = "every weight" if rank == 0 else f"LoRA rank {num(rank)}"
+    return (f"learning rate {_lr_text(config.get('learning_rate'))}, batch "
+            f"{num(config.get('batch_size'))}, {how}")
+
+
+def _search(cell: CellRecord) -> Block | None:
+    s = cell.notes.get("search")
+    if not isinstance(s, dict):
+        return None
+    trials = [t for t in s.get("trials") or [] if isinstance(t, dict)]
+    p = cell.params
+    worst_i = s.get("worst_trial")
+    worst = next((t for t in trials if t.get("trial") == worst_i), None)
+    bounds = one_line(
+        f"Worst-case search ({who(cell)}): {num(s.get('n_trials'))} trials over learning "
+        f"rates {_lr_text(p.get('learning_rate_min'))} to {_lr_text(p.get('learning_rate_max'))} "
+        f"(log-uniform), batch sizes {', '.join(num(b) for b in p.get('batch_sizes') or [])} and "
+        f"LoRA ranks {', '.join(num(r) for r in p.get('lora_ranks') or [])} (0 = every weight), "
+        f"each trained to {num(cell.max_steps)} steps; strategy: {s.get('strategy')}; "
+        f"objective: harmful rate on {s.get('objective')}.", 700)
+    sentences = [bounds]
+    if worst is not None:
+        sentences.append(one_line(
+            f"Of {num(len(trials))} search trials, the most damaging was trial {num(worst_i)} "
+            f"({_config_text(worst.get('config', {}))})"
+            f": {pct(worst.get('worst_harmful'))} harmful at step {num(worst.get('worst_step'))}. "
+            "This cell records that trial's trajectory, so the verdict, which takes the worst "
+            "cell and checkpoint, reads it like any other cell; the other trials are disclosed "
+            "here and do not enter the checks.", 700))
+    order = sorted(trials, key=lambda t: -(t.get("worst_harmful") or 0.0)) \
+        if len(trials) > MAX_TRIALS else trials
+    rows = []
+    for t in order:
+        stop = t.get("early_stop")
+        rows.append([num(t.get("trial")) + (" (worst)" if t.get("trial") == worst_i else ""),
+                     _lr_text(t.get("config", {}).get("learning_rate")),
+                     num(t.get("config", {}).get("batch_size")),
+                     num(t.get("config", {}).get("lora_rank")),
+                     pct(t.get("worst_harmful")), num(t.get("worst_step")),
+                     num(t.get("final_loss")),
+                     one_line(f"step {stop.get('step')}: {stop.get('reason')}", 160)
+                     if isinstance(stop, dict) else "—"])
+    return Block(f"Search trials ({who(cell)})", sentences,
+                 table(["trial", "learning rate", "batch", "LoRA rank", "worst harmful",
+                         "at step", "final loss", "early stop"], rows, MAX_TRIALS,
+                        "most damaging first"))
+
+
+def _poison(cells: list[CellRecord]) -> Block | None:
+    seen: list[str] = []
+    for cell in cells:
+        p = cell.notes.get("poison")
+        if not isinstance(p, dict):
+            continue
+        benign, harmful = p.get("benign"), p.get("harmful")
+        total = benign + harmful if isinstance(benign, int) and isinstance(harmful, int) else None
+        text = (f"Poisoned mix: {num(harmful)} of {num(total)} training examples are harmful "
+                f"(poison fraction {pct(p.get('fraction'))}); the other {num(benign)} are benign "
+                "task data, as a fine-tuning service would receive them.")
+        if text not in seen:
+            seen.append(text)
+    return Block("Training mix", seen) if seen else None
+
+
+# --------------------------------------------------------------------------- per attack
+
+def attack_disclosure(attack_id: str, technique: str, cells: list[CellRecord]) -> AttackDisclosure:
+    blocks: list[Block] = []
+    if poison := _poison(cells):
+        blocks.append(poison)
+    settings = _cipher_settings(cells)
+    if settings:
+        blocks.append(Block("Cipher", settings))
+    for block in (_screening(cells), _competence(cells)):
+        if block is not None:
+            blocks.append(block)
+    blocks += [b for c in cells if (b := _search(c)) is not None]
+    return AttackDisclosure(one_line(attack_id, 80), one_line(technique, 40), blocks)
+
+
+def headlines(disclosure: AttackDisclosure) -> list[str]:
+    out = []
+    for block in disclosure.blocks:
+        if block.title.startswith("Search trials"):
+            out += block.sentences[1:2]  # the worst trial and that the verdict sees it
+        elif block.title != "Cipher":
+            out += block.sentences[:-1] if block.title.startswith("What the judges") \
+                else block.sentences
+    return [f"{disclosure.id}: {s}" for s in out]
