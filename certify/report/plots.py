@@ -10,6 +10,7 @@ as paths, so the PDF needs no extra fonts for it.
 from __future__ import annotations
 
 import io
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -102,12 +103,17 @@ def _draw(ax: Any, curve_series: list[Series], thresholds: list[tuple[str, float
     for i, (label, value) in enumerate(thresholds):
         ax.axhline(value, color="#555555", linewidth=0.8, linestyle=(0, (4, 2 + 2 * i)),
                    label=label)
-    # Checkpoints are usually geometric (0, 4, 8, 16, ...): a symlog axis spaces them
-    # evenly and still shows step 0; ticks sit on the measured steps only.
+    # Geometric checkpoints (0, 4, 8, 16, ...) read best on a symlog axis, which still shows
+    # step 0; evenly spaced ones (every N steps) on a linear axis. Ticks sit on measured steps.
     steps = sorted({step for s in curve_series for step in s.steps})
-    ax.set_xscale("symlog", base=2, linthresh=1, linscale=0.5)
-    ax.set_xlim(-0.3, max(steps[-1], 1) * 1.15)
-    ax.set_xticks(steps, [str(step) for step in steps])
+    gaps = [b - a for a, b in itertools.pairwise(steps[1:])]
+    if gaps and max(gaps) > 2 * min(gaps):
+        ax.set_xscale("symlog", base=2, linthresh=1, linscale=0.5)
+        ax.set_xlim(-0.3, max(steps[-1], 1) * 1.15)
+    else:
+        ax.set_xlim(-max(steps[-1], 1) * 0.02, max(steps[-1], 1) * 1.03)
+    shown = steps if len(steps) <= 14 else steps[:: -(-len(steps) // 14)]
+    ax.set_xticks(shown, [str(step) for step in shown])
     ax.xaxis.set_minor_locator(matplotlib_ticker().NullLocator())
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("optimizer steps of the attack")
