@@ -144,6 +144,7 @@ def worker_setup(loaded: LoadedPolicy, models: dict[str, Any], opts: AuditOption
 def audit(opts: AuditOptions, progress: Progress | None = None) -> AuditResult:
     """Run (or resume) an audit and write its evidence. Raises CertifyError subclasses."""
     from certify.run.collect import collect
+    from certify.run.device import check as check_device
     from certify.run.executor import execute
 
     progress = progress or NullProgress()
@@ -151,6 +152,7 @@ def audit(opts: AuditOptions, progress: Progress | None = None) -> AuditResult:
     if opts.key is not None and not Path(opts.key).is_file():
         raise InputError(f"signing key {opts.key} does not exist",
                          hint="create one with `certify keygen --out DIR`")
+    check_device(opts)  # a missing GPU or Ray fails before anything is built or run
     datasets = preflight(loaded)  # bad data fails before any model is built or loaded
     models = resolve_models(opts, loaded, progress)
     plan = make_plan(loaded.policy, {r: i.root_digest for r, (_, i) in models.items()})
