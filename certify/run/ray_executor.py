@@ -8,12 +8,14 @@ The driver gives each idle actor the next pending cell (preferring a model the
 actor already holds), writes every result the moment it arrives, and on Ctrl-C
 kills the actors and re-raises: finished cells are on disk and the run resumes.
 
-Ray is an optional dependency (``pip install "certify[ray]"``). With no
-``--ray-address`` a local Ray instance is started for this run and stopped after;
-with one, certify's own code is shipped to the cluster (``runtime_env``), and the
+Ray is an optional dependency (``pip install "certify[ray]"``). Without
+``--ray-address`` Ray's own discovery applies (``RAY_ADDRESS``, else a cluster
+started with ``ray start`` on this machine, else a new local instance, which is
+stopped after the run). certify's own code is shipped to the workers
+(``runtime_env``); torch and the rest must be installed on every node, and the
 model files must be readable at the same path on every node (a shared filesystem
-or the same Hugging Face cache); each actor re-hashes them when it runs on another
-host, so a different file under that path is an error, never a silent substitute.
+or the same Hugging Face cache). An actor on another host re-hashes them, so a
+different file under that path is an error, never a silent substitute.
 """
 
 from __future__ import annotations
@@ -132,16 +134,20 @@ def _check_models(models: dict[str, dict[str, Any]]) -> None:
                              hint="every node must see the same model files")
 
 
+def runtime_env() -> dict[str, Any]:
+    """Ship this certify to the workers, so every node runs the driver's exact code."""
+    import certify
+
+    return {"py_modules": [str(Path(certify.__file__).parent)]}
+
+
 def _connect(ray: Any, address: str | None) -> bool:
     """Attach to (or start) Ray. True when this run started it and must stop it."""
     if ray.is_initialized():
         return False
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                              "logging_level": logging.WARNING, "configure_logging": False}
-    if address:
-        import certify
-
-        kwargs["runtime_env"] = {"py_modules": [str(Path(certify.__file__).parent)]}
+                              "logging_level": logging.WARNING, "configure_logging": False,
+                              "runtime_env": runtime_env()}
     try:
         ray.init(address=address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
