@@ -51,6 +51,10 @@ def machine() -> dict[str, Any]:
                     cuda=torch.cuda.is_available())
         if torch.cuda.is_available():
             info["gpu"] = torch.cuda.get_device_name(0)
+    else:  # this benchmark keeps torch out of its own process
+        from importlib.metadata import version
+
+        info["torch"] = version("torch")
     return info
 
 

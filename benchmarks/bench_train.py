@@ -12,13 +12,15 @@ Trainer also its set-up), because that is what an attack cell pays.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import os
 import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(__file__))
-import _common as common  # noqa: E402
+import _common as common
 
 
 def certify_run(model, tokenizer, examples, steps):  # type: ignore[no-untyped-def]
@@ -67,7 +69,8 @@ def trainer_run(model, tokenizer, examples, steps):  # type: ignore[no-untyped-d
             report_to=[], use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=0)
         trainer = Trainer(model=model, args=trainer_args, train_dataset=rows,
                           data_collator=collate)
-        result = trainer.train()
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its metrics dict
+            result = trainer.train()
     return counted["tokens"], result.training_loss
 
 
