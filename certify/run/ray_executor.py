@@ -40,6 +40,7 @@ GIB = 1 << 30
 # snapshot and the loading transient stay in host memory.
 _HOST_FACTOR = {"cpu": 6, "cuda": 2}
 _BASE_BYTES = GIB  # the interpreter with torch, transformers and peft imported
+_GGUF_EXPANSION = 8  # quantized GGUF weights are de-quantized to float32 when loaded
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,9 @@ def import_ray() -> Any:
 
 def resources(setup: Any) -> ActorResources:
     """One GPU per actor on CUDA; CPU threads; host memory for every model it may hold."""
-    weights = sum(int(m["identity"].get("n_bytes", 0)) for m in setup.models.values())
+    weights = sum(int(m["identity"].get("n_bytes", 0))
+                  * (_GGUF_EXPANSION if m["source"].get("kind") == "gguf" else 1)
+                  for m in setup.models.values())
     memory = _BASE_BYTES + _HOST_FACTOR["cuda" if setup.device == "cuda" else "cpu"] * weights
     return ActorResources(num_cpus=max(1, setup.threads or 1),
                           num_gpus=1 if setup.device == "cuda" else 0, memory=int(memory))
