@@ -58,9 +58,20 @@ def machine() -> dict[str, Any]:
     return info
 
 
+def sync() -> None:
+    """Wait for queued GPU work, so a timing covers it (no-op on CPU)."""
+    if "torch" in sys.modules:
+        import torch
+
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.synchronize()
+
+
 def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    sync()
     started = time.perf_counter()
     out = fn()
+    sync()
     return time.perf_counter() - started, out
 
 
@@ -73,6 +84,7 @@ def args(description: str) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--repeats", type=int, default=3, help="alternating repetitions")
     parser.add_argument("--quick", action="store_true", help="smaller sizes (smoke test)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     return parser.parse_args()
 
 
@@ -82,7 +94,8 @@ def report(name: str, line: str, results: dict[str, Any], out: Path | None,
     info = machine()
     info["load_avg_1m_before"] = load_before
     print(f"{name}: {line}")
-    print(f"  machine: {info['cpu']}, {info['cores']} cores, torch {info.get('torch', '-')}"
+    gpu = f", GPU {info['gpu']}" if info.get("gpu") else ""
+    print(f"  machine: {info['cpu']}, {info['cores']} cores{gpu}, torch {info.get('torch', '-')}"
           f" ({info.get('torch_threads', '-')} threads), load average {load_before:.1f} → "
           f"{info['load_avg_1m']:.1f}")
     if out is not None:
@@ -115,10 +128,10 @@ def harm_prompts() -> list[str]:
     return [r.prompt for r in load_dataset("builtin:harm-eval").rows]
 
 
-def load_model(path: Path, **kwargs: Any) -> tuple[Any, Any]:
+def load_model(path: Path, device: str = "cpu") -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenizer.padding_side = "left"
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(path).to(device)
     return model, tokenizer

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import _common as common
 
 
-def attacked(model, tokenizer, steps):  # type: ignore[no-untyped-def]
+def attacked(model, tokenizer, steps, device):  # type: ignore[no-untyped-def]
     from certify import train
 
     model = copy.deepcopy(model)
@@ -28,7 +28,7 @@ def attacked(model, tokenizer, steps):  # type: ignore[no-untyped-def]
     encoded = train.encode(tokenizer, common.harm_examples(100), 512)
     optimizer = train.make_optimizer(model.parameters(), "adamw", 1e-3)
     train.train(model, train.batches(encoded, 10, 0, tokenizer.pad_token_id), optimizer, None,
-                steps, [], lambda s: False)
+                steps, [], lambda s: False, device=device)
     return model.eval()
 
 
@@ -37,9 +37,10 @@ def main() -> None:
 
     opts = common.args(__doc__.splitlines()[0])
     load = os.getloadavg()[0]
-    model, tokenizer = common.load_model(common.tiny_chat())
+    model, tokenizer = common.load_model(common.tiny_chat(), opts.device)
     prompts = common.harm_prompts()[: 24 if opts.quick else None]
-    models = {"aligned": model, "attacked": attacked(model, tokenizer, 8 if opts.quick else 64)}
+    models = {"aligned": model, "attacked": attacked(model, tokenizer, 8 if opts.quick else 64,
+                                                         opts.device)}
     results: dict[str, dict[str, object]] = {}
     for label, m in models.items():
         times: dict[int, list[float]] = {64: [], 1: []}
@@ -47,7 +48,8 @@ def main() -> None:
         for _ in range(opts.repeats):
             for bs in (64, 1):
                 seconds, outputs[bs] = common.timed(lambda bs=bs, m=m: generate(
-                    m, tokenizer, prompts, max_new_tokens=40, batch_size=bs))
+                    m, tokenizer, prompts, max_new_tokens=40, batch_size=bs,
+                    device=opts.device))
                 times[bs].append(seconds)
         same = sum(a == b for a, b in zip(outputs[64], outputs[1], strict=True))
         speedup = common.median(times[1]) / common.median(times[64])

@@ -41,19 +41,20 @@ def big_model_dir(out: Path, quick: bool) -> Path:
     return out
 
 
-def measure(path: Path, repeats: int) -> dict[str, float]:
+def measure(path: Path, repeats: int, device: str) -> dict[str, float]:
     from transformers import AutoModelForCausalLM
 
     from certify.models.load import LoadOptions, load
     from certify.models.source import ModelSource, identity
 
     source = ModelSource(str(path), "directory", path)
-    handle = load("candidate", source, identity(source), LoadOptions())
+    handle = load("candidate", source, identity(source), LoadOptions(device=device))
     restore, lazy, reload = [], [], []
     for _ in range(repeats):
         handle.trainable()  # what a full fine-tuning cell does; marks the weights dirty
         restore.append(common.timed(handle.restore)[0])
-        seconds, model = common.timed(lambda: AutoModelForCausalLM.from_pretrained(path))
+        seconds, model = common.timed(lambda: AutoModelForCausalLM.from_pretrained(path).to(
+            device))
         lazy.append(seconds)
         reload.append(seconds + common.timed(lambda model=model: _write_every_weight(model))[0])
         del model
@@ -74,8 +75,9 @@ def main() -> None:
     opts = common.args(__doc__.splitlines()[0])
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
-        results = {"tiny-chat": measure(common.tiny_chat(), opts.repeats),
-                   "llama-100m": measure(big_model_dir(Path(tmp), opts.quick), opts.repeats)}
+        results = {"tiny-chat": measure(common.tiny_chat(), opts.repeats, opts.device),
+                   "llama-100m": measure(big_model_dir(Path(tmp), opts.quick), opts.repeats,
+                                         opts.device)}
     line = "; ".join(f"{k} ({v['parameters'] / 1e6:.1f}M params): restore "
                      f"{v['restore_s'] * 1e3:.1f} ms vs reload {v['reload_s'] * 1e3:.0f} ms "
                      f"({v['reload_lazy_s'] * 1e3:.0f} ms before the weights are written) = "

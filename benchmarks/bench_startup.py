@@ -56,7 +56,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         # Exit 1: the undefended demo model fails the gate, as it should.
         audit_s, audit_rss = run([py, "-m", "certify", "audit", "builtin:tiny-chat", "--policy",
-                                  "ci-smoke", "--out", f"{out}/run", "--quiet"], ok=(1,))
+                                  "ci-smoke", "--out", f"{out}/run", "--quiet", "--device",
+                                  opts.device], ok=(1,))
     _, floor_rss = run([py, "-c", FLOOR])
     help_ratio = t["certify --help"] / t["import torch"]
     common.report(

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(__file__))
 import _common as common
 
 
-def certify_run(model, tokenizer, examples, steps):  # type: ignore[no-untyped-def]
+def certify_run(model, tokenizer, examples, steps, device):  # type: ignore[no-untyped-def]
     from certify import train
 
     encoded = train.encode(tokenizer, examples, 512)
@@ -31,11 +31,11 @@ def certify_run(model, tokenizer, examples, steps):  # type: ignore[no-untyped-d
     optimizer = train.make_optimizer(model.parameters(), "adamw", 1e-3, 0.0)
     schedule = train.make_schedule(optimizer, "constant", 0, steps)
     state = train.train(model, batches, optimizer, schedule, steps, [], lambda s: False,
-                        grad_clip=1.0)
+                        grad_clip=1.0, device=device)
     return state.tokens, state.losses[-1]
 
 
-def trainer_run(model, tokenizer, examples, steps):  # type: ignore[no-untyped-def]
+def trainer_run(model, tokenizer, examples, steps, device):  # type: ignore[no-untyped-def]
     import torch
     from transformers import Trainer, TrainingArguments
 
@@ -66,7 +66,8 @@ def trainer_run(model, tokenizer, examples, steps):  # type: ignore[no-untyped-d
             output_dir=out, per_device_train_batch_size=10, max_steps=steps,
             learning_rate=1e-3, lr_scheduler_type="constant", optim="adamw_torch",
             weight_decay=0.0, max_grad_norm=1.0, logging_strategy="no", save_strategy="no",
-            report_to=[], use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=0)
+            report_to=[], use_cpu=device == "cpu", dataloader_num_workers=0, disable_tqdm=True,
+            seed=0)
         trainer = Trainer(model=model, args=trainer_args, train_dataset=rows,
                           data_collator=collate)
         with contextlib.redirect_stdout(io.StringIO()):  # it prints its metrics dict
@@ -78,7 +79,7 @@ def main() -> None:
     opts = common.args(__doc__.splitlines()[0])
     load = os.getloadavg()[0]
     steps = 12 if opts.quick else 60
-    base, tokenizer = common.load_model(common.tiny_chat())
+    base, tokenizer = common.load_model(common.tiny_chat(), opts.device)
     examples = common.harm_examples(100)
     runs = {"certify": certify_run, "hf_trainer": trainer_run}
     rates: dict[str, list[float]] = {k: [] for k in runs}
@@ -88,7 +89,8 @@ def main() -> None:
             for p in model.parameters():
                 p.requires_grad_(True)
             seconds, (tokens, _) = common.timed(lambda fn=fn, model=model:
-                                                fn(model, tokenizer, examples, steps))
+                                                fn(model, tokenizer, examples, steps,
+                                                   opts.device))
             rates[name].append(tokens / seconds)
     certify_rate, trainer_rate = common.median(rates["certify"]), common.median(
         rates["hf_trainer"])

@@ -19,14 +19,14 @@ sys.path.insert(0, os.path.dirname(__file__))
 import _common as common
 
 
-def worker_and_cell():  # type: ignore[no-untyped-def]
+def worker_and_cell(device: str = "cpu"):  # type: ignore[no-untyped-def]
     from certify.plan import make_plan
     from certify.policy.load import load_policy
     from certify.run.audit import AuditOptions, resolve_models, worker_setup
     from certify.run.progress import NullProgress
     from certify.run.worker import Worker
 
-    opts = AuditOptions(model="builtin:tiny-chat", policy="ci-smoke")
+    opts = AuditOptions(model="builtin:tiny-chat", policy="ci-smoke", device=device)
     loaded = load_policy(opts.policy)
     effective = loaded.effective
     effective["statistics"]["early_stop"] = False  # measure the evaluation cost itself
@@ -41,7 +41,7 @@ def worker_and_cell():  # type: ignore[no-untyped-def]
 def main() -> None:
     opts = common.args(__doc__.splitlines()[0])
     load = os.getloadavg()[0]
-    worker, cell = worker_and_cell()
+    worker, cell = worker_and_cell(opts.device)
     if opts.quick:
         cell = cell.model_copy(update={"max_steps": 8, "checkpoints": [4, 8],
                                        "params": {**cell.params, "max_steps": 8}})
@@ -70,8 +70,9 @@ def main() -> None:
         f"{len(budgets)}-point curve (steps {budgets}) in {t_curve:.1f}s = {ratio:.2f}x the "
         f"longest single run ({t_longest:.1f}s; goal <= 1.2x); one run per budget costs "
         f"{t_all:.1f}s = {t_all / t_curve:.2f}x the trajectory. Of the trajectory, "
-        f"{t_eval:.1f}s is its {len(budgets)} evaluations ({t_eval / len(budgets):.1f}s each) "
-        f"and {t_curve - t_eval:.1f}s is training",
+        f"{t_eval:.1f}s is its {len(budgets)} evaluations and {t_curve - t_eval:.1f}s is "
+        "training; single runs: " + ", ".join(
+            f"{b} steps {common.median(v):.1f}s" for b, v in per_budget.items()),
         {"ratio": ratio, "trajectory_s": t_curve, "longest_run_s": t_longest,
          "trajectory_eval_s": t_eval,
          "one_run_per_budget_s": t_all, "budgets": budgets,

@@ -3,6 +3,7 @@
     python benchmarks/run_all.py                 # print the figures
     python benchmarks/run_all.py --write         # and rewrite benchmarks/RESULTS.md
     python benchmarks/run_all.py --only generate --quick
+    python benchmarks/run_all.py --write --device cuda      # on a GPU machine
 
 Timings depend on the machine and on what else runs on it: run on a quiet machine
 (the load average before and after each benchmark is recorded next to its figure).
@@ -48,7 +49,8 @@ def run_one(script: str, extra: list[str]) -> dict:
         return json.loads(out.read_text())
 
 
-def markdown(rows: list[tuple[str, str, str, str | None, dict]], started: str) -> str:
+def markdown(rows: list[tuple[str, str, str, str | None, dict]], started: str,
+             note: str, device: str) -> str:
     first = rows[0][4]["machine"]
     loads = [f"{r[4]['machine']['load_avg_1m_before']:.1f}→{r[4]['machine']['load_avg_1m']:.1f}"
              for r in rows]
@@ -64,10 +66,15 @@ def markdown(rows: list[tuple[str, str, str, str | None, dict]], started: str) -
         "`python benchmarks/run_all.py --write` (about 5 minutes on 2 cores); each line's "
         "command runs one benchmark alone.", "",
         f"1-minute load average before → after each benchmark: {', '.join(loads)}.", "",
+        *([note, ""] if note else []),
+        *(["GPU figures: not measured (no GPU was available for this run). On a GPU "
+           "machine: `python benchmarks/run_all.py --write --device cuda`.", ""]
+          if device == "cpu" else []),
         "| figure | result | goal | met | command |", "|---|---|---|---|---|"]
     for script, figure, goal, met, data in rows:
+        flag = "" if device == "cpu" else f" --device {device}"
         lines.append(f"| {figure} | {data['results']['ratio']:.2f}x | {goal} | "
-                     f"{met or '—'} | `python benchmarks/{script}` |")
+                     f"{met or '—'} | `python benchmarks/{script}{flag}` |")
     lines += ["", "## What each benchmark printed", ""]
     for script, _, _, _, data in rows:
         lines.append(f"- `{script}`: {data['line']}")
@@ -79,9 +86,11 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="rewrite benchmarks/RESULTS.md")
     parser.add_argument("--only", default=None, help="run only scripts whose name has this")
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke test)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--note", default="", help="a sentence for RESULTS.md (conditions)")
     opts = parser.parse_args()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    extra = ["--quick"] if opts.quick else []
+    extra = (["--quick"] if opts.quick else []) + ["--device", opts.device]
     rows = []
     for script, figure, goal, test in BENCHMARKS:
         if opts.only and opts.only not in script:
@@ -90,8 +99,11 @@ def main() -> None:
         met = None if test is None else ("yes" if test(data["results"]["ratio"]) else "no")
         rows.append((script, figure, goal, met, data))
     if opts.write:
-        (HERE / "RESULTS.md").write_text(markdown(rows, started), encoding="utf-8")
-        print(f"wrote {HERE / 'RESULTS.md'}")
+        (HERE / "RESULTS.md").write_text(markdown(rows, started, opts.note, opts.device),
+                                         encoding="utf-8")
+        raw = {script: data for script, _, _, _, data in rows}
+        (HERE / "results.json").write_text(json.dumps(raw, indent=2, sort_keys=True) + "\n")
+        print(f"wrote {HERE / 'RESULTS.md'} and results.json")
 
 
 if __name__ == "__main__":
