@@ -160,9 +160,15 @@ def _connect(ray: Any, address: str | None) -> bool:
     return True
 
 
-def _start_actors(ray: Any, setup: Any, n_cells: int) -> list[Any]:
+def _new_actor(ray: Any, setup: Any) -> Any:
     from certify.environment import hostname_hash
 
+    need = resources(setup)
+    return ray.remote(CellActor).options(**need.options()).remote(
+        asdict(replace(setup, threads=need.num_cpus)), hostname_hash())
+
+
+def _start_actors(ray: Any, setup: Any, n_cells: int) -> list[Any]:
     need = resources(setup)
     fit = actors_that_fit(ray.nodes(), need)
     if fit < 1:
@@ -170,10 +176,7 @@ def _start_actors(ray: Any, setup: Any, n_cells: int) -> list[Any]:
             f"no Ray node can host a certify worker needing {need.num_cpus} CPU, "
             f"{need.num_gpus} GPU and {need.memory / GIB:.1f} GiB of memory",
             hint="add a node with those resources, or use --device cpu / --executor local")
-    actor_cls = ray.remote(CellActor).options(**need.options())
-    setup = replace(setup, threads=need.num_cpus)
-    actors = [actor_cls.remote(asdict(setup), hostname_hash())
-              for _ in range(min(fit, n_cells))]
+    actors = [_new_actor(ray, setup) for _ in range(min(fit, n_cells))]
     try:
         ray.get([a.ready.remote() for a in actors])
     except ray.exceptions.RayActorError as e:
@@ -189,13 +192,11 @@ def _cause(error: Any) -> str:
 
 def _died(spec: CellSpec, error: Any) -> CellRecord:
     """The record of a cell whose worker process died (killed for memory, crashed)."""
-    from certify.environment import hostname_hash
-
     return CellRecord(
         id=spec.id, role=spec.role, attack_id=spec.attack_id,  # type: ignore[arg-type]
         technique=spec.technique, technique_version=spec.technique_version,
         purpose=spec.purpose, params=spec.params, seed=spec.seed,  # type: ignore[arg-type]
-        max_steps=spec.max_steps, status="error", worker=hostname_hash(),
+        max_steps=spec.max_steps, status="error",
         error=ErrorInfo(kind="worker_died", message=f"the Ray worker running this cell died: "
                         f"{_cause(error)}", hint="often the node ran out of memory; resume to "
                         "retry the cell, with more memory, --dtype bfloat16 or a smaller batch"))
@@ -261,7 +262,7 @@ def _drive(ray: Any, actors: list[Any], disp: _Dispatcher, run_dir: RunDir, setu
         except ray.exceptions.RayActorError as e:
             log.error("Ray worker died running cell %s: %s", spec.id, e)
             record, samples = _died(spec, e), []
-            actors[i] = _replacement(ray, setup)
+            actors[i] = _new_actor(ray, setup)
             disp.held[i] = set()
         except ray.exceptions.RayTaskError as e:
             cause = getattr(e, "cause", None)
@@ -271,12 +272,3 @@ def _drive(ray: Any, actors: list[Any], disp: _Dispatcher, run_dir: RunDir, setu
         run_dir.write_cell(record, samples)
         progress.cell_finished(record)
         _submit(actors, i, disp, run_dir, progress)
-
-
-def _replacement(ray: Any, setup: Any) -> Any:
-    from certify.environment import hostname_hash
-
-    need = resources(setup)
-    actor = ray.remote(CellActor).options(**need.options()).remote(
-        asdict(replace(setup, threads=need.num_cpus)), hostname_hash())
-    return actor
