@@ -86,7 +86,7 @@ def test_missing_shard_gives_an_incomplete_merge(shards: list[Path], tmp_path: P
     assert Evidence.read(tmp_path / "half" / "evidence.json").run["status"] == "incomplete"
 
 
-@pytest.mark.parametrize("what", ["model digest", "policy bytes", "dtype"])
+@pytest.mark.parametrize("what", ["model digest", "policy bytes", "dtype", "autocast"])
 def test_shards_of_different_audits_are_refused(shards: list[Path], tmp_path: Path,
                                                 what: str) -> None:
     other = _copy(shards[1], tmp_path / "other")
@@ -99,8 +99,8 @@ def test_shards_of_different_audits_are_refused(shards: list[Path], tmp_path: Pa
         manifest["policy"]["files"][0]["sha256"] = "1" * 64
         expected = "policy files"
     else:
-        evidence["run"]["dtype"] = "bfloat16"
-        expected = "dtype"
+        evidence["run"][what] = "bfloat16"
+        expected = what
     (other / "run.json").write_text(json.dumps(manifest))
     (other / "evidence.json").write_text(json.dumps(evidence))
     result = _merge(shards[0], other, "--out", tmp_path / "merged")
