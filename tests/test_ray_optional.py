@@ -52,3 +52,24 @@ def test_actor_count_is_what_the_live_nodes_can_host() -> None:
     assert actors_that_fit(nodes[2:], need) == 0
     big = ActorResources(num_cpus=1, num_gpus=0, memory=100 * GIB)
     assert actors_that_fit(nodes, big) == 2  # only the 256 GiB node fits, twice
+
+
+def test_a_worker_on_another_host_refuses_different_or_missing_model_files(
+        tiny_chat: Path, tmp_path: Path) -> None:
+    import pytest
+
+    from certify.errors import ModelError
+    from certify.models.source import identity, resolve
+    from certify.run.ray_executor import _check_models
+
+    source = resolve("builtin:tiny-chat")
+    good = {"source": {"spec": source.spec, "kind": source.kind, "path": str(source.path),
+                       "revision": source.revision},
+            "identity": {"root_digest": identity(source).root_digest}}
+    _check_models({"candidate": good})  # the same files: accepted
+    other = {**good, "identity": {"root_digest": "0" * 64}}
+    with pytest.raises(ModelError, match="has digest"):
+        _check_models({"candidate": other})
+    missing = {**good, "source": {**good["source"], "path": str(tmp_path / "nowhere")}}
+    with pytest.raises(ModelError, match="same path"):
+        _check_models({"candidate": missing})
