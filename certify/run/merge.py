@@ -264,6 +264,10 @@ def merge(dirs: list[Path], out: Path, formats: tuple[str, ...] | None = None) -
 
     if not dirs:
         raise InputError("nothing to merge", hint="give the shards' run directories")
+    if formats is not None:
+        from certify.report import parse_formats
+
+        parse_formats(formats)  # a typo in --format fails before anything is written
     shards = [_read_shard(Path(d)) for d in dirs]
     plan_ids = _plan_ids(shards[0])
     for shard in shards[1:]:
