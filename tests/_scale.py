@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ def audit_once(name: str, **options: Any) -> tuple[Path, int]:
 
         if not _ROOT:
             _ROOT.append(Path(tempfile.mkdtemp(prefix="certify-scale-")))
+            atexit.register(shutil.rmtree, _ROOT[0], ignore_errors=True)
         out = _ROOT[0] / name
         opts = AuditOptions(model="builtin:tiny-chat", policy=SCALE_POLICY, out=out,
                             formats=("md",), **options)

@@ -36,8 +36,8 @@ def _copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _merge(*args: Path | str) -> subprocess.CompletedProcess[str]:
-    return run_certify("merge", *map(str, args), "--format", "md", "--json")
+def _merge(*args: Path | str, formats: str = "md") -> subprocess.CompletedProcess[str]:
+    return run_certify("merge", *map(str, args), "--format", formats, "--json")
 
 
 def test_a_shard_alone_is_incomplete(shards: list[Path]) -> None:
@@ -51,7 +51,7 @@ def test_a_shard_alone_is_incomplete(shards: list[Path]) -> None:
 
 def test_merged_shards_equal_the_unsharded_run(shards: list[Path], unsharded: Path,
                                                tmp_path: Path) -> None:
-    result = _merge(*shards, "--out", tmp_path / "merged")
+    result = _merge(*shards, "--out", tmp_path / "merged", formats="pdf,md")
     whole = Evidence.read(unsharded / "evidence.json")
     assert whole.verdict is not None
     assert result.returncode == whole.verdict.exit_code == 1, result.stderr
@@ -59,7 +59,9 @@ def test_merged_shards_equal_the_unsharded_run(shards: list[Path], unsharded: Pa
     assert merged.run["status"] == "complete"
     assert cell_metrics(merged) == cell_metrics(whole)
     assert check_verdicts(merged) == check_verdicts(whole)
-    assert json.loads(result.stdout)["verdict"] == whole.verdict.overall
+    summary = json.loads(result.stdout)
+    assert summary["verdict"] == whole.verdict.overall
+    assert Path(summary["outputs"]["pdf"]).read_bytes().startswith(b"%PDF")
     # The merged run records where each cell came from, and copies samples byte for byte.
     sources = {c for entry in merged.run["merged_from"] for c in entry["cells"]}
     assert sources == {c.id for c in whole.cells}
