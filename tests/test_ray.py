@@ -67,7 +67,7 @@ def test_ray_audit_gives_the_same_cells_as_local(cluster: Any, tiny_chat: Path,
     assert started["actors"] == 2 and started["resources"]["num_cpus"] == 1
     stats = next(e for e in events if e["event"] == "ray_done")["actors"]
     # Each actor loaded the model once, however many cells it ran.
-    assert sum(a["cells"] for a in stats) == len(local.evidence.cells) == 3
+    assert sum(a["cells"] for a in stats) == len(local.evidence.cells) > len(stats)
     assert [a["model_loads"] for a in stats] == [1, 1]
 
 
