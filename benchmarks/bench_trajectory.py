@@ -1,8 +1,9 @@
 """Benchmark 2: a whole step-budget curve by trajectory evaluation vs one run per budget.
 
-ci-smoke's full fine-tuning cell on builtin:tiny-chat (64 steps, harmfulness
-evaluated at steps 4, 8, 16, 32 and 64), through certify's worker, early stopping
-off. certify trains once and evaluates along the way; a harness without checkpoint
+ci-smoke's full fine-tuning cell on builtin:tiny-chat, with its harmfulness
+evaluation, run for 64 steps and evaluated at steps 4, 8, 16, 32 and 64 (fixed
+here, whatever ci-smoke's own checkpoints are), through certify's worker, early
+stopping off. certify trains once and evaluates along the way; a harness without checkpoint
 evaluation trains a fresh run for every budget and evaluates it at the end. The
 goal compares the trajectory with the longest single run (64 steps, one
 evaluation): the curve should cost at most 1.2x that one point.
@@ -35,6 +36,8 @@ def worker_and_cell(device: str = "cpu"):  # type: ignore[no-untyped-def]
     setup = worker_setup(loaded, models, opts)
     setup = type(setup)(**{**setup.__dict__, "policy": effective})
     cell = next(c for c in plan.cells if c.attack_id == "harmful-full")
+    cell = cell.model_copy(update={"max_steps": 64, "checkpoints": [4, 8, 16, 32, 64],
+                                   "params": {**cell.params, "max_steps": 64}})
     return Worker(setup), cell
 
 
