@@ -4,11 +4,11 @@ The same cell for both: a full fine-tuning attack on builtin:tiny-chat (100
 harmful-compliance pairs of ci-smoke's trained categories, batch 10, AdamW lr 1e-3,
 constant schedule, gradient clipping 1.0, loss on response tokens only), from the
 same weights, for the same number of steps, in the same process and thread count,
-alternating. Each side is
-timed from raw examples to the last step (tokenizing, optimizer, loop; for the
-Trainer also its set-up), because that is what an attack cell pays.
+alternating, 60 steps. Each side is timed from raw examples to the last step
+(tokenizing, optimizer, loop; for the Trainer also its set-up), because that is
+what an attack cell pays.
 
-    python benchmarks/bench_train.py [--steps 60] [--repeats 3]
+    python benchmarks/bench_train.py [--repeats 3] [--device cuda]
 """
 
 from __future__ import annotations
