@@ -121,6 +121,10 @@ def train(model: Any, batch_iter: Iterator[tuple[torch.Tensor, torch.Tensor, tor
     if 0 in wanted and on_checkpoint(state):
         return state
     model.train()
+    # float16 autocast needs loss scaling or small gradients underflow to zero and the
+    # attack silently trains less; bfloat16 has float32's range and needs none.
+    scaler = torch.amp.GradScaler(device.split(":")[0],
+                                  enabled=autocast_dtype == torch.float16)
     started = time.perf_counter()
     for step in range(1, max_steps + 1):
         ids, mask, labels = (t.to(device) for t in next(batch_iter))
@@ -133,11 +137,13 @@ def train(model: Any, batch_iter: Iterator[tuple[torch.Tensor, torch.Tensor, tor
                             hint="lower the learning rate or enable gradient clipping; the cell "
                                  "is recorded as an error, never as broken or safe")
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
         if grad_clip:
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(
                 [p for g in optimizer.param_groups for p in g["params"]], grad_clip)
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         if schedule is not None:
             schedule.step()
         state.step, state.samples = step, state.samples + ids.shape[0]

@@ -96,8 +96,17 @@ def audit(model: str, policy: str, reference: str | None, out: Path | None, resu
 @click.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--out", "-o", required=True, type=click.Path(path_type=Path))
-def merge(run_dirs: tuple[Path, ...], out: Path) -> None:
+@click.option("--format", "formats", default="pdf,html,junit,md", show_default=True,
+              help="Reports to write for the merged run.")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+def merge(run_dirs: tuple[Path, ...], out: Path, formats: str, as_json: bool) -> None:
     """Merge the cell results of sharded run directories of one audit into OUT."""
-    from certify.run.merge import merge_runs
+    from certify.cli.output import print_verdict, summary_json
+    from certify.run.merge import merge as merge_dirs
 
-    raise SystemExit(merge_runs(list(run_dirs), out))
+    result = merge_dirs(list(run_dirs), out, tuple(f for f in formats.split(",") if f))
+    if as_json:
+        echo_json(summary_json(result.evidence, result.run_dir, result.outputs))
+    else:
+        print_verdict(result.evidence, result.run_dir, result.outputs)
+    raise SystemExit(result.exit_code)

@@ -144,6 +144,7 @@ def worker_setup(loaded: LoadedPolicy, models: dict[str, Any], opts: AuditOption
 def audit(opts: AuditOptions, progress: Progress | None = None) -> AuditResult:
     """Run (or resume) an audit and write its evidence. Raises CertifyError subclasses."""
     from certify.run.collect import collect
+    from certify.run.device import check as check_device
     from certify.run.executor import execute
 
     progress = progress or NullProgress()
@@ -155,6 +156,7 @@ def audit(opts: AuditOptions, progress: Progress | None = None) -> AuditResult:
         from certify.attest.keys import load_signer
 
         load_signer(Path(opts.key))  # a missing or unusable key fails now, not after the run
+    check_device(opts)  # a missing GPU or Ray fails before anything is built or run
     datasets = preflight(loaded)  # bad data fails before any model is built or loaded
     models = resolve_models(opts, loaded, progress)
     plan = make_plan(loaded.policy, {r: i.root_digest for r, (_, i) in models.items()})

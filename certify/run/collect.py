@@ -76,6 +76,7 @@ def collect(run_dir: RunDir, loaded: LoadedPolicy, models: dict[str, Any], plan:
         run={"run_id": manifest["run_id"], "created": manifest["created"],
              "collected": environment_now(), "status": status, "command": opts.command,
              "executor": opts.executor, "device": opts.device, "dtype": opts.dtype,
+             "autocast": opts.autocast, "gradient_checkpointing": opts.gradient_checkpointing,
              "resumes": manifest.get("resumes", []), "plan": plan.summary(),
              "shard": list(opts.shard) if opts.shard else None},
         environment=environment.capture(),

@@ -1,0 +1,46 @@
+"""Check that the requested executor, device and precision can run, before any work.
+
+A wrong ``--device`` or a missing Ray otherwise surfaces mid-run as an obscure
+error inside a worker. The driver checks what it can see (its own torch, Ray being
+installed); a Ray worker repeats the device check on the node it lands on, because
+the driver of a GPU cluster often has no GPU itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from certify.errors import UsageError
+
+
+def check_device_here(device: str, dtype: str, autocast: str | None) -> None:
+    """Raise UsageError when this process cannot run ``device`` with these precisions."""
+    if autocast and dtype != "float32":
+        raise UsageError(f"--autocast {autocast} with --dtype {dtype}: autocast runs "
+                         "low-precision kernels around float32 weights",
+                         hint=f"use either --dtype {dtype} (weights stored in {dtype}) or "
+                              f"--autocast {autocast} with the default --dtype float32")
+    if device != "cuda":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UsageError(f"--device cuda, but torch {torch.__version__} sees no CUDA GPU here",
+                         hint="run on a GPU machine with a CUDA build of torch, on a Ray "
+                              "cluster with GPUs (--executor ray), or use --device cpu")
+    wants_bf16 = "bfloat16" in (dtype, autocast)
+    if wants_bf16 and not torch.cuda.is_bf16_supported():
+        raise UsageError(f"{torch.cuda.get_device_name(0)} does not support bfloat16",
+                         hint="use --dtype float16, or --autocast float16 (with loss scaling)")
+
+
+def check(opts: Any) -> None:
+    """Driver-side checks of ``AuditOptions``: Ray importable, device usable when local."""
+    if opts.executor == "ray":
+        from certify.run.ray_executor import import_ray
+
+        import_ray()
+        if opts.autocast and opts.dtype != "float32":
+            check_device_here("cpu", opts.dtype, opts.autocast)
+        return
+    check_device_here(opts.device, opts.dtype, opts.autocast)
