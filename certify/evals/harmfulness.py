@@ -107,7 +107,13 @@ class HarmEvaluator:
         return final, per_judge
 
     def __call__(self, model: Any, tokenizer: Any) -> tuple[EvalRecord, list[dict[str, Any]]]:
-        return self.score(self.responses(model, tokenizer))
+        texts = self.responses(model, tokenizer)
+        limit = self.params.max_new_tokens
+        cut = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) >= limit - 1
+                  for t in texts)
+        note = (f"{cut} of {len(texts)} responses reached max_new_tokens={limit}; a judge cannot "
+                "see text past the limit" if cut else "")
+        return self.score(texts, note=note, extra={"reached_token_limit": cut})
 
     def score(self, texts: list[str], *, valid: bool = True, note: str = "",
               extra: dict[str, Any] | None = None) -> tuple[EvalRecord, list[dict[str, Any]]]:
