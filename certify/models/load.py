@@ -99,7 +99,9 @@ def load(role: str, source: ModelSource, identity: ModelIdentity,
     model.to(options.device)
     model.eval()
     if options.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        enable = getattr(model, "activation_checkpointing_enable", None) or \
+            model.gradient_checkpointing_enable  # renamed in transformers 5
+        enable()
     for p in model.parameters():
         p.requires_grad_(False)
     handle = ModelHandle(role, source, identity, model, tokenizer, options)

@@ -109,7 +109,8 @@ def preflight(loaded: LoadedPolicy) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
-def _manifest(loaded: LoadedPolicy, models: dict[str, Any], plan: Plan) -> dict[str, Any]:
+def _manifest(loaded: LoadedPolicy, models: dict[str, Any], plan: Plan,
+              opts: AuditOptions) -> dict[str, Any]:
     return {
         "run_id": str(uuid.uuid4()),
         "created": environment_now(),
@@ -118,6 +119,8 @@ def _manifest(loaded: LoadedPolicy, models: dict[str, Any], plan: Plan) -> dict[
         "models": {role: {"spec": src.spec, "root_digest": ident.root_digest}
                    for role, (src, ident) in models.items()},
         "versions": environment.drift_versions(),
+        # Numerics: resuming with other settings would mix numbers from two setups.
+        "numerics": {"device": opts.device, "dtype": opts.dtype, "autocast": opts.autocast},
         "plan": plan.summary(),
     }
 
@@ -163,7 +166,7 @@ def audit(opts: AuditOptions, progress: Progress | None = None) -> AuditResult:
     out = opts.out or default_out(loaded.policy.id, opts.model)
     run_dir = RunDir(out)
     with run_dir.lock():
-        resumed = run_dir.open(_manifest(loaded, models, plan), allow_drift=opts.allow_drift)
+        resumed = run_dir.open(_manifest(loaded, models, plan, opts), allow_drift=opts.allow_drift)
         if resumed:
             progress.message(f"resuming {out}")
         cells = plan.cells

@@ -120,6 +120,9 @@ class RunDir:
             if o.get("root_digest") != n.get("root_digest"):
                 drift.append(f"the {role} model's digest changed ({str(o.get('root_digest'))[:12]}"
                              f" → {str(n.get('root_digest'))[:12]})")
+        for key, value in old.get("numerics", {}).items():
+            if new.get("numerics", {}).get(key) != value:
+                drift.append(f"--{key} {value} → {new.get('numerics', {}).get(key)}")
         for pkg, version in old["versions"].items():
             if new["versions"].get(pkg) != version:
                 drift.append(f"{pkg} {version} → {new['versions'].get(pkg)}")
