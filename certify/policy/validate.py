@@ -1,0 +1,241 @@
+"""Validate a merged policy mapping: schema, plug-in parameters, budgets and references.
+
+Every problem is collected and reported at once with the file, the line, the field and
+what was expected ("did you mean" for misspelt names).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from certify import registry
+from certify.errors import PolicyError, UsageError
+from certify.policy import schema
+from certify.policy.schema import Policy
+
+MAX_CELLS = 20_000
+
+# Which kind of measurement each check reads (eval plug-ins declare `measures`).
+CHECK_MEASURES: dict[str, tuple[str, ...]] = {
+    "strong_resistance": ("harm",),
+    "weak_resistance": ("harm",),
+    "positive_control": ("harm",),
+    "generalization": ("harm",),
+    "post_finetune_safety": ("harm",),
+    "judge_validity": ("harm",),
+    "stability": ("capability", "task"),
+    "over_refusal": ("refusal",),
+    "trainability": ("task",),
+}
+
+
+def _field_names() -> list[str]:
+    names: set[str] = set()
+    for obj in vars(schema).values():
+        if isinstance(obj, type) and issubclass(obj, BaseModel):
+            names.update(obj.model_fields)
+    return sorted(names)
+
+
+def _where(label: str, lines: dict[tuple[Any, ...], Any], loc: tuple[Any, ...]) -> str:
+    """Where the deepest written part of ``loc`` is: "file:line" (merged maps carry files)."""
+    path: tuple[Any, ...] = ()
+    best = lines.get((), 1)
+    for part in loc:
+        if path + (part,) in lines:
+            path = path + (part,)
+            best = lines[path]
+    return best if isinstance(best, str) else f"{label}:{best}"
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _pydantic_problems(err: ValidationError, label: str, lines: dict[tuple[Any, ...], Any],
+                       prefix: tuple[Any, ...] = ()) -> list[str]:
+    problems = []
+    known = _field_names()
+    for e in err.errors():
+        loc = prefix + tuple(p for p in e["loc"] if p not in schema.CHECK_KINDS)
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = f"unknown field{registry.suggest(str(loc[-1]), known)}"
+        elif e["type"] == "union_tag_invalid":
+            msg = f"unknown check kind; expected one of: {', '.join(schema.CHECK_KINDS)}"
+        elif e["type"] == "missing":
+            msg = "required field is missing"
+        problems.append(f"{_where(label, lines, loc)}: {_dotted(loc)}: {msg}")
+    return problems
+
+
+def _budget_points(budget: dict[str, Any]) -> list[dict[str, Any]]:
+    axes = {k: (v if isinstance(v, list) else [v]) for k, v in budget.items()}
+    keys = list(axes)
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*axes.values())]
+
+
+def grid_size(entry: schema.AttackEntry) -> int:
+    sizes = [len(v) if isinstance(v, list) else 1 for v in entry.budget.values()]
+    return math.prod(sizes) * len(entry.seeds) * len(entry.models)
+
+
+def _plugin_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], Any]) -> list[str]:
+    problems: list[str] = []
+    measures: dict[str, str] = {}
+    for name, ev in policy.evaluations.items():
+        loc: tuple[Any, ...] = ("evaluations", name)
+        try:
+            spec = registry.get("eval", ev.eval)
+        except UsageError as e:
+            problems.append(f"{_where(label, lines, loc + ('eval',))}: {_dotted(loc)}.eval: "
+                            f"{e.message}")
+            continue
+        measures[name] = spec.extra.get("measures", "")
+        try:
+            params = spec.params.model_validate(ev.params)
+        except ValidationError as e:
+            problems += _pydantic_problems(e, label, lines, loc + ("params",))
+            continue
+        for kind, ref_name, ref_params, ref_loc in getattr(params, "plugin_refs", list)():
+            full = loc + ("params",) + tuple(ref_loc)
+            try:
+                registry.get(kind, ref_name).params.model_validate(ref_params)
+            except UsageError as e:
+                problems.append(f"{_where(label, lines, full)}: {_dotted(full)}: {e.message}")
+            except ValidationError as e:
+                problems += _pydantic_problems(e, label, lines, full + ("params",))
+
+    total_cells = 0
+    for i, entry in enumerate(policy.attacks):
+        loc = ("attacks", i)
+        total_cells += grid_size(entry)
+        try:
+            spec = registry.get("attack", entry.attack)
+        except UsageError as e:
+            problems.append(f"{_where(label, lines, loc + ('attack',))}: "
+                            f"attacks[{i}].attack: {e.message}")
+            continue
+        fields = list(spec.params.model_fields)
+        key_problems = [
+            f"{_where(label, lines, loc + ('budget', key))}: attacks[{i}].budget.{key}: not a "
+            f"parameter of attack {entry.attack!r}{registry.suggest(key, fields)}"
+            for key in entry.budget if key not in fields
+        ] + [
+            f"{_where(label, lines, loc + ('params', key))}: attacks[{i}]: {key!r} is set in "
+            "both params and budget; keep one"
+            for key in sorted(set(entry.budget) & set(entry.params))
+        ]
+        problems += key_problems
+        if not key_problems and grid_size(entry) <= MAX_CELLS:
+            seen: set[str] = set()
+            for point in _budget_points(entry.budget):
+                try:
+                    spec.params.model_validate({**entry.params, **point})
+                except ValidationError as e:
+                    for p in _pydantic_problems(e, label, lines, loc + ("params",)):
+                        if p not in seen:
+                            seen.add(p)
+                            problems.append(p)
+        for j, ev_id in enumerate(entry.evaluate + entry.evaluate_final):
+            if ev_id not in policy.evaluations:
+                problems.append(f"{_where(label, lines, loc + ('evaluate', j))}: attacks[{i}]: "
+                                f"unknown evaluation {ev_id!r}"
+                                f"{registry.suggest(ev_id, list(policy.evaluations))}")
+    if total_cells > MAX_CELLS:
+        problems.append(f"{label}: the attack grids expand to {total_cells} cells; certify "
+                        f"refuses more than {MAX_CELLS} (split the policy or shrink the axes)")
+    problems += _reference_problems(policy, label, lines, measures)
+    return problems
+
+
+def _reference_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], Any],
+                        measures: dict[str, str]) -> list[str]:
+    problems: list[str] = []
+    attack_ids = [a.id for a in policy.attacks]
+    for j, ev_id in enumerate(policy.baseline_evals()):
+        if ev_id not in policy.evaluations:
+            problems.append(f"{_where(label, lines, ('baseline', j))}: baseline: unknown "
+                            f"evaluation {ev_id!r}"
+                            f"{registry.suggest(ev_id, list(policy.evaluations))}")
+    for i, check in enumerate(policy.checks):
+        loc = ("checks", i)
+        if check.eval not in policy.evaluations:
+            problems.append(f"{_where(label, lines, loc + ('eval',))}: checks[{i}] ({check.id}): "
+                            f"unknown evaluation {check.eval!r}"
+                            f"{registry.suggest(check.eval, list(policy.evaluations))}")
+        elif measures.get(check.eval) and measures[check.eval] not in CHECK_MEASURES[check.check]:
+            problems.append(f"{_where(label, lines, loc + ('eval',))}: checks[{i}] ({check.id}): "
+                            f"a {check.check} check needs an evaluation measuring "
+                            f"{' or '.join(CHECK_MEASURES[check.check])}, but {check.eval!r} "
+                            f"measures {measures[check.eval]}")
+        for a in getattr(check, "attacks", None) or []:
+            if a not in attack_ids:
+                problems.append(f"{_where(label, lines, loc + ('attacks',))}: checks[{i}] "
+                                f"({check.id}): unknown attack {a!r}"
+                                f"{registry.suggest(a, attack_ids)}")
+    check_ids = [c.id for c in policy.checks]
+    for i, clause in enumerate(policy.clause_map):
+        for c in clause.checks:
+            if c not in check_ids:
+                problems.append(f"{_where(label, lines, ('clause_map', i, 'checks'))}: "
+                                f"clause_map[{i}] ({clause.ref}): names check {c!r}, which this "
+                                f"policy does not define{registry.suggest(c, check_ids)}")
+    return problems
+
+
+def validate_data(data: dict[str, Any], label: str,
+                  lines: dict[tuple[Any, ...], Any] | None = None) -> Policy:
+    """Validate a merged policy mapping; raise PolicyError listing every problem."""
+    lines = lines or {}
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as e:
+        problems = _pydantic_problems(e, label, lines)
+        partial = _partial_policy(data)
+        if partial is not None:  # also report plug-in and reference problems of valid parts
+            problems += [p for p in _plugin_problems(partial, label, lines) if p not in problems]
+        raise PolicyError(label, problems) from None
+    problems = _plugin_problems(policy, label, lines)
+    if problems:
+        raise PolicyError(label, problems)
+    return policy
+
+
+def _partial_policy(data: dict[str, Any]) -> Policy | None:
+    """The parts of an invalid policy that validate on their own (for complete error lists)."""
+    def valid(model: Any, items: Any) -> list[Any]:
+        out = []
+        for item in items if isinstance(items, list) else []:
+            try:
+                out.append(model.model_validate(item))
+            except ValidationError:
+                continue
+        return out
+
+    from pydantic import TypeAdapter
+
+    try:
+        evaluations = {k: schema.EvaluationEntry.model_validate(v)
+                       for k, v in (data.get("evaluations") or {}).items()
+                       if isinstance(v, dict) and isinstance(k, str)}
+    except (ValidationError, AttributeError):
+        evaluations = {}
+    checks = []
+    for item in data.get("checks") or [] if isinstance(data.get("checks"), list) else []:
+        try:
+            checks.append(TypeAdapter(schema.Check).validate_python(item))
+        except ValidationError:
+            continue
+    baseline = data.get("baseline")
+    return Policy.model_construct(
+        attacks=valid(schema.AttackEntry, data.get("attacks")), evaluations=evaluations,
+        checks=checks, clause_map=valid(schema.Clause, data.get("clause_map")),
+        baseline=baseline if isinstance(baseline, list) else None)
