@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from certify import _fault
 from certify.errors import CellError
 from certify.models.chat import encode_pair
 
@@ -138,6 +139,7 @@ def train(model: Any, batch_iter: Iterator[tuple[torch.Tensor, torch.Tensor, tor
             torch.nn.utils.clip_grad_norm_(
                 [p for g in optimizer.param_groups for p in g["params"]], grad_clip)
         optimizer.step()
+        _fault.reached("train_step")
         if schedule is not None:
             schedule.step()
         state.step, state.samples = step, state.samples + ids.shape[0]

@@ -20,7 +20,7 @@ from certify.evidence import Evidence
 from certify.plan import Plan, make_plan
 from certify.policy.load import LoadedPolicy, load_policy
 from certify.run.progress import NullProgress, Progress
-from certify.run.rundir import RunDir
+from certify.run.rundir import RunDir, storage_errors
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +156,7 @@ def audit(opts: AuditOptions, progress: Progress | None = None) -> AuditResult:
     plan = make_plan(loaded.policy, {r: i.root_digest for r, (_, i) in models.items()})
     out = opts.out or default_out(loaded.policy.id, opts.model)
     run_dir = RunDir(out)
-    with run_dir.lock():
+    with run_dir.lock(), storage_errors(run_dir.path):
         resumed = run_dir.open(_manifest(loaded, models, plan), allow_drift=opts.allow_drift)
         if resumed:
             progress.message(f"resuming {out}")

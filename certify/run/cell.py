@@ -165,12 +165,21 @@ class CellRun:
             worker=hostname_hash())
 
 
-def _as_cell_error(exc: BaseException) -> CellError:
+def _is_out_of_memory(exc: BaseException) -> bool:
     import torch
 
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+        return True
+    # torch's CPU allocator reports exhaustion as a plain RuntimeError, not OutOfMemoryError.
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and "CPUAllocator" in text and (
+        "can't allocate memory" in text or "not enough memory" in text)
+
+
+def _as_cell_error(exc: BaseException) -> CellError:
     if isinstance(exc, CellError):
         return exc
-    if isinstance(exc, torch.OutOfMemoryError):
+    if _is_out_of_memory(exc):
         return CellError("out_of_memory", f"out of memory: {str(exc).splitlines()[0][:200]}",
                          hint="use a smaller batch_size, the lora attack, --dtype bfloat16 or "
                               "--gradient-checkpointing")

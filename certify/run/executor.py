@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from certify import _fault
 from certify.errors import Interrupted, UsageError
 from certify.plan import CellSpec
 from certify.run.progress import Progress
@@ -55,6 +56,7 @@ def run_local(todo: list[CellSpec], run_dir: RunDir, setup: Any, progress: Progr
     for spec in todo:
         progress.cell_started(spec)
         run_dir.event("cell_start", cell=spec.id)
+        _fault.reached("cell_start")
         record, samples = worker.run(spec)
         run_dir.write_cell(record, samples)
         progress.cell_finished(record)
