@@ -145,6 +145,51 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], limit: int) -> int:
     return memo[key]
 
 
+def _refuse_unencodable(root: yaml.Node, label: str) -> None:
+    """Refuse text that cannot be written as UTF-8 (a "\\ud800" escape), before it is used."""
+    stack: list[tuple[yaml.Node, tuple[Any, ...]]] = [(root, ())]
+    seen: set[int] = set()
+    while stack:
+        node, path = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            try:
+                node.value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise PolicyError(label, [
+                    f"{label}:{node.start_mark.line + 1}: {_dotted(path)}: {node.value!r} holds "
+                    "an unpaired surrogate escape, which no UTF-8 file can store; remove the "
+                    "escape"]) from None
+        elif isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                stack += [(k, path), (v, path + (k.value if isinstance(k, yaml.ScalarNode)
+                                                 else "?",))]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += [(v, path + (i,)) for i, v in enumerate(node.value)]
+
+
+def _bomb_site(node: yaml.Node, sizes: dict[int, int], limit: int) -> tuple[tuple[Any, ...], int]:
+    """Path and line of the first field whose expansion alone exceeds ``limit``."""
+    path: tuple[Any, ...] = ()
+    line = node.start_mark.line + 1
+    visited: set[int] = set()
+    while id(node) not in visited:  # an alias may contain itself
+        visited.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            children = [(k.value, k.start_mark.line + 1, v) for k, v in node.value]
+        elif isinstance(node, yaml.SequenceNode):
+            children = [(i, v.start_mark.line + 1, v) for i, v in enumerate(node.value)]
+        else:
+            children = []
+        big = next((c for c in children if sizes.get(id(c[2]), 0) > limit), None)
+        if big is None:
+            break
+        path, line, node = path + (big[0],), big[1], big[2]
+    return path, line
+
+
 def _line_map(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
     out.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
@@ -176,10 +221,14 @@ def parse_yaml(data: bytes, label: str) -> tuple[dict[str, Any], dict[tuple[Any,
             node = loader.get_single_node()
             if node is None:
                 raise PolicyError(label, [f"{label}: the file is empty"])
-            if _expanded_size(node, {}, MAX_YAML_NODES) > MAX_YAML_NODES:
+            sizes: dict[int, int] = {}
+            if _expanded_size(node, sizes, MAX_YAML_NODES) > MAX_YAML_NODES:
+                path, line = _bomb_site(node, sizes, MAX_YAML_NODES)
                 raise PolicyError(label, [
-                    f"{label}: YAML anchors/aliases expand to more than {MAX_YAML_NODES} nodes "
-                    "(an alias bomb?); write the values out or use fewer aliases"])
+                    f"{label}:{line}: {_dotted(path)}: YAML anchors/aliases expand to more than "
+                    f"{MAX_YAML_NODES} nodes (an alias bomb?); write the values out or use "
+                    "fewer aliases"])
+            _refuse_unencodable(node, label)
             value = loader.construct_document(node)
         finally:
             loader.dispose()
@@ -187,13 +236,21 @@ def parse_yaml(data: bytes, label: str) -> tuple[dict[str, Any], dict[tuple[Any,
         mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
         where = f"{label}:{mark.line + 1}" if mark is not None else label
         problem = getattr(e, "problem", None) or str(e)
+        if isinstance(e, yaml.reader.ReaderError):  # a control character: no mark, a position
+            where = f"{label}:{text.count(chr(10), 0, e.position) + 1}"
+            code = e.character if isinstance(e.character, int) else ord(e.character)
+            problem = f"control character U+{code:04X} is not allowed in YAML"
         context = getattr(e, "context", None)
         msg = f"{context}: {problem}" if context and "duplicate" not in str(problem) else problem
+        start = getattr(e, "context_mark", None)
+        if context and start is not None and mark is not None and start.line != mark.line:
+            msg += f" (the construct began on line {start.line + 1})"
         raise PolicyError(label, [f"{where}: invalid YAML: {msg}"]) from None
     except RecursionError:
         raise PolicyError(label, [f"{label}: YAML nesting is too deep"]) from None
     if not isinstance(value, dict):
-        raise PolicyError(label, [f"{label}:1: the top level must be a mapping of policy fields, "
+        raise PolicyError(label, [f"{label}:{node.start_mark.line + 1}: the top level must be "
+                                  "a mapping of policy fields, "
                                   f"got {type(value).__name__}"])
     lines: dict[tuple[Any, ...], int] = {}
     _line_map(node, (), lines)
@@ -255,11 +312,21 @@ def _pydantic_problems(err: ValidationError, label: str, lines: dict[tuple[Any, 
         if e["type"] == "extra_forbidden":
             msg = f"unknown field{registry.suggest(str(loc[-1]), known)}"
         elif e["type"] == "union_tag_invalid":
+            loc += ("check",)
             msg = f"unknown check kind; expected one of: {', '.join(schema.CHECK_KINDS)}"
         elif e["type"] == "missing":
             msg = "required field is missing"
         problems.append(f"{_where(label, lines, loc)}: {_dotted(loc)}: {msg}")
     return problems
+
+
+def _point_problems(err: ValidationError, label: str, lines: dict[tuple[Any, ...], Any],
+                    loc: tuple[Any, ...], point: dict[str, Any]) -> list[str]:
+    """Problems of one budget point, each located where its value was written."""
+    as_params = _pydantic_problems(err, label, lines, loc + ("params",))
+    as_budget = _pydantic_problems(err, label, lines, loc + ("budget",))
+    return [b if e["loc"] and e["loc"][0] in point else p
+            for e, p, b in zip(err.errors(), as_params, as_budget, strict=True)]
 
 
 def _budget_points(budget: dict[str, Any]) -> list[dict[str, Any]]:
@@ -299,10 +366,11 @@ def _plugin_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], in
             except ValidationError as e:
                 problems += _pydantic_problems(e, label, lines, full + ("params",))
 
-    total_cells = 0
+    total_cells, largest = 0, (0, 0)
     for i, entry in enumerate(policy.attacks):
         loc = ("attacks", i)
         total_cells += grid_size(entry)
+        largest = max(largest, (grid_size(entry), i))
         try:
             spec = registry.get("attack", entry.attack)
         except UsageError as e:
@@ -326,7 +394,7 @@ def _plugin_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], in
                 try:
                     spec.params.model_validate({**entry.params, **point})
                 except ValidationError as e:
-                    for p in _pydantic_problems(e, label, lines, loc + ("params",)):
+                    for p in _point_problems(e, label, lines, loc, point):
                         if p not in seen:
                             seen.add(p)
                             problems.append(p)
@@ -336,8 +404,11 @@ def _plugin_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], in
                                 f"unknown evaluation {ev_id!r}"
                                 f"{registry.suggest(ev_id, list(policy.evaluations))}")
     if total_cells > MAX_CELLS:
-        problems.append(f"{label}: the attack grids expand to {total_cells} cells; certify "
-                        f"refuses more than {MAX_CELLS} (split the policy or shrink the axes)")
+        i = largest[1]
+        problems.append(f"{_where(label, lines, ('attacks', i, 'budget'))}: attacks[{i}].budget: "
+                        f"the attack grids expand to {total_cells} cells (this one to "
+                        f"{largest[0]}); certify refuses more than {MAX_CELLS} (split the policy "
+                        "or shrink the axes)")
     problems += _reference_problems(policy, label, lines, measures)
     return problems
 
@@ -384,7 +455,7 @@ def validate_data(data: dict[str, Any], label: str,
     try:
         policy = Policy.model_validate(data)
     except ValidationError as e:
-        problems = _pydantic_problems(e, label, lines)
+        problems = _located_duplicates(_pydantic_problems(e, label, lines), data, label, lines)
         partial = _partial_policy(data)
         if partial is not None:  # also report plug-in and reference problems of valid parts
             problems += [p for p in _plugin_problems(partial, label, lines) if p not in problems]
@@ -393,6 +464,27 @@ def validate_data(data: dict[str, Any], label: str,
     if problems:
         raise PolicyError(label, problems)
     return policy
+
+
+def _located_duplicates(problems: list[str], data: dict[str, Any], label: str,
+                        lines: dict[tuple[Any, ...], Any]) -> list[str]:
+    """Replace the schema's file-wide "duplicate ids" problem by one per repeated id, located."""
+    located = []
+    for key in ("attacks", "checks"):
+        items = data.get(key) if isinstance(data.get(key), list) else []
+        seen: set[Any] = set()
+        for i, item in enumerate(items):
+            ident = item.get("id") if isinstance(item, dict) else None
+            if not isinstance(ident, str):
+                continue
+            if ident in seen:
+                located.append(f"{_where(label, lines, (key, i, 'id'))}: {key}[{i}].id: "
+                               f"{ident!r} is already the id of an earlier entry; ids must be "
+                               "unique")
+            seen.add(ident)
+    if not located:
+        return problems
+    return [p for p in problems if "(top level): Value error, duplicate" not in p] + located
 
 
 def _partial_policy(data: dict[str, Any]) -> Policy | None:
