@@ -139,13 +139,13 @@ def train(model: Any, batch_iter: Iterator[tuple[torch.Tensor, torch.Tensor, tor
             torch.nn.utils.clip_grad_norm_(
                 [p for g in optimizer.param_groups for p in g["params"]], grad_clip)
         optimizer.step()
-        _fault.reached("train_step")
         if schedule is not None:
             schedule.step()
         state.step, state.samples = step, state.samples + ids.shape[0]
         state.tokens += int(mask.sum())
         state.last_loss = value
         state.losses.append(value)
+        _fault.reached("train_step")
         if step in wanted:
             state.seconds += time.perf_counter() - started
             model.eval()

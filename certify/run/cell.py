@@ -24,6 +24,7 @@ from certify.environment import hostname_hash
 from certify.errors import CellError, DataError
 from certify.evals.base import Evaluator
 from certify.evidence import CellRecord, CheckpointRecord, EarlyStop, ErrorInfo
+from certify.models.chat import template_description
 from certify.models.load import ModelHandle
 from certify.plan import CellSpec
 from certify.policy.schema import Policy
@@ -60,7 +61,8 @@ class CellRun:
         self.train_categories: list[str] | None = None
         self.records: list[CheckpointRecord] = []
         self.samples: list[dict[str, Any]] = []
-        self.notes: dict[str, Any] = {}
+        # How prompts were formatted: the tokenizer's chat template, or the plain fallback.
+        self.notes: dict[str, Any] = {"chat_template": template_description(handle.tokenizer)}
         self.early_stop: EarlyStop | None = None
         self.eval_seconds = 0.0
         self.used_evals: set[str] = set()
