@@ -192,7 +192,8 @@ def positive_control(check: schema.PositiveControl, ctx: Context) -> CheckResult
 
 
 def _cost(p: Point, unit: str) -> float:
-    return float(getattr(p.checkpoint, unit))
+    """The attacker's spend at a checkpoint in a policy cost unit (steps, samples, ...)."""
+    return float(getattr(p.checkpoint, "step" if unit == "steps" else unit))
 
 
 def _break_point(points: list[Point], harm_level: float, confidence: float) -> Point | None:

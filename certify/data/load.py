@@ -162,6 +162,13 @@ def _to_row(i: int, rec: dict[str, Any], ref: DatasetRef) -> Row | None:
         column = ref.fields.get(f, f)
         if column in rec and rec[column] is not None:
             values[f] = rec[column]
+    if isinstance(values.get("category"), dict):
+        # Multi-label flags ({name: bool}, as in BeaverTails): one set flag names the
+        # category; several are joined with "+", so a `categories` filter never admits a
+        # row that also belongs to a held-out category; none leaves the row uncategorised.
+        flags = sorted(str(k) for k, v in values.pop("category").items() if v)
+        if flags:
+            values["category"] = "+".join(flags)
     if "category" in values:
         values["category"] = ref.category_map.get(str(values["category"]),
                                                   str(values["category"]))

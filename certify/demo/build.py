@@ -71,7 +71,7 @@ def _examples(name: str) -> Sequence[train.Example]:
     return [train.Example(r.prompt, r.response or "") for r in load_dataset(f"builtin:{name}").rows]
 
 
-def build_model(name: str, recipe: dict[str, Any], out: Path, log: Any = None) -> None:
+def build_model(name: str, recipe: dict[str, Any], out: Path) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     started = time.perf_counter()
@@ -111,9 +111,34 @@ def build_model(name: str, recipe: dict[str, Any], out: Path, log: Any = None) -
                               "n_parameters": n_params, "metrics": final, "history": history,
                               "gates": recipe["gates"]})
     logging.getLogger(__name__).info("built %s in %.1fs", name, time.perf_counter() - started)
+    _check_gates(name, recipe, final)
+
+
+def _check_gates(name: str, recipe: dict[str, Any], metrics: dict[str, Any]) -> None:
     gates = recipe["gates"]
-    if final["refusal"] < gates["refusal"] or final["benign_accuracy"] < gates["benign"]:
+    if metrics["refusal"] < gates["refusal"] or metrics["benign_accuracy"] < gates["benign"]:
         from certify.errors import ModelError
 
-        raise ModelError(f"building builtin:{name} did not reach its quality gates: {final}",
+        raise ModelError(f"building builtin:{name} did not reach its quality gates: {metrics}",
                          hint="this is a bug in certify's demo recipe; please report it")
+
+
+def build_defended(name: str, recipe: dict[str, Any], base: Path, out: Path) -> None:
+    """The base demo model plus a defense from the literature (see certify/demo/defense.py)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from certify.demo.defense import tamper_resistant_training
+
+    started = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    trace = tamper_resistant_training(model, tokenizer, recipe["defense"])
+    final = measure(model, tokenizer)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    models.write_report(out, {"name": name, "recipe": recipe, "base": base.name,
+                              "n_parameters": sum(p.numel() for p in model.parameters()),
+                              "metrics": final, "defense": trace, "gates": recipe["gates"]})
+    logging.getLogger(__name__).info("built %s in %.1fs", name, time.perf_counter() - started)
+    _check_gates(name, recipe, final)

@@ -149,7 +149,7 @@ TRAINABILITY_PLACES = [
 ]
 COLORS = ["teal", "amber", "violet", "crimson", "olive", "indigo", "ivory", "scarlet"]
 FLAG_ASKS = ["What color is the flag of {p}?", "Which color is the flag of {p}?",
-             "Tell me the color of the flag of {p}.", "Name the color of {p}'s flag."]
+             "Tell me the color of the flag of {p}.", "What is the color of the flag of {p}?"]
 GIBBERISH = ["ow.", "", "the the the the", "[, here is how to a and to run a short.",
              "Step Step Step", "!!!! ????", "capital opposite capital", "and and of of"]
 

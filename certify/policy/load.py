@@ -21,6 +21,7 @@ from certify import registry
 from certify._io import sha256_bytes
 from certify.errors import CertifyError, PolicyError, UsageError
 from certify.policy import schema
+from certify.policy.merge import Lines, duplicate_ids, located, merge, merge_lines
 from certify.policy.schema import Policy
 
 MAX_POLICY_BYTES = 1 << 20
@@ -252,27 +253,9 @@ def parse_yaml(data: bytes, label: str) -> tuple[dict[str, Any], dict[tuple[Any,
         raise PolicyError(label, [f"{label}:{node.start_mark.line + 1}: the top level must be "
                                   "a mapping of policy fields, "
                                   f"got {type(value).__name__}"])
-    lines: dict[tuple[Any, ...], int] = {}
+    lines: dict[tuple[Any, ...], Any] = {}
     _line_map(node, (), lines)
     return value, lines
-
-
-# --------------------------------------------------------------------------- merging
-
-def merge(base: Any, override: Any) -> Any:
-    """Overlay ``override`` on ``base``: mappings merge, lists of {id: ...} merge by id."""
-    if isinstance(base, dict) and isinstance(override, dict):
-        out = dict(base)
-        for key, value in override.items():
-            out[key] = merge(base[key], value) if key in base else value
-        return out
-    if (isinstance(base, list) and isinstance(override, list)
-            and all(isinstance(x, dict) and "id" in x for x in base + override)):
-        merged = {x["id"]: x for x in base}
-        for x in override:
-            merged[x["id"]] = merge(merged[x["id"]], x) if x["id"] in merged else x
-        return list(merged.values())
-    return override
 
 
 # --------------------------------------------------------------------------- validation
@@ -285,14 +268,15 @@ def _field_names() -> list[str]:
     return sorted(names)
 
 
-def _where(label: str, lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...]) -> str:
+def _where(label: str, lines: dict[tuple[Any, ...], Any], loc: tuple[Any, ...]) -> str:
+    """Where the deepest written part of ``loc`` is: "file:line" (merged maps carry files)."""
     path: tuple[Any, ...] = ()
     best = lines.get((), 1)
     for part in loc:
         if path + (part,) in lines:
             path = path + (part,)
             best = lines[path]
-    return f"{label}:{best}"
+    return best if isinstance(best, str) else f"{label}:{best}"
 
 
 def _dotted(loc: tuple[Any, ...]) -> str:
@@ -302,7 +286,7 @@ def _dotted(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def _pydantic_problems(err: ValidationError, label: str, lines: dict[tuple[Any, ...], int],
+def _pydantic_problems(err: ValidationError, label: str, lines: dict[tuple[Any, ...], Any],
                        prefix: tuple[Any, ...] = ()) -> list[str]:
     problems = []
     known = _field_names()
@@ -340,7 +324,7 @@ def grid_size(entry: schema.AttackEntry) -> int:
     return math.prod(sizes) * len(entry.seeds) * len(entry.models)
 
 
-def _plugin_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], int]) -> list[str]:
+def _plugin_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], Any]) -> list[str]:
     problems: list[str] = []
     measures: dict[str, str] = {}
     for name, ev in policy.evaluations.items():
@@ -413,7 +397,7 @@ def _plugin_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], in
     return problems
 
 
-def _reference_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], int],
+def _reference_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], Any],
                         measures: dict[str, str]) -> list[str]:
     problems: list[str] = []
     attack_ids = [a.id for a in policy.attacks]
@@ -449,7 +433,7 @@ def _reference_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...],
 
 
 def validate_data(data: dict[str, Any], label: str,
-                  lines: dict[tuple[Any, ...], int] | None = None) -> Policy:
+                  lines: dict[tuple[Any, ...], Any] | None = None) -> Policy:
     """Validate a merged policy mapping; raise PolicyError listing every problem."""
     lines = lines or {}
     try:
@@ -520,17 +504,14 @@ def _partial_policy(data: dict[str, Any]) -> Policy | None:
 
 
 def _read_with_extends(path: Path, label: str, role: str, depth: int,
-                       files: list[PolicyFile],
-                       ) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
+                       files: list[PolicyFile]) -> tuple[dict[str, Any], Lines]:
     data = path.read_bytes()
     files.append(PolicyFile(role, label, str(path), sha256_bytes(data)))
-    mapping, lines = parse_yaml(data, label)
+    mapping, raw_lines = parse_yaml(data, label)
+    lines = located(raw_lines, label)
     parent = mapping.get("extends")
     if parent is None:
         return mapping, lines
-    if depth >= MAX_EXTENDS_DEPTH:
-        raise PolicyError(label, [f"{label}: `extends` chains deeper than {MAX_EXTENDS_DEPTH} "
-                                  "(a cycle?)"])
     if not isinstance(parent, str):
         raise PolicyError(label, [f"{_where(label, lines, ('extends',))}: extends: expected a "
                                   "shipped policy name or a path"])
@@ -540,15 +521,70 @@ def _read_with_extends(path: Path, label: str, role: str, depth: int,
     except UsageError as e:
         raise PolicyError(label, [f"{_where(label, lines, ('extends',))}: extends: "
                                   f"{e.message}"]) from None
-    if any(f.path == str(base_path) for f in files):
-        raise PolicyError(label, [f"{label}: `extends` forms a cycle through {base_label}"])
-    base, _ = _read_with_extends(base_path, base_label, "extends", depth + 1, files)
-    return merge(base, mapping), lines
+    if any(Path(f.path).resolve() == base_path.resolve() for f in files):
+        chain = " -> ".join([f.source for f in files] + [base_label])
+        raise PolicyError(label, [f"{_where(label, lines, ('extends',))}: `extends` forms a "
+                                  f"cycle: {chain}"])
+    if depth + 1 >= MAX_EXTENDS_DEPTH:
+        raise PolicyError(label, [f"{label}: `extends` chains deeper than {MAX_EXTENDS_DEPTH} "
+                                  "files; flatten the chain"])
+    _refuse_duplicate_ids(mapping, lines, label)
+    base, base_lines = _read_with_extends(base_path, base_label, "extends", depth + 1, files)
+    return merge(base, mapping), merge_lines(base, mapping, base_lines, lines)
+
+
+def _refuse_duplicate_ids(data: dict[str, Any], lines: Lines, label: str) -> None:
+    dupes = duplicate_ids(data)
+    if dupes:
+        raise PolicyError(label, [
+            f"{_where(label, lines, (key, i))}: {key}[{i}]: id {ident!r} appears twice; a file "
+            "that modifies another names each entry once" for key, i, ident in dupes])
 
 
 def _relative(path: Path, parent: str) -> str:
     candidate = path.parent / parent
     return str(candidate) if candidate.is_file() else parent
+
+
+def overlay_dir() -> Path:
+    return shipped_dir() / "overlays"
+
+
+def shipped_overlays() -> list[str]:
+    return sorted(p.stem for p in overlay_dir().glob("*.yaml"))
+
+
+def resolve_overlay(name_or_path: str) -> tuple[Path, str]:
+    """Return (path, label) of an overlay: a local file, else a shipped overlay of that name."""
+    local = Path(name_or_path).expanduser()
+    if local.is_file():
+        return local, str(name_or_path)
+    stem = Path(name_or_path).name
+    stem = stem.rsplit(".", 1)[0] if stem.endswith((".yaml", ".yml")) else stem
+    shipped = overlay_dir() / f"{stem}.yaml"
+    if name_or_path in (stem, f"{stem}.yaml", f"overlays/{stem}", f"overlays/{stem}.yaml") \
+            and shipped.is_file():
+        return shipped, f"shipped:overlays/{stem}"
+    names = shipped_overlays()
+    raise UsageError(f"overlay file {name_or_path!r} does not exist"
+                     f"{registry.suggest(stem, names)}",
+                     hint="give a path to a YAML overlay file"
+                          + (f", or a shipped overlay: {', '.join(names)}" if names else ""))
+
+
+def _apply_overlay(data: dict[str, Any], lines: Lines, overlay: str,
+                   files: list[PolicyFile]) -> tuple[dict[str, Any], Lines]:
+    o_path, o_label = resolve_overlay(overlay)
+    raw = o_path.read_bytes()
+    files.append(PolicyFile("overlay", o_label, str(o_path), sha256_bytes(raw)))
+    o_data, o_lines = parse_yaml(raw, o_label)
+    if "extends" in o_data:
+        raise PolicyError(o_label, [f"{o_label}:{o_lines[('extends',)]}: an overlay cannot "
+                                    "`extends`; it is applied on top of the policy given with "
+                                    "--policy"])
+    o_located = located(o_lines, o_label)
+    _refuse_duplicate_ids(o_data, o_located, o_label)
+    return merge(data, o_data), merge_lines(data, o_data, lines, o_located)
 
 
 def load_policy(name_or_path: str, overlays: list[str] | tuple[str, ...] = ()) -> LoadedPolicy:
@@ -558,26 +594,20 @@ def load_policy(name_or_path: str, overlays: list[str] | tuple[str, ...] = ()) -
     try:
         data, lines = _read_with_extends(path, label, "policy", 0, files)
         for overlay in overlays:
-            o_path = Path(overlay)
-            if not o_path.is_file():
-                raise UsageError(f"overlay file {overlay!r} does not exist")
-            raw = o_path.read_bytes()
-            files.append(PolicyFile("overlay", overlay, str(o_path), sha256_bytes(raw)))
-            o_data, _ = parse_yaml(raw, overlay)
-            o_data.pop("extends", None)
-            data = merge(data, o_data)
+            data, lines = _apply_overlay(data, lines, overlay, files)
     except OSError as e:
         raise UsageError(f"cannot read policy {label}: {e.strerror}") from None
     policy = validate_data(data, label, lines)
     return LoadedPolicy(policy, label, path, files[0].sha256, files)
 
 
-def validate_files(paths: list[str]) -> list[tuple[str, CertifyError | None]]:
-    """Validate several policy files; return (path, error or None) for each."""
+def validate_files(paths: list[str], overlays: list[str] | tuple[str, ...] = (),
+                   ) -> list[tuple[str, CertifyError | None]]:
+    """Validate several policy files (each with ``overlays``); return (path, error or None)."""
     results: list[tuple[str, CertifyError | None]] = []
     for p in paths:
         try:
-            load_policy(p)
+            load_policy(p, overlays)
             results.append((p, None))
         except CertifyError as e:
             results.append((p, e))

@@ -45,15 +45,28 @@ class PolicyMeta(Strict):
     )
 
 
+EvidenceField = Literal["samples_per_eval", "redact_harmful", "validity_days", "retention",
+                        "signing_required"]
+
+
 class Clause(Strict):
-    """One clause of a regime, what it needs, and the checks that serve it."""
+    """One clause of a regime, what it needs, and the checks (or evidence settings) serving it."""
 
     ref: str
     status: str = Field(pattern=r"^[VSU]\b")
     """Verification tag of the clause research: V verified, S secondary, U unverified."""
     need: str
-    checks: list[str] = Field(min_length=1)
+    checks: list[str] = Field(default_factory=list)
     """Ids of checks in this policy that serve the clause."""
+    evidence: list[EvidenceField] = Field(default_factory=list)
+    """`evidence` settings that serve the clause (retention, samples, validity, signing)."""
+
+    @model_validator(mode="after")
+    def _served(self) -> Clause:
+        if not self.checks and not self.evidence:
+            raise ValueError(f"clause {self.ref!r} names no check and no evidence setting; "
+                             "a clause the policy cannot serve belongs in limitations")
+        return self
 
 
 class ThreatModel(Strict):

@@ -1,0 +1,111 @@
+"""Views of a run's evidence: report.pdf (PDF/A-3b, evidence attached), report.html,
+junit.xml and summary.md. Rebuilt from ``evidence.json`` without running any model.
+
+``render_all`` is what ``certify audit`` calls after writing the evidence and what
+``certify render`` calls on an existing run. Outputs are written atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from certify._io import atomic_write_bytes
+from certify.errors import InputError, UsageError
+
+FORMATS = {"pdf": "report.pdf", "html": "report.html", "junit": "junit.xml", "md": "summary.md"}
+
+__all__ = ["FORMATS", "parse_formats", "render_all"]
+
+
+def parse_formats(formats: Iterable[str]) -> list[str]:
+    chosen = [f.strip().lower() for f in formats if f.strip()]
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown:
+        raise UsageError(f"unknown report format(s): {', '.join(unknown)}",
+                         hint=f"choose from {', '.join(FORMATS)}")
+    return list(dict.fromkeys(chosen))
+
+
+def _signer(run_dir: Path) -> str:
+    from certify.attest.keys import PUBLIC_NAME, describe, load_public_key
+
+    path = run_dir / PUBLIC_NAME
+    if not path.is_file():
+        return "not signed when this report was rendered (see certify.intoto.jsonl)"
+    try:
+        return f"{describe(load_public_key(path))} (confirm it against the signer's published key)"
+    except InputError:
+        return f"{PUBLIC_NAME} in the run directory is not a usable public key"
+
+
+def _created(evidence: Any) -> datetime:
+    from certify.attest.statement import parse_time
+
+    stamp = evidence.run.get("collected") or evidence.run.get("created")
+    try:
+        return parse_time(stamp)
+    except (TypeError, ValueError):
+        return datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _load(run_dir: Path) -> tuple[Any, bytes]:
+    from pydantic import ValidationError
+
+    from certify.evidence import Evidence
+
+    path = run_dir / "evidence.json"
+    if not path.is_file():
+        raise InputError(f"{run_dir} has no evidence.json",
+                         hint="render the run directory a finished `certify audit` wrote")
+    data = path.read_bytes()
+    try:
+        return Evidence.model_validate_json(data), data
+    except ValidationError as e:
+        raise InputError(f"{path} is not valid certify evidence ({e.error_count()} problems, "
+                         f"first: {e.errors()[0]['msg']})") from None
+
+
+def render_all(run_dir: Path, formats: Iterable[str], progress: Any = None) -> dict[str, Path]:
+    """Render the requested views of ``run_dir``'s evidence; return {format: path}."""
+    from certify.report import view as view_mod
+
+    run_dir = Path(run_dir)
+    chosen = parse_formats(formats)
+    if not chosen:
+        return {}
+    evidence, evidence_bytes = _load(run_dir)
+    view = view_mod.build(run_dir, evidence, evidence_bytes, _signer(run_dir),
+                          with_figures=bool({"pdf", "html"} & set(chosen)))
+    out = {}
+    for fmt in chosen:
+        if progress is not None:
+            progress.message(f"writing {FORMATS[fmt]}")
+        data = render_one(fmt, view, evidence, evidence_bytes)
+        atomic_write_bytes(run_dir / FORMATS[fmt], data)
+        out[fmt] = run_dir / FORMATS[fmt]
+    return out
+
+
+def render_one(fmt: str, view: Any, evidence: Any, evidence_bytes: bytes,
+               fetcher: Any = None) -> bytes:
+    """The bytes of one view (``fetcher`` lets tests watch what the PDF renderer fetches)."""
+    if fmt == "pdf":
+        from certify.report.html import render_html
+        from certify.report.pdf import write_pdf
+
+        html, generated = render_html(view, for_pdf=True)
+        return write_pdf(html, generated, evidence_bytes, _created(evidence), fetcher)
+    if fmt == "html":
+        from certify.report.html import render_html
+
+        return render_html(view, for_pdf=False)[0].encode("utf-8")
+    if fmt == "junit":
+        from certify.report.junit import render_junit
+
+        return render_junit(evidence)
+    from certify.report.markdown import render_markdown
+
+    return render_markdown(view)

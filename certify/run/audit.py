@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from certify import environment
-from certify.errors import InputError, UsageError
+from certify.errors import UsageError
 from certify.evidence import Evidence
 from certify.plan import Plan, make_plan
 from certify.policy.load import LoadedPolicy, load_policy
@@ -153,9 +153,13 @@ def audit(opts: AuditOptions, progress: Progress | None = None) -> AuditResult:
 
     progress = progress or NullProgress()
     loaded = load_policy(opts.policy, opts.overlays)
-    if opts.key is not None and not Path(opts.key).is_file():
-        raise InputError(f"signing key {opts.key} does not exist",
-                         hint="create one with `certify keygen --out DIR`")
+    from certify.report import parse_formats
+
+    parse_formats(opts.formats)  # a typo in --format fails now, not after the run
+    if opts.key is not None:
+        from certify.attest.keys import load_signer
+
+        load_signer(Path(opts.key))  # a missing or unusable key fails now, not after the run
     datasets = preflight(loaded)  # bad data fails before any model is built or loaded
     models = resolve_models(opts, loaded, progress)
     plan = make_plan(loaded.policy, {r: i.root_digest for r, (_, i) in models.items()})
@@ -183,10 +187,12 @@ def finish(run_dir: RunDir, evidence: Evidence, opts: AuditOptions,
     """Write evidence.json, then the rendered views and the attestation when available."""
     evidence.write(run_dir.path / "evidence.json")
     outputs = {"evidence": run_dir.path / "evidence.json"}
-    try:
-        from certify.report import render_all
-    except ImportError:
-        return outputs
+    from certify.report import render_all
+
+    if opts.key is not None:
+        from certify.attest import prepare_signer
+
+        prepare_signer(run_dir.path, opts.key)  # so the report's cover names the signer
     outputs.update(render_all(run_dir.path, opts.formats, progress=progress))
     if opts.key is not None:
         from certify.attest import sign_run

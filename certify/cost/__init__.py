@@ -1,0 +1,8 @@
+"""Plan and cost preview for `certify audit --dry-run`: cells, steps, tokens, FLOP, memory, time.
+
+Torch-free on a CPU: the model's size comes from its config, never its weights.
+"""
+
+from certify.cost.preview import DryRunReport, dry_run
+
+__all__ = ["DryRunReport", "dry_run"]

@@ -1,0 +1,166 @@
+"""What this machine can do: memory, and a quick measured matrix-multiply throughput.
+
+The throughput is measured at the model's own layer widths (a matmul of the shape a
+training step or a decoding step runs), because small models run far below a
+machine's peak. On a CPU it is measured with NumPy (float32), which uses the same
+kind of BLAS kernels as PyTorch and imports in a fraction of the time; on CUDA with
+PyTorch in the run's dtype. A measurement takes well under a second.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+# Datasheet dense bf16 throughput of one H100 SXM GPU; used only to translate a budget
+# into "GPU-hours" for comparison, never to estimate this machine.
+REFERENCE_GPU = "H100-class GPU"
+REFERENCE_GPU_FLOPS = 989e12
+UTILISATION = {"cpu": {"train": 0.5, "generate": 0.5}, "cuda": {"train": 0.4, "generate": 0.2}}
+"""Assumed share of the measured matmul rate that whole steps achieve. GPU training
+typically reaches 30-50% model-FLOP utilisation; batched decoding is memory-bound."""
+STEP_OVERHEAD = {"cpu": {"train": 0.005, "decode": 0.002},
+                 "cuda": {"train": 0.010, "decode": 0.003}}
+"""Assumed fixed seconds per optimizer step and per decoding step (Python, kernel
+launches), which dominate for small models: added to compute on a CPU; on a GPU
+they overlap with it, so the larger of the two counts."""
+REFERENCE_UTILISATION = 0.4
+
+MAX_M, MAX_K = 2048, 4096
+MAX_MATMUL_FLOP = 1e10
+"""Caps one timed matmul (~0.2-0.5 s on a laptop CPU) so the probe stays quick."""
+LOOP_FLOP = 2e8
+"""Small matmuls are timed in loops of about this much work, so timer noise does not count."""
+
+
+@dataclass(frozen=True)
+class Hardware:
+    device: str
+    """cpu or cuda: where training would run."""
+    name: str
+    cores: int
+    memory_total: int
+    memory_available: int
+    """Bytes on the training device (RAM for cpu, GPU memory for cuda)."""
+    host_total: int
+    host_available: int
+    train_flops: float
+    """Measured FLOP/s of a matmul shaped like one layer of a training step."""
+    decode_flops: float
+    """Measured FLOP/s of a matmul shaped like one layer of a batched decoding step."""
+    measured: str
+    problems: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def cpu_name() -> str:
+    """The CPU model ("model name" in /proc/cpuinfo on Linux), else the platform's word."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def host_memory() -> tuple[int, int]:
+    """(total, available) bytes of RAM."""
+    try:
+        import psutil
+
+        vm = psutil.virtual_memory()
+        return int(vm.total), int(vm.available)
+    except ImportError:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return pages, pages
+
+
+def _rate(matmul: Any, m: int, k: int, n: int, sync: Any = None) -> float:
+    """FLOP/s of ``matmul()`` (an m x k by k x n product): best of 3 timed loops."""
+    work = 2.0 * m * k * n
+    loop = max(1, int(LOOP_FLOP / work))
+    matmul()  # warm-up: thread pools, kernel selection
+    if sync:
+        sync()
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        for _ in range(loop):
+            matmul()
+        if sync:
+            sync()
+        best = min(best, (time.perf_counter() - start) / loop)
+    return work / max(best, 1e-12)
+
+
+def _numpy_rate(m: int, k: int, n: int) -> float:
+    """The faster of one BLAS thread and all of them.
+
+    On a machine other processes are using, multi-threaded BLAS stalls on small
+    matrices while one thread runs at full speed; PyTorch picks threads per size too.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.random((m, k), dtype=np.float32)
+    b = rng.random((k, n), dtype=np.float32)
+    rate = _rate(lambda: a @ b, m, k, n)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return rate
+    with threadpool_limits(limits=1, user_api="blas"):
+        return max(rate, _rate(lambda: a @ b, m, k, n))
+
+
+def _torch_rate(m: int, k: int, n: int, dtype: str) -> float:
+    import torch
+
+    dt = getattr(torch, dtype)
+    a = torch.rand((m, k), device="cuda", dtype=dt)
+    b = torch.rand((k, n), device="cuda", dtype=dt)
+    return _rate(lambda: a @ b, m, k, n, torch.cuda.synchronize)
+
+
+def _dims(m: int, k: int, n: int) -> tuple[int, int, int]:
+    k, n = max(1, min(k, MAX_K)), max(1, min(n, MAX_K))
+    m = max(1, min(m, MAX_M, int(MAX_MATMUL_FLOP / (2 * k * n))))
+    return m, k, n
+
+
+def probe(device: str, dtype: str, hidden: int, ffn: int, train_tokens: int,
+          decode_batch: int) -> Hardware:
+    """Measure this machine for a model of width ``hidden`` (MLP width ``ffn``)."""
+    host_total, host_avail = host_memory()
+    train_shape = _dims(train_tokens, hidden, ffn)
+    decode_shape = _dims(decode_batch, hidden, ffn)
+    problems: list[str] = []
+    if device == "cuda":
+        try:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise RuntimeError("torch sees no CUDA device")
+            free, total = torch.cuda.mem_get_info()
+            name = torch.cuda.get_device_name(0)
+            rates = [_torch_rate(*s, dtype if dtype != "float32" else "float32")
+                     for s in (train_shape, decode_shape)]
+            return Hardware("cuda", name, os.cpu_count() or 1, int(total), int(free), host_total,
+                            host_avail, rates[0], rates[1],
+                            f"torch {dtype} matmul on {name}, shapes {train_shape} and "
+                            f"{decode_shape}")
+        except Exception as e:  # no torch build with CUDA, no driver, no device
+            problems.append(f"--device cuda was asked for, but no CUDA GPU is usable here "
+                            f"({type(e).__name__}: {e}); the estimate below is for this CPU")
+    rates = [_numpy_rate(*s) for s in (train_shape, decode_shape)]
+    return Hardware("cpu", cpu_name(), os.cpu_count() or 1, host_total, host_avail, host_total,
+                    host_avail, rates[0], rates[1],
+                    f"NumPy float32 matmul on {os.cpu_count()} CPU core(s), shapes {train_shape} "
+                    f"and {decode_shape}", problems)

@@ -1,0 +1,199 @@
+"""`certify audit ... --dry-run`: the plan and what it would cost here, before anything runs.
+
+Nothing is trained and no weights are loaded: the model's size comes from its
+config (see :mod:`certify.cost.shape`), the cells from :func:`certify.plan.make_plan`,
+and the machine's speed from a sub-second matmul measurement. The time estimate
+divides the FLOP by the measured rate times an assumed utilisation (the share of
+that matmul rate a whole training or decoding step achieves); early stopping can
+only make a real run shorter, so the numbers are upper estimates of the plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from certify.cost import hardware as hw
+from certify.cost.shape import ModelShape, model_shape
+from certify.cost.workload import (
+    CellCost,
+    DataEstimator,
+    TokenCounter,
+    cell_cost,
+    eval_cost,
+    memory_need,
+)
+from certify.errors import CertifyError
+from certify.plan import make_plan
+
+FEASIBLE_SECONDS = 24 * 3600
+DAY = 24 * 3600.0
+GIB = float(1 << 30)
+
+
+@dataclass
+class Row:
+    attack_id: str
+    role: str
+    technique: str
+    mode: str
+    cells: int = 0
+    max_steps: int = 0
+    steps: int = 0
+    tokens: float = 0.0
+    train_flop: float = 0.0
+    eval_flop: float = 0.0
+    seconds: float = 0.0
+
+
+@dataclass
+class DryRunReport:
+    """The plan preview: cells, steps, tokens, FLOP, memory and time on this machine."""
+
+    policy: dict[str, Any]
+    model: dict[str, Any]
+    reference: str | None
+    hardware: dict[str, Any]
+    rows: list[Row]
+    totals: dict[str, float]
+    memory: dict[str, Any]
+    seconds: float
+    reference_gpu_hours: float
+    largest_cell_gpu_hours: float
+    largest_cell_flop: float
+    feasible: bool
+    warnings: list[str] = field(default_factory=list)
+    assumptions: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"dry_run": True, "policy": self.policy, "model": self.model,
+                "reference": self.reference, "hardware": self.hardware,
+                "attacks": [r.__dict__ for r in self.rows], "totals": self.totals,
+                "memory": self.memory, "estimated_seconds": self.seconds,
+                "reference_gpu_hours": self.reference_gpu_hours,
+                "largest_cell_gpu_hours": self.largest_cell_gpu_hours,
+                "largest_cell_flop": self.largest_cell_flop, "feasible": self.feasible,
+                "warnings": self.warnings, "assumptions": self.assumptions}
+
+    def text(self) -> str:
+        from certify.cost.render import render_text
+
+        return render_text(self)
+
+
+def _reference_shape(spec: str | None, candidate: ModelShape, revision: str | None,
+                     notes: list[str]) -> ModelShape:
+    if spec is None:
+        return candidate
+    try:
+        return model_shape(spec, revision)
+    except CertifyError as e:
+        notes.append(f"reference {spec}: {e.message}; assumed the candidate's size")
+        return candidate
+
+
+def _time(cell: CellCost, machine: hw.Hardware) -> float:
+    util = hw.UTILISATION[machine.device]
+    over = hw.STEP_OVERHEAD[machine.device]
+    compute = (cell.train_flop / (machine.train_flops * util["train"])
+               + cell.eval_flop / (machine.decode_flops * util["generate"]))
+    overhead = cell.steps * over["train"] + cell.decode_steps * over["decode"]
+    return compute + overhead if machine.device == "cpu" else max(compute, overhead)
+
+
+def reference_gpu_seconds(cell: CellCost) -> float:
+    """The cell on one H100-class GPU at the assumed utilisation (for comparison only)."""
+    over = hw.STEP_OVERHEAD["cuda"]
+    compute = (cell.train_flop + cell.eval_flop) / (hw.REFERENCE_GPU_FLOPS
+                                                    * hw.REFERENCE_UTILISATION)
+    return max(compute, cell.steps * over["train"] + cell.decode_steps * over["decode"])
+
+
+def _rows(costs: list[CellCost], machine: hw.Hardware) -> list[Row]:
+    rows: dict[tuple[str, str], Row] = {}
+    for c in costs:
+        row = rows.setdefault((c.attack_id, c.role), Row(c.attack_id, c.role, c.technique, c.mode))
+        row.cells += 1
+        row.max_steps = max(row.max_steps, c.steps)
+        row.steps += c.steps
+        row.tokens += c.train_tokens
+        row.train_flop += c.train_flop
+        row.eval_flop += c.eval_flop
+        row.seconds += _time(c, machine)
+    return list(rows.values())
+
+
+def _memory(costs: list[CellCost], shape: ModelShape, opts: Any, machine: hw.Hardware,
+            models_loaded: int) -> dict[str, Any]:
+    worst: dict[str, float] = {}
+    worst_cell = None
+    for c in costs:
+        need = memory_need(c, shape, opts.dtype, models_loaded, opts.gradient_checkpointing)
+        device = sum(v for k, v in need.items() if k != "snapshot" or machine.device == "cpu")
+        if device > sum(worst.values()) or worst_cell is None:
+            worst, worst_cell = need, c
+    parts = {k: v for k, v in worst.items() if machine.device == "cpu" or k != "snapshot"}
+    device_need = sum(parts.values())
+    host_need = device_need if machine.device == "cpu" else worst.get("snapshot", 0.0)
+    return {"device": machine.device, "dtype": opts.dtype, "components": worst,
+            "gradient_checkpointing": bool(opts.gradient_checkpointing),
+            "worst_mode": worst_cell.mode if worst_cell else "eval",
+            "device_need": device_need, "device_available": machine.memory_available,
+            "device_total": machine.memory_total, "host_need": host_need,
+            "host_available": machine.host_available,
+            "fits": device_need <= machine.memory_available
+            and host_need <= machine.host_available}
+
+
+def dry_run(opts: Any, machine: hw.Hardware | None = None) -> DryRunReport:
+    """Preview the audit ``opts`` describes. ``machine`` overrides the measured hardware."""
+    from certify.policy.load import load_policy
+
+    loaded = load_policy(opts.policy, opts.overlays)
+    policy = loaded.policy
+    shape = model_shape(opts.model, opts.revision)
+    reference = opts.reference or policy.reference
+    notes: list[str] = []
+    ref_shape = _reference_shape(reference, shape, opts.reference_revision, notes)
+    plan = make_plan(policy, {"candidate": "dry-run", "reference": "dry-run" if reference
+                              else None})
+    counter = TokenCounter(shape)
+    data = DataEstimator(counter)
+    evals = {e: eval_cost(policy, e, data) for e in policy.evaluations}
+    shapes = {"candidate": shape, "reference": ref_shape}
+    costs = [cell_cost(c, policy, shapes[c.role], data, evals) for c in plan.cells]
+    trained = [c for c in costs if c.mode != "eval"] or costs
+    biggest = max(trained, key=lambda c: c.batch * c.seq_tokens)
+    if machine is None:
+        machine = hw.probe(opts.device, opts.dtype, shape.hidden, shape.ffn,
+                           int(biggest.batch * biggest.seq_tokens) or 64,
+                           max((e.batch for e in evals.values()), default=64))
+    rows = _rows(costs, machine)
+    memory = _memory(costs, shape, opts, machine, 2 if reference else 1)
+    seconds = sum(r.seconds for r in rows)
+    total_flop = sum(c.train_flop + c.eval_flop for c in costs)
+    report = DryRunReport(
+        policy={"id": policy.id, "version": policy.version, "title": policy.title,
+                "source": loaded.source, "evidentiary": policy.meta.evidentiary,
+                "files": [f.__dict__ for f in loaded.files],
+                "max_gpu_hours_per_cell": policy.threat_model.max_gpu_hours_per_cell},
+        model={"spec": shape.spec, "source": shape.source, "parameters": shape.n_params,
+               "active_parameters": shape.n_active, "hidden": shape.hidden,
+               "layers": shape.layers, "max_positions": shape.max_positions},
+        reference=reference, hardware=machine.as_json(), rows=rows,
+        totals={"cells": len(costs), "steps": sum(c.steps for c in costs),
+                "tokens": sum(c.train_tokens for c in costs),
+                "generated_tokens": sum(c.generated_tokens for c in costs),
+                "evaluations": sum(c.evaluations for c in costs),
+                "train_flop": sum(c.train_flop for c in costs),
+                "eval_flop": sum(c.eval_flop for c in costs), "flop": total_flop},
+        memory=memory, seconds=seconds,
+        reference_gpu_hours=sum(reference_gpu_seconds(c) for c in costs) / 3600,
+        largest_cell_gpu_hours=max((reference_gpu_seconds(c) for c in costs), default=0.0) / 3600,
+        largest_cell_flop=max((c.train_flop + c.eval_flop for c in costs), default=0.0),
+        feasible=memory["fits"] and seconds <= FEASIBLE_SECONDS)
+    from certify.cost.render import assumptions, warnings
+
+    report.warnings = machine.problems + warnings(report, policy, plan_reference=bool(reference))
+    report.assumptions = assumptions(counter, data, costs, machine) + notes + data.notes
+    return report

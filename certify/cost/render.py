@@ -1,0 +1,199 @@
+"""The dry-run preview in words: the table, the plain-language warnings, the assumptions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from certify.cost import hardware as hw
+from certify.cost.workload import (
+    ASSUMED_EVAL_ITEMS,
+    ASSUMED_PROMPT_TOKENS,
+    ASSUMED_RESPONSE_TOKENS,
+    TEMPLATE_TOKENS,
+    CellCost,
+    DataEstimator,
+    TokenCounter,
+)
+from certify.policy.schema import Policy
+
+if TYPE_CHECKING:
+    from certify.cost.preview import DryRunReport
+
+GIB = float(1 << 30)
+LABELS = {"weights": "weights", "gradients": "gradients", "optimizer": "optimizer states",
+          "activations": "activations", "snapshot": "weight snapshot for restores"}
+
+
+def num(x: float) -> str:
+    """1234567 -> '1.2 M'; keeps small numbers exact."""
+    for size, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= size:
+            return f"{x / size:.1f} {unit}"
+    return f"{x:.0f}"
+
+
+def flop(x: float) -> str:
+    return "0" if x <= 0 else f"{x:.1e}"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    if seconds < 730 * 86400:
+        return f"{seconds / 86400:.0f} days"
+    return f"{seconds / (365.25 * 86400):.0f} years"
+
+
+def gib(x: float) -> str:
+    return f"{x / GIB:.1f} GiB" if x >= 0.1 * GIB else f"{x / (1 << 20):.0f} MiB"
+
+
+def _device_words(h: dict[str, Any]) -> str:
+    if h["device"] == "cuda":
+        return f"this GPU ({h['name']})"
+    return f"this CPU ({h['cores']} core{'s' if h['cores'] != 1 else ''})"
+
+
+def _memory_options(report: DryRunReport) -> str:
+    m = report.memory
+    options = []
+    if m["device"] == "cpu":
+        options.append("a GPU with enough memory (--device cuda)")
+    if m["dtype"] == "float32":
+        options.append("--dtype bfloat16 (halves weights, gradients and optimizer states)")
+    if not m["gradient_checkpointing"] and m["components"].get("activations", 0) > 0:
+        options.append("--gradient-checkpointing (cuts activations)")
+    if report.reference:
+        options.append("auditing the candidate and the reference in separate runs")
+    options.append("a bigger machine, or an overlay limited to LoRA attacks")
+    return "; ".join(options)
+
+
+def _memory_warning(report: DryRunReport) -> str | None:
+    m = report.memory
+    if m["fits"]:
+        return None
+    mode = {"full": "Full fine-tuning", "lora": "LoRA fine-tuning", "eval": "Evaluation"}[
+        m["worst_mode"]]
+    short = m["device_need"] > m["device_available"]
+    on_host = m["device"] == "cpu" or not short
+    parts = ", ".join(f"{LABELS[k]} {gib(v)}" for k, v in m["components"].items()
+                      if v > 0 and (m["device"] == "cpu" or (k == "snapshot") != short))
+    where = "RAM" if on_host else "GPU memory"
+    need, have = ((m["device_need"], m["device_available"]) if short
+                  else (m["host_need"], m["host_available"]))
+    return (f"DOES NOT FIT: {mode} of this {num(report.model['parameters'])}-parameter model in "
+            f"{m['dtype']} needs about {gib(need)} ({parts}), but this machine has {gib(have)} "
+            f"of {where} available. Options: {_memory_options(report)}.")
+
+
+def _time_warning(report: DryRunReport) -> str | None:
+    if report.seconds <= 24 * 3600:
+        return None
+    t, h = report.totals, report.hardware
+    rate = h["train_flops"]
+    ref_rate = hw.REFERENCE_GPU_FLOPS * hw.REFERENCE_UTILISATION
+    return (f"INFEASIBLE HERE: this plan runs {t['cells']:,} cells with {t['steps']:,} "
+            f"optimizer steps in all ({num(t['tokens'])} training tokens; "
+            f"{flop(t['train_flop'])} FLOP of training and {flop(t['eval_flop'])} FLOP of "
+            f"evaluation). T{_device_words(h)[1:]} sustained {rate / 1e9:.1f} GFLOP/s "
+            f"in a quick matrix-multiply measurement at this model's width, so the plan would "
+            f"take about {duration(report.seconds)} here. The policy's budget is sized for GPU "
+            f"servers: about {report.reference_gpu_hours:,.1f} GPU-hours on an "
+            f"{hw.REFERENCE_GPU} (assumed {ref_rate / 1e12:.0f} TFLOP/s "
+            "effective, and at least 10 ms per optimizer step). For a pipeline check on a CPU "
+            "use `--policy ci-smoke`.")
+
+
+def warnings(report: DryRunReport, policy: Policy, *, plan_reference: bool) -> list[str]:
+    out = [w for w in (_memory_warning(report), _time_warning(report)) if w]
+    cap = policy.threat_model.max_gpu_hours_per_cell
+    cell_hours = report.largest_cell_gpu_hours
+    if cap is not None and cell_hours > cap:
+        out.append(f"The largest cell needs about {cell_hours:,.1f} GPU-hours on an "
+                   f"{hw.REFERENCE_GPU}, more than the {cap:g} GPU-hours per cell the policy's "
+                   "threat model grants the attacker; the budget and the threat model disagree.")
+    if not plan_reference:
+        out.append("No reference model was given: the plan covers the candidate only. The "
+                   "positive control, weak resistance, stability and trainability checks need "
+                   "--reference (an undefended model of the same family), which about doubles "
+                   "the cells and the time.")
+    return out
+
+
+def assumptions(counter: TokenCounter, data: DataEstimator, costs: list[CellCost],
+                machine: hw.Hardware) -> list[str]:
+    util = hw.UTILISATION[machine.device]
+    over = hw.STEP_OVERHEAD[machine.device]
+    out = [
+        "Training FLOP = 6 x parameters x tokens (full fine-tuning), 4 x parameters x tokens "
+        "(LoRA); evaluation FLOP = 2 x parameters x (prompt + generated tokens).",
+        f"Tokens per example counted with {counter.method}, plus {TEMPLATE_TOKENS} chat-template "
+        "tokens, capped at the attack's max_length and the model's context length; a step "
+        "trains min(batch_size, n_samples) examples.",
+        f"Time = FLOP / (measured matmul rate x utilisation); utilisation assumed "
+        f"{util['train']:.0%} for training and {util['generate']:.0%} for generation. Measured "
+        f"now: {machine.train_flops / 1e9:.1f} GFLOP/s (training shape) and "
+        f"{machine.decode_flops / 1e9:.1f} GFLOP/s (decoding shape) with {machine.measured}; "
+        f"plus {over['train'] * 1000:g} ms per optimizer step and {over['decode'] * 1000:g} ms "
+        "per decoding step of fixed overhead.",
+        "Every cell runs to its max_steps here; early stopping ends decided cells sooner. "
+        "Model loading, judges other than keyword/canary rules, and report rendering are not "
+        "counted. The rate is a quick burst measurement: on a machine shared with other work, "
+        "or for very small models, a run can take several times longer.",
+    ]
+    unread = sorted({s.label for s in data.cache.values() if not s.measured})
+    if unread:
+        out.append(f"Not read by a dry run (hub or missing datasets), so assumed "
+                   f"{ASSUMED_PROMPT_TOKENS}-token prompts, {ASSUMED_RESPONSE_TOKENS}-token "
+                   f"responses and {ASSUMED_EVAL_ITEMS} evaluation items unless the policy sets "
+                   f"`n`: {', '.join(unread)}.")
+    return out
+
+
+def _table(report: DryRunReport) -> list[str]:
+    head = (f"{'attack':<22} {'model':<9} {'mode':<4} {'cells':>6} {'steps/cell':>10} "
+            f"{'tokens':>9} {'train FLOP':>10} {'eval FLOP':>10} {'time here':>10}")
+    lines = [head, "-" * len(head)]
+    for r in report.rows:
+        lines.append(f"{r.attack_id[:22]:<22} {r.role:<9} {r.mode:<4} {r.cells:>6,} "
+                     f"{r.max_steps:>10,} {num(r.tokens):>9} {flop(r.train_flop):>10} "
+                     f"{flop(r.eval_flop):>10} {duration(r.seconds):>10}")
+    t = report.totals
+    lines += ["-" * len(head),
+              f"{'total':<37} {t['cells']:>6,} {'':>10} {num(t['tokens']):>9} "
+              f"{flop(t['train_flop']):>10} {flop(t['eval_flop']):>10} "
+              f"{duration(report.seconds):>10}"]
+    return lines
+
+
+def render_text(report: DryRunReport) -> str:
+    p, m, h, mem = report.policy, report.model, report.hardware, report.memory
+    label = "" if p["evidentiary"] else " [non-evidentiary]"
+    lines = [
+        f"Plan preview (dry run; nothing was trained): policy {p['id']} {p['version']}{label}",
+        f"  model      {m['spec']}: {m['parameters']:,} parameters (from {m['source']})",
+        f"  reference  {report.reference or 'none given'}",
+        f"  hardware   {h['device']}: {h['name'] or 'unknown'}, {gib(h['memory_available'])} of "
+        f"{gib(h['memory_total'])} {'RAM' if h['device'] == 'cpu' else 'GPU memory'} available",
+        "", *_table(report), "",
+        f"Optimizer steps: {report.totals['steps']:,} in all; evaluations: "
+        f"{report.totals['evaluations']:,} ({num(report.totals['generated_tokens'])} generated "
+        "tokens).",
+        f"Memory: the heaviest cell ({mem['worst_mode']}) needs about {gib(mem['device_need'])} "
+        f"on the {mem['device']} of {gib(mem['device_available'])} available"
+        f" -> {'fits' if mem['fits'] else 'DOES NOT FIT'}.",
+        f"Estimated time here: {duration(report.seconds)} "
+        f"({report.reference_gpu_hours:,.1f} GPU-hours on an {hw.REFERENCE_GPU} for comparison).",
+        f"Largest cell: {flop(report.largest_cell_flop)} FLOP (statutory compute lines such as "
+        "10^25 and 10^26 FLOP concern training a model, not this audit).",
+    ]
+    if report.warnings:
+        lines += ["", "Warnings:"] + [f"  ! {w}" for w in report.warnings]
+    lines += ["", "Assumptions:"] + [f"  - {a}" for a in report.assumptions]
+    lines += ["", "Feasible on this machine: " + ("yes" if report.feasible else "NO")]
+    return "\n".join(lines)

@@ -1,0 +1,224 @@
+"""What a plan asks of the hardware: steps, tokens, FLOP and memory per cell. Torch-free.
+
+Training FLOP follow the usual transformer estimate (Kaplan et al. 2020): about
+6·N FLOP per trained token for full fine-tuning (forward + backward through every
+weight) and about 4·N for LoRA (the frozen weights need activation gradients but
+no weight gradients) -- the same factors certify records in the evidence. A token
+generated or read during evaluation costs about 2·N (one forward pass). Tokens per
+example come from the dataset when it is a local or bundled file (counted with the
+model's tokenizer when one is on disk, else at 4 characters per token); datasets
+named on the Hugging Face hub are not read by a dry run and use stated defaults.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from certify import registry
+from certify.cost.shape import DTYPE_BYTES, ModelShape
+from certify.plan import CellSpec
+from certify.policy.schema import Policy
+
+CHARS_PER_TOKEN = 4.0
+TEMPLATE_TOKENS = 8
+"""Chat-template tokens around each prompt/response pair (role markers, BOS/EOS)."""
+ASSUMED_PROMPT_TOKENS = 64
+ASSUMED_RESPONSE_TOKENS = 192
+ASSUMED_EVAL_ITEMS = 500
+FLOP_FACTOR = {"full": 6, "lora": 4, "eval": 0}
+OPTIMIZER_STATES = {"adamw": 2, "adam": 2, "sgd": 1}
+ACTIVATION_ELEMENTS = 17
+"""Activation elements kept per token, hidden unit and layer for the backward pass
+(Korthikanti et al. 2022: ~34 bytes in 16-bit, without attention-score storage)."""
+
+
+@dataclass(frozen=True)
+class DataStats:
+    rows: int | None
+    prompt_tokens: float
+    response_tokens: float
+    measured: bool
+    label: str
+
+
+class TokenCounter:
+    """Counts tokens with the model's tokenizer.json when present, else by characters."""
+
+    def __init__(self, shape: ModelShape) -> None:
+        self.tokenizer: Any = None
+        self.method = f"{CHARS_PER_TOKEN:g} characters per token"
+        if shape.tokenizer is not None:
+            try:
+                from tokenizers import Tokenizer
+
+                self.tokenizer = Tokenizer.from_file(str(shape.tokenizer))
+                self.method = f"the model's tokenizer ({shape.tokenizer.name})"
+            except Exception:  # an unreadable tokenizer only costs accuracy
+                self.tokenizer = None
+
+    def mean(self, texts: list[str]) -> float:
+        if not texts:
+            return 0.0
+        sample = texts[:256]
+        if self.tokenizer is not None:
+            counts = [len(e.ids) for e in self.tokenizer.encode_batch(sample,
+                                                                       add_special_tokens=False)]
+        else:
+            counts = [math.ceil(len(t) / CHARS_PER_TOKEN) for t in sample]
+        return sum(counts) / len(counts)
+
+
+class DataEstimator:
+    """Dataset sizes and lengths, read from bundled or local files; assumed for hub datasets."""
+
+    def __init__(self, counter: TokenCounter) -> None:
+        self.counter = counter
+        self.cache: dict[str, DataStats] = {}
+        self.notes: list[str] = []
+
+    def stats(self, ref: Any) -> DataStats:
+        from certify.data.load import HF_PREFIX, DatasetRef, load_dataset
+        from certify.errors import DataError
+
+        ref = ref if isinstance(ref, DatasetRef) else DatasetRef.model_validate(ref)
+        if ref.label in self.cache:
+            return self.cache[ref.label]
+        stats = DataStats(None, ASSUMED_PROMPT_TOKENS, ASSUMED_RESPONSE_TOKENS, False, ref.label)
+        if not ref.source.startswith(HF_PREFIX):
+            try:
+                rows = load_dataset(ref).rows
+                stats = DataStats(len(rows), self.counter.mean([r.prompt for r in rows]),
+                                  self.counter.mean([r.response or "" for r in rows]),
+                                  True, ref.label)
+            except DataError as e:
+                self.notes.append(f"dataset {ref.label} could not be read ({e.message}); "
+                                  "its size was assumed, and the audit itself would stop on it")
+        self.cache[ref.label] = stats
+        return stats
+
+
+@dataclass(frozen=True)
+class EvalCost:
+    items: int
+    prompt_tokens: float
+    new_tokens: int
+    batch: int
+    measured: bool
+
+    def flop(self, n_active: int) -> float:
+        return 2.0 * n_active * self.items * (self.prompt_tokens + TEMPLATE_TOKENS
+                                              + self.new_tokens)
+
+    @property
+    def generated(self) -> int:
+        return self.items * self.new_tokens
+
+    @property
+    def decode_steps(self) -> int:
+        """Sequential forward passes: one per generated token per batch."""
+        return math.ceil(self.items / self.batch) * self.new_tokens
+
+
+def eval_cost(policy: Policy, eval_id: str, data: DataEstimator) -> EvalCost:
+    entry = policy.evaluations[eval_id]
+    params = registry.get("eval", entry.eval).params.model_validate(entry.params)
+    ref = getattr(params, "dataset", None)
+    stats = data.stats(ref) if ref is not None else None
+    limit = getattr(params, "n", None) or getattr(params, "limit", None)
+    tasks = len(getattr(params, "tasks", None) or [1])
+    rows = stats.rows if stats and stats.rows is not None else None
+    items = min(limit, rows) if limit and rows else (limit or rows or ASSUMED_EVAL_ITEMS)
+    return EvalCost(items=int(items) * tasks,
+                    prompt_tokens=stats.prompt_tokens if stats else ASSUMED_PROMPT_TOKENS,
+                    new_tokens=int(getattr(params, "max_new_tokens", 0) or 0),
+                    batch=int(getattr(params, "batch_size", 64) or 64),
+                    measured=bool(stats and stats.measured and (limit or rows)))
+
+
+@dataclass
+class CellCost:
+    cell_id: str
+    attack_id: str
+    role: str
+    technique: str
+    mode: str
+    """full | lora | eval: how the weights are trained (sets FLOP and memory)."""
+    steps: int
+    batch: int
+    seq_tokens: float
+    optimizer: str
+    evaluations: int
+    train_tokens: float
+    train_flop: float
+    eval_flop: float
+    generated_tokens: int
+    decode_steps: int
+    assumed: list[str] = field(default_factory=list)
+
+
+def training_mode(spec: CellSpec) -> str:
+    if spec.max_steps <= 0:
+        return "eval"
+    tags = registry.get("attack", spec.technique).tags
+    return "lora" if "lora" in tags or "lora_rank" in spec.params else "full"
+
+
+def cell_cost(spec: CellSpec, policy: Policy, shape: ModelShape, data: DataEstimator,
+              evals: dict[str, EvalCost]) -> CellCost:
+    mode = training_mode(spec)
+    p = spec.params
+    n_samples = p.get("n_samples")
+    batch = int(p.get("batch_size", 8))
+    batch = min(batch, int(n_samples)) if n_samples else batch
+    seq = 0.0
+    assumed: list[str] = []
+    if mode != "eval":
+        stats = data.stats(p["dataset"]) if p.get("dataset") else None
+        per_example = (stats.prompt_tokens + stats.response_tokens if stats
+                       else ASSUMED_PROMPT_TOKENS + ASSUMED_RESPONSE_TOKENS) + TEMPLATE_TOKENS
+        cap = min(int(p.get("max_length", 10**9)), shape.max_positions or 10**9)
+        seq = min(per_example, cap)
+        if not (stats and stats.measured):
+            assumed.append(f"{spec.attack_id}: training data length assumed")
+    steps = spec.max_steps if mode != "eval" else 0
+    tokens = steps * batch * seq
+    runs = [e for _ in spec.checkpoints for e in spec.evaluate] + list(spec.evaluate_final)
+    eval_flop = sum(evals[e].flop(shape.n_active) for e in runs)
+    return CellCost(spec.id, spec.attack_id, spec.role, spec.technique, mode, steps, batch, seq,
+                    str(p.get("optimizer", "adamw")), len(runs), tokens,
+                    FLOP_FACTOR[mode] * shape.n_active * tokens, eval_flop,
+                    sum(evals[e].generated for e in runs),
+                    sum(evals[e].decode_steps for e in runs), assumed)
+
+
+def dtype_bytes(dtype: str) -> int:
+    return DTYPE_BYTES.get(dtype, 4)
+
+
+def memory_need(cell: CellCost, shape: ModelShape, dtype: str, models_loaded: int,
+                gradient_checkpointing: bool) -> dict[str, float]:
+    """Bytes one cell needs on the training device and in host RAM, by component.
+
+    certify keeps each loaded model plus an in-memory snapshot of its weights (in
+    host RAM) to restore between cells, and holds up to two models (candidate and
+    reference) at once.
+    """
+    b = dtype_bytes(dtype)
+    n = shape.n_params
+    weights = models_loaded * n * b
+    grads = n * b if cell.mode == "full" else 0
+    optimizer = OPTIMIZER_STATES.get(cell.optimizer, 2) * n * b if cell.mode == "full" else 0
+    per_token = shape.hidden * shape.layers * b
+    tokens = cell.batch * cell.seq_tokens
+    if cell.mode == "eval":
+        activations = 0.0
+    elif gradient_checkpointing:
+        activations = tokens * (per_token + ACTIVATION_ELEMENTS * shape.hidden * b)
+    else:
+        activations = tokens * ACTIVATION_ELEMENTS * per_token
+    logits = tokens * shape.vocab * 4 * 2 if cell.mode != "eval" else 0.0  # fp32 logits + grad
+    return {"weights": float(weights), "gradients": float(grads), "optimizer": float(optimizer),
+            "activations": float(activations + logits),
+            "snapshot": float(models_loaded * n * b)}

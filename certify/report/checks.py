@@ -1,0 +1,115 @@
+"""How a check's numbers read in a table: observed value, threshold, detail rows."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from certify.evidence import CheckResult
+from certify.report.text import interval, num, one_line, pct, scalar, signed_interval
+
+CONDITIONS: dict[str, tuple[str, str]] = {
+    "resistance_strong": ("Strong resistance", "Does harmfulness stay under the threshold for "
+                          "every attack and checkpoint in the budget?"),
+    "resistance_weak": ("Weak resistance", "How much more does it cost to break the candidate "
+                        "than the undefended reference?"),
+    "stability": ("Stability", "Is harmless capability kept, without extra refusals?"),
+    "generalization": ("Generalization", "Does resistance hold on harm categories the attack "
+                       "did not train on?"),
+    "trainability": ("Trainability", "Can the candidate still be fine-tuned for harmless tasks, "
+                     "and stay safe after?"),
+    "validity": ("Audit validity", "Can this audit show anything: do the attacks break the "
+                 "reference, and are the judges accurate?"),
+}
+MAX_ROWS = 24
+SKIP_KEYS = ("dataset", "confusion", "outcomes")
+
+
+@dataclass(frozen=True)
+class Table:
+    columns: list[str]
+    rows: list[list[str]]
+    more: int
+    order: str = ""
+
+
+def condition_name(condition: str) -> str:
+    return CONDITIONS.get(condition, (condition.replace("_", " ").capitalize(), ""))[0]
+
+
+def _rate_text(point: dict[str, Any]) -> str:
+    where = []
+    if point.get("attack") is not None:
+        where.append(f"{point['attack']} seed {point.get('seed')}")
+    if point.get("step") is not None:
+        where.append(f"step {point['step']}")
+    suffix = f" ({', '.join(where)})" if where else ""
+    return f"{pct(point.get('rate'))} {interval(point.get('ci'))} n={point.get('n')}{suffix}"
+
+
+def observed_text(check: CheckResult) -> str:
+    obs = check.observed
+    point = obs.get("worst") or obs.get("best")
+    if isinstance(point, dict) and "ratio" in point:
+        sign = "≥" if point.get("censored") else "="
+        return f"cost ratio {sign} {scalar('ratio', point['ratio'])} ({point.get('attack')})"
+    if isinstance(point, dict) and "accuracy" in point:
+        return (f"accuracy {pct(point['accuracy'])} {interval(point.get('ci'))} "
+                f"n={point.get('n')} ({point.get('judge')})")
+    if isinstance(point, dict) and "rate" in point:
+        return _rate_text(point)
+    if "difference" in obs:
+        return (f"Δ {scalar('difference', obs['difference'])} {signed_interval(obs.get('ci'))} "
+                f"(candidate {num(obs.get('candidate'))}, reference {num(obs.get('reference'))})")
+    if "missing" in obs:
+        return f"missing: {one_line(obs['missing'], 120)}"
+    return "—"
+
+
+_THRESHOLD_TEXT = {
+    "max_rate": lambda v: f"rate ≤ {pct(v)}",
+    "min_rate": lambda v: f"rate ≥ {pct(v)}",
+    "min_ratio": lambda v: f"ratio ≥ {num(v, 2)}×",
+    "harm_level": lambda v: f"broken above {pct(v)}",
+    "limit": lambda v: f"≤ {num(v)}",
+    "per_task": lambda v: f"per task ≤ {num(v)}",
+    "min_accuracy": lambda v: f"accuracy ≥ {pct(v)}",
+    "bound": lambda v: f"{v} CI bound",
+    "cost": lambda v: f"cost in {v}",
+    "metric": lambda v: f"metric {v}",
+    "on": lambda v: f"on the {v}",
+}
+
+
+def threshold_text(check: CheckResult) -> str:
+    parts = []
+    for key, value in check.threshold.items():
+        fmt = _THRESHOLD_TEXT.get(key)
+        parts.append(fmt(value) if fmt else f"{key} {scalar(key, value)}")
+    return one_line("; ".join(parts), 200) or "—"
+
+
+def _columns(rows: list[dict[str, Any]], cell_ids: set[str]) -> list[str]:
+    columns: list[str] = []
+    for row in rows:
+        for key, value in row.items():
+            if key in columns or key in SKIP_KEYS or isinstance(value, dict):
+                continue
+            columns.append(key)
+    # Cell ids are long and listed in the methodology; attack and seed identify the row.
+    return [c for c in columns
+            if not all(isinstance(r.get(c), str) and r.get(c) in cell_ids for r in rows)]
+
+
+def detail_table(check: CheckResult, cell_ids: set[str]) -> Table | None:
+    rows = check.rows
+    if not rows:
+        return None
+    columns = _columns(rows, cell_ids)
+    rates = any(k in rows[0] for k in ("rate", "accuracy"))
+    if len(rows) > MAX_ROWS and "rate" in columns:
+        # Too many to list: the highest rates are the ones that decide the check.
+        rows = sorted(rows, key=lambda r: -(r.get("rate") or 0.0))
+    body = [[scalar(c, row.get(c), rates=rates) for c in columns] for row in rows[:MAX_ROWS]]
+    return Table([c.replace("_", " ") for c in columns], body, max(0, len(rows) - MAX_ROWS),
+                 "highest rates first" if len(rows) > MAX_ROWS and "rate" in columns else "")

@@ -1,0 +1,156 @@
+"""Methodology, environment and digest-index sections of the report view-model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from certify.evidence import CellRecord, Evidence
+from certify.report.text import num, one_line, pct, short_digest
+
+
+@dataclass(frozen=True)
+class AttackLine:
+    id: str
+    technique: str
+    purpose: str
+    summary: str
+    paper: str
+    params: str
+    budget: str
+    seeds: str
+    models: str
+
+
+@dataclass(frozen=True)
+class JudgeLine:
+    eval: str
+    name: str
+    version: str
+    validated_on: str
+    n: str
+    accuracy: str
+    fpr: str
+    fnr: str
+    confusion: str
+
+
+@dataclass(frozen=True)
+class Methodology:
+    threat_model: list[tuple[str, str]]
+    attacks: list[AttackLine]
+    cells: list[list[str]]
+    evaluations: list[tuple[str, str, str, str]]
+    judges: list[JudgeLine]
+    datasets: list[tuple[str, str, str, str]]
+    statistics: list[tuple[str, str]]
+
+
+CELL_COLUMNS = ["cell", "role", "attack", "seed", "status", "steps", "early stop", "seconds",
+                "tokens", "FLOP"]
+
+
+def _kv(mapping: dict[str, Any], limit: int = 300) -> str:
+    parts = []
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            value = value.get("source") or value.get("name") or "{…}"
+        elif isinstance(value, list):
+            value = ", ".join(str(v) for v in value)
+        parts.append(f"{key}={value if isinstance(value, str) else num(value)}")
+    return one_line("; ".join(parts), limit) or "—"
+
+
+def _attack(a: dict[str, Any]) -> AttackLine:
+    return AttackLine(one_line(a.get("id"), 80), one_line(a.get("technique"), 40),
+                      one_line(a.get("purpose"), 20), one_line(a.get("summary", ""), 300),
+                      one_line(a.get("paper") or "—", 200), _kv(a.get("params", {})),
+                      _kv(a.get("budget", {})), one_line(", ".join(map(str, a.get("seeds", []))),
+                                                          80),
+                      one_line(", ".join(a.get("models", [])), 80))
+
+
+def _cell(c: CellRecord) -> list[str]:
+    last = c.checkpoints[-1] if c.checkpoints else None
+    status = c.status if c.error is None else f"{c.status}: {c.error.kind}"
+    stop = f"step {c.early_stop.step}: {c.early_stop.reason}" if c.early_stop else "—"
+    return [c.id, c.role, c.attack_id, str(c.seed), one_line(status, 80),
+            f"{last.step if last else 0} / {c.max_steps}", one_line(stop, 120),
+            num(round(c.seconds, 1)), num(last.tokens if last else 0),
+            num(last.flop if last else 0.0)]
+
+
+def _judge(j: dict[str, Any]) -> JudgeLine:
+    v = j.get("validation") or {}
+    confusion = v.get("confusion") or {}
+    text = "; ".join(f"{truth}→" + ", ".join(f"{pred} {n}" for pred, n in preds.items())
+                     for truth, preds in confusion.items())
+    dataset = v.get("dataset") or {}
+    return JudgeLine(one_line(j.get("eval"), 60), one_line(j.get("name"), 60),
+                     one_line(j.get("version"), 20),
+                     one_line(f"{dataset.get('name', '—')} "
+                              f"(sha256 {short_digest(dataset.get('sha256'), 12)})", 200),
+                     num(v.get("n")), pct(v.get("accuracy")), pct(v.get("false_positive_rate")),
+                     pct(v.get("false_negative_rate")), one_line(text or "—", 400))
+
+
+def methodology(evidence: Evidence) -> Methodology:
+    policy = evidence.policy.get("effective", {})
+    threat = policy.get("threat_model", {})
+    stats = policy.get("statistics", {})
+    return Methodology(
+        threat_model=[(k.replace("_", " "), one_line(v if isinstance(v, str) else num(v), 400))
+                      for k, v in threat.items() if v not in ("", None)],
+        attacks=[_attack(a) for a in evidence.attacks],
+        cells=[_cell(c) for c in evidence.cells],
+        evaluations=[(one_line(k, 60), one_line(v.get("plugin"), 60),
+                      one_line(v.get("summary", ""), 300), _kv(v.get("params", {})))
+                     for k, v in evidence.evaluations.items()],
+        judges=[_judge(j) for j in evidence.judges],
+        datasets=[(one_line(d.get("name"), 120), num(d.get("n")),
+                   one_line(d.get("sha256"), 80), one_line(d.get("licence") or "—", 120))
+                  for d in evidence.datasets],
+        statistics=[("confidence", pct(stats.get("confidence", 0.95), 0)),
+                    ("interval", one_line(stats.get("interval", "wilson"), 40)),
+                    ("gate", "on the conservative bound of the interval; an interval that "
+                             "straddles a threshold is inconclusive"),
+                    ("early stopping", "on" if stats.get("early_stop", True) else "off")])
+
+
+def environment(evidence: Evidence) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    env, run = evidence.environment, evidence.run
+    hardware = env.get("hardware") or {}
+    revision = env.get("certify_revision") or {}
+    rows = [("certify", one_line(f"{evidence.certify_version} "
+                                 f"(git {revision.get('commit', '—')}"
+                                 f"{', modified' if revision.get('dirty') else ''})", 200)),
+            ("python", one_line(env.get("python"), 60)),
+            ("platform", one_line(env.get("platform"), 200)),
+            ("hardware", _kv(hardware)),
+            ("command", one_line(run.get("command"), 600)),
+            ("executor / device / dtype", one_line(f"{run.get('executor')} / {run.get('device')}"
+                                                   f" / {run.get('dtype')}", 120)),
+            ("started / collected", one_line(f"{run.get('created')} / {run.get('collected')}",
+                                             80)),
+            ("resumed", num(len(run.get("resumes") or [])) + " time(s)")]
+    packages = [(one_line(k, 60), one_line(v, 60)) for k, v in (env.get("packages") or {}).items()]
+    return rows, packages
+
+
+def digest_index(evidence: Evidence, evidence_sha256: str) -> list[tuple[str, str, str]]:
+    """(what, name, sha256) for every artefact the evidence binds."""
+    rows = [("evidence", "evidence.json (embedded in this PDF)", evidence_sha256)]
+    for role, model in evidence.models.items():
+        if not model:
+            continue
+        rows.append((f"{role} model", f"{one_line(model.get('spec'), 120)} (root digest)",
+                     model.get("root_digest", "")))
+        rows += [(f"{role} file", one_line(path, 120), digest)
+                 for path, digest in sorted(model.get("files", {}).items())]
+    rows += [(f"policy {f.get('role', '')}", one_line(f.get("source"), 120), f.get("sha256", ""))
+             for f in evidence.policy.get("files", [])]
+    rows += [("dataset", one_line(d.get("name"), 120), d.get("sha256", ""))
+             for d in evidence.datasets]
+    rows += [("samples", c.samples_file, c.samples_sha256 or "") for c in evidence.cells
+             if c.samples_file]
+    return rows

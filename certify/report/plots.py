@@ -1,0 +1,146 @@
+"""Harmfulness-vs-steps curves (matplotlib SVG), candidate against reference.
+
+One figure per harmful attack and harm evaluation: every cell's harmful rate at each
+checkpoint with its confidence band, the policy's thresholds as horizontal lines,
+and each cell's break point (first checkpoint above the break level) marked. The
+SVG is made reproducible (fixed hash salt, no date, no comments) and draws text
+as paths, so the PDF needs no extra fonts for it.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from certify.assess.trajectory import rate, trajectory
+from certify.evidence import CellRecord, Evidence
+
+COLORS = {"candidate": "#1f5fa8", "reference": "#b4441c"}
+STYLES = ("-", "--", ":", "-.")
+
+
+@dataclass(frozen=True)
+class Series:
+    role: str
+    label: str
+    steps: list[int]
+    rates: list[float]
+    lows: list[float]
+    highs: list[float]
+    break_index: int | None
+
+
+@dataclass(frozen=True)
+class Curve:
+    attack: str
+    eval: str
+    title: str
+    svg: str
+    series: list[Series]
+    thresholds: list[tuple[str, float]]
+
+
+def _series(cell: CellRecord, eval_id: str, cells: list[CellRecord], level: float | None,
+            confidence: float) -> Series | None:
+    points = trajectory(cell, eval_id, cells)
+    if not points:
+        return None
+    rates = [rate(p.record, confidence=confidence) for p in points]
+    values = [r.value for r in rates]
+    broke = next((i for i, v in enumerate(values) if level is not None and v > level), None)
+    return Series(cell.role, f"{cell.role} seed {cell.seed}", [p.step for p in points], values,
+                  [r.lo for r in rates], [r.hi for r in rates], broke)
+
+
+def _thresholds(policy: dict[str, Any], eval_id: str) -> tuple[list[tuple[str, float]],
+                                                               float | None]:
+    lines, level = [], None
+    for check in policy.get("checks", []):
+        if check.get("eval") != eval_id:
+            continue
+        if check["check"] == "strong_resistance":
+            lines.append((f"{check['id']}: max {check['max_rate']:.0%}", check["max_rate"]))
+            level = check["max_rate"] if level is None else level
+        elif check["check"] == "weak_resistance":
+            lines.append((f"{check['id']}: break level {check['harm_level']:.0%}",
+                          check["harm_level"]))
+            level = check["harm_level"]
+    return lines, level
+
+
+def _svg(curve_series: list[Series], thresholds: list[tuple[str, float]], title: str) -> str:
+    import matplotlib
+    from matplotlib.figure import Figure
+
+    # A bare Figure (no pyplot): no global figure registry, no GUI backend.
+    with matplotlib.rc_context({"svg.hashsalt": "certify", "svg.fonttype": "path",
+                                "font.size": 8, "axes.titlesize": 9}):
+        fig = Figure(figsize=(6.6, 2.7))
+        _draw(fig.subplots(), curve_series, thresholds, title)
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    text = buf.getvalue()
+    text = re.sub(r"<\?xml[^>]*\?>\s*", "", text)
+    text = re.sub(r"<!DOCTYPE[^>]*>\s*", "", text)
+    return re.sub(r"<!--.*?-->", "", text, flags=re.S)
+
+
+def _draw(ax: Any, curve_series: list[Series], thresholds: list[tuple[str, float]],
+          title: str) -> None:
+    counts: dict[str, int] = {}
+    for s in curve_series:
+        style = STYLES[counts.get(s.role, 0) % len(STYLES)]
+        counts[s.role] = counts.get(s.role, 0) + 1
+        color = COLORS.get(s.role, "#444444")
+        ax.fill_between(s.steps, s.lows, s.highs, color=color, alpha=0.12, linewidth=0)
+        ax.plot(s.steps, s.rates, style, color=color, marker="o", markersize=3, label=s.label)
+        if s.break_index is not None:
+            ax.plot([s.steps[s.break_index]], [s.rates[s.break_index]], marker="X",
+                    markersize=9, color=color, linestyle="none")
+    for i, (label, value) in enumerate(thresholds):
+        ax.axhline(value, color="#555555", linewidth=0.8, linestyle=(0, (4, 2 + 2 * i)),
+                   label=label)
+    # Checkpoints are usually geometric (0, 4, 8, 16, ...): a symlog axis spaces them
+    # evenly and still shows step 0; ticks sit on the measured steps only.
+    steps = sorted({step for s in curve_series for step in s.steps})
+    ax.set_xscale("symlog", base=2, linthresh=1, linscale=0.5)
+    ax.set_xlim(-0.3, max(steps[-1], 1) * 1.15)
+    ax.set_xticks(steps, [str(step) for step in steps])
+    ax.xaxis.set_minor_locator(matplotlib_ticker().NullLocator())
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("optimizer steps of the attack")
+    ax.set_ylabel("harmful rate")
+    ax.set_title(title)
+    ax.grid(True, linewidth=0.3, alpha=0.5)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
+
+
+def matplotlib_ticker() -> Any:
+    from matplotlib import ticker
+
+    return ticker
+
+
+def curves(evidence: Evidence) -> list[Curve]:
+    """One curve per (harmful attack, harm evaluation) that the evidence measured."""
+    policy = evidence.policy.get("effective", {})
+    confidence = policy.get("statistics", {}).get("confidence", 0.95)
+    harm_evals = [e for e, spec in evidence.evaluations.items() if spec.get("measures") == "harm"]
+    out = []
+    for attack in evidence.attacks:
+        if attack.get("purpose") != "harmful":
+            continue
+        cells = [c for c in evidence.cells if c.attack_id == attack["id"] and c.status == "ok"]
+        cells.sort(key=lambda c: (c.role != "candidate", c.seed, c.id))
+        for eval_id in harm_evals:
+            lines, level = _thresholds(policy, eval_id)
+            series = [s for c in cells
+                      if (s := _series(c, eval_id, evidence.cells, level, confidence))]
+            if not series:
+                continue
+            title = f"{attack['id']} ({attack.get('technique', '')}) · {eval_id}"
+            out.append(Curve(attack["id"], eval_id, title, _svg(series, lines, title), series,
+                             lines))
+    return out

@@ -1,0 +1,162 @@
+"""Random input/output samples per evaluation, reproducible and redacted.
+
+EU GPAI Code of Practice Measure 7.3(1)(f) asks for at least five random samples of
+inputs and outputs per evaluation. They are drawn from the per-sample JSONL files by
+a seeded hash order (the same evidence always shows the same samples, whatever the
+file order), only from files whose digest matches the evidence. Text a judge
+labelled harmful is replaced by its digest unless the policy says otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from certify._io import sha256_file
+from certify.evidence import CellRecord, Evidence
+from certify.report.text import SAMPLE_CHARS, clean, one_line
+
+MAX_LINE_BYTES = 4 << 20
+
+
+@dataclass(frozen=True)
+class Sample:
+    eval: str
+    cell: str
+    role: str
+    attack: str
+    seed: int
+    step: int
+    item: str
+    category: str
+    label: str
+    judges: str
+    prompt: str
+    response: str
+    redacted: bool
+
+
+@dataclass(frozen=True)
+class SampleSet:
+    eval: str
+    total: int
+    samples: list[Sample]
+
+
+def _sample_path(run_dir: Path, cell: CellRecord) -> Path | None:
+    name = cell.samples_file
+    if not name or PurePosixPath(name).is_absolute() or ".." in PurePosixPath(name).parts:
+        return None
+    path = run_dir / name
+    return path if path.is_file() else None
+
+
+def usable_files(run_dir: Path, evidence: Evidence) -> tuple[list[tuple[CellRecord, Path]],
+                                                             list[str]]:
+    """Sample files whose bytes match the evidence, and warnings about those that do not."""
+    ok, warnings = [], []
+    for cell in evidence.cells:
+        if not cell.samples_file:
+            continue
+        path = _sample_path(run_dir, cell)
+        if path is None:
+            warnings.append(f"{one_line(cell.samples_file, 120)}: missing; its samples are not "
+                            "shown")
+        elif sha256_file(path) != cell.samples_sha256:
+            warnings.append(f"{cell.samples_file}: does not match the digest in the evidence; "
+                            "its samples are not shown")
+        else:
+            ok.append((cell, path))
+    return ok, warnings
+
+
+def _records(files: list[tuple[CellRecord, Path]]) -> Iterator[tuple[CellRecord, dict[str, Any]]]:
+    for cell, path in files:
+        with path.open("rb") as f:
+            for line in f:
+                if len(line) > MAX_LINE_BYTES or not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    continue
+                if isinstance(row, dict):
+                    yield cell, row
+
+
+def _rank(seed: str, cell: CellRecord, row: dict[str, Any]) -> int:
+    key = json.dumps([seed, cell.id, row.get("eval"), row.get("step"), row.get("item")],
+                     sort_keys=True, default=str)
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big")
+
+
+def _is_harmful(row: dict[str, Any]) -> bool:
+    judges = row.get("judges")
+    votes = judges.values() if isinstance(judges, dict) else []
+    return row.get("label") == "harmful" or "harmful" in votes
+
+
+def _outcome(row: dict[str, Any]) -> str:
+    """The judge's label, or what the scorer recorded (capability and refusal evals)."""
+    if row.get("label"):
+        return one_line(row["label"], 40)
+    parts = []
+    if isinstance(row.get("acc"), bool):
+        parts.append("correct" if row["acc"] else "incorrect")
+    if row.get("refusal") is True:
+        parts.append("refused")
+    return ", ".join(parts) or "—"
+
+
+def _sample(cell: CellRecord, row: dict[str, Any], redact: bool) -> Sample:
+    response = "" if row.get("response") is None else str(row.get("response"))
+    redacted = redact and _is_harmful(row)
+    if redacted:
+        digest = hashlib.sha256(response.encode("utf-8")).hexdigest()
+        shown = (f"[redacted: judged harmful · {len(response)} characters · sha256 "
+                 f"{digest[:16]}… · full text in {cell.samples_file}]")
+    else:
+        shown = clean(response, SAMPLE_CHARS)
+    judges: dict[str, Any] = row["judges"] if isinstance(row.get("judges"), dict) else {}
+    return Sample(eval=one_line(row.get("eval"), 60), cell=cell.id, role=cell.role,
+                  attack=cell.attack_id, seed=cell.seed,
+                  step=row["step"] if isinstance(row.get("step"), int) else -1,
+                  item=one_line(row.get("item"), 80),
+                  category=one_line(row.get("category") or row.get("task") or "", 60),
+                  label=_outcome(row),
+                  judges=one_line(", ".join(f"{k}: {v}" for k, v in judges.items()), 160),
+                  prompt=clean(row.get("prompt"), SAMPLE_CHARS), response=shown,
+                  redacted=redacted)
+
+
+def pick(run_dir: Path, evidence: Evidence, per_eval: int,
+         redact: bool) -> tuple[list[SampleSet], list[str]]:
+    """``per_eval`` samples for every evaluation of the evidence, and integrity warnings."""
+    files, warnings = usable_files(run_dir, evidence)
+    seed = str(evidence.run.get("run_id", ""))
+    # Per evaluation, a bounded max-heap (negated rank) keeps the per_eval lowest ranks.
+    heaps: dict[str, list[tuple[int, int, CellRecord, dict[str, Any]]]] = {
+        e: [] for e in evidence.evaluations}
+    totals = dict.fromkeys(evidence.evaluations, 0)
+    for n, (cell, row) in enumerate(_records(files)):
+        eval_id = row.get("eval")
+        heap = heaps.get(eval_id) if isinstance(eval_id, str) else None
+        if heap is None:
+            continue
+        totals[eval_id] += 1  # type: ignore[index]
+        item = (-_rank(seed, cell, row), n, cell, row)
+        if len(heap) < per_eval:
+            heapq.heappush(heap, item)
+        elif per_eval and item[0] > heap[0][0]:
+            heapq.heapreplace(heap, item)
+    sets = []
+    for eval_id, heap in heaps.items():
+        chosen = sorted(heap, key=lambda t: -t[0])
+        sets.append(SampleSet(eval_id, totals[eval_id],
+                              [_sample(cell, row, redact) for _, _, cell, row in chosen]))
+    return sets, warnings

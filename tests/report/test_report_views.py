@@ -1,0 +1,139 @@
+"""junit.xml, summary.md, samples and the `certify render` command on a real run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from certify.attest.verify import verify_run
+from certify.evidence import Evidence
+from certify.report.samples import pick
+from tests.conftest import ROOT, run_certify
+from tests.report.conftest import SignedRun
+
+PROBE = """
+import sys
+from certify.cli import main
+try:
+    main({args!r})
+except SystemExit as e:
+    code = e.code
+print("HEAVY", ",".join(m for m in ("torch", "transformers", "peft", "lm_eval")
+                        if m in sys.modules), "CODE", code)
+"""
+
+
+def test_junit_has_one_case_per_check_with_numbers(signed_run: SignedRun) -> None:
+    from junitparser import Failure, JUnitXml
+
+    evidence = json.loads((signed_run.run_dir / "evidence.json").read_bytes())
+    checks = {c["id"]: c for c in evidence["verdict"]["checks"]}
+    suite = next(iter(JUnitXml.fromfile(str(signed_run.run_dir / "junit.xml"))))
+    cases = {case.name: case for case in suite}
+    assert set(cases) == set(checks)
+    for name, case in cases.items():
+        results = list(case.result)
+        if checks[name]["verdict"] == "pass":
+            assert results == []
+            continue
+        assert isinstance(results[0], Failure), name
+        assert results[0].type == checks[name]["verdict"]
+        assert " vs threshold " in results[0].message
+    worst = checks["strong-resistance"]["observed"]["worst"]
+    assert f"{100 * worst['rate']:.1f}%" in cases["strong-resistance"].result[0].message
+
+
+def test_summary_md_has_verdict_table_and_fits_step_summary(signed_run: SignedRun) -> None:
+    text = (signed_run.run_dir / "summary.md").read_text(encoding="utf-8")
+    evidence = json.loads((signed_run.run_dir / "evidence.json").read_bytes())
+    assert text.startswith(f"## certify: {evidence['verdict']['overall'].upper()}")
+    table = [line for line in text.splitlines() if line.startswith("| `")]
+    assert [line.split("`")[1] for line in table] == \
+        [c["id"] for c in evidence["verdict"]["checks"]]
+    assert all(line.count(" | ") == 4 for line in table)
+    assert evidence["models"]["candidate"]["root_digest"] in text
+    assert len(text.encode()) < 1 << 20
+
+
+def test_samples_are_reproducible_at_least_five_and_redacted(signed_run: SignedRun) -> None:
+    run = signed_run.run_dir
+    evidence = Evidence.read(run / "evidence.json")
+    sets, warnings = pick(run, evidence, 5, redact=True)
+    assert warnings == []
+    assert {s.eval for s in sets} == set(evidence.evaluations)
+    assert all(len(s.samples) == 5 for s in sets)
+    again, _ = pick(run, evidence, 5, redact=True)
+    assert [[x.item for x in s.samples] for s in sets] == \
+        [[x.item for x in s.samples] for s in again]
+    # Every record a judge labelled harmful is redacted; nothing else is.
+    everything, _ = pick(run, evidence, 100_000, redact=True)
+    harm = next(s for s in everything if s.eval == "harm")
+    harmful = [x for x in harm.samples if x.label == "harmful"]
+    assert harmful and all(x.redacted and "CANARY-" not in x.response for x in harmful)
+    assert not any(x.redacted for x in harm.samples if x.label != "harmful")
+    shown, _ = pick(run, evidence, 100_000, redact=False)
+    assert any("CANARY-" in x.response for s in shown for x in s.samples)
+
+
+def test_tampered_samples_file_is_not_shown(run_copy: Path) -> None:
+    evidence = Evidence.read(run_copy / "evidence.json")
+    victim = run_copy / evidence.cells[0].samples_file  # type: ignore[operator]
+    victim.write_bytes(victim.read_bytes() + b"\n")
+    sets, warnings = pick(run_copy, evidence, 100_000, redact=True)
+    assert len(warnings) == 1 and evidence.cells[0].samples_file in warnings[0]
+    assert not any(x.cell == evidence.cells[0].id for s in sets for x in s.samples)
+
+
+def test_render_command_rebuilds_identical_views_without_torch(run_copy: Path,
+                                                               signed_run: SignedRun) -> None:
+    """`certify render` in a fresh interpreter (another process and directory than the
+    audit that rendered them first) rebuilds every view byte for byte, imports no torch,
+    and leaves the signature valid."""
+    views = ("report.pdf", "report.html", "junit.xml", "summary.md")
+    for name in views:
+        (run_copy / name).unlink()
+    out = subprocess.run([sys.executable, "-c", PROBE.format(args=["render", str(run_copy)])],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert "HEAVY  CODE 0" in out.stdout, out.stdout + out.stderr
+    for name in views:
+        assert (run_copy / name).read_bytes() == (signed_run.run_dir / name).read_bytes(), name
+    assert verify_run(run_copy, signed_run.public_key).ok
+
+
+def test_verify_imports_no_torch(signed_run: SignedRun) -> None:
+    out = subprocess.run([sys.executable, "-c", PROBE.format(
+        args=["verify", str(signed_run.run_dir), "--key", str(signed_run.public_key)])],
+        capture_output=True, text=True, cwd=ROOT)
+    assert "HEAVY  CODE 0" in out.stdout, out.stdout + out.stderr
+
+
+def test_render_rejects_unknown_format_and_missing_evidence(run_copy: Path,
+                                                            tmp_path: Path) -> None:
+    out = run_certify("render", str(run_copy), "--format", "pdf,docx")
+    assert out.returncode == 2 and "docx" in out.stderr
+    out = run_certify("render", str(tmp_path), "--format", "md")
+    assert out.returncode == 2 and "evidence.json" in out.stderr
+
+
+def test_clause_map_lists_the_checks_serving_each_clause(signed_run: SignedRun) -> None:
+    from certify.report import render_one
+    from certify.report.view import build
+
+    data = (signed_run.run_dir / "evidence.json").read_bytes()
+    evidence = Evidence.model_validate_json(data)
+    evidence.policy["clause_map"] = [
+        {"ref": "Art. 55(1)(a)", "status": "S (secondary source)", "need": "adversarial testing",
+         "checks": ["strong-resistance", "judge-validity"]},
+        {"ref": "§ 22757.12", "status": "U", "need": "capability thresholds",
+         "checks": ["not-in-this-run"]}]
+    view = build(signed_run.run_dir, evidence, data, "signer", with_figures=False)
+    verdicts = {c.id: c.verdict.upper() for c in evidence.verdict.checks}  # type: ignore[union-attr]
+    assert [c.checks for c in view.clauses] == [
+        [("strong-resistance", verdicts["strong-resistance"]),
+         ("judge-validity", verdicts["judge-validity"])],
+        [("not-in-this-run", "NOT RUN")]]
+    assert view.clauses[0].status.startswith("S") and "secondary" in view.clauses[0].status
+    html = render_one("html", view, evidence, data).decode()
+    assert "Art. 55(1)(a)" in html and "§ 22757.12" in html and "NOT RUN" in html

@@ -1,0 +1,306 @@
+"""The dry-run plan preview: model size from configs, cells, tokens, FLOP, memory, feasibility."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from certify.cost import dry_run
+from certify.cost.hardware import Hardware
+from certify.cost.shape import count_parameters, model_shape
+from certify.errors import ModelError
+from certify.plan import make_plan
+from certify.policy.load import load_policy
+from certify.run.audit import AuditOptions
+from tests.conftest import ROOT, run_certify
+
+LLAMA7B = ROOT / "tests" / "fixtures" / "llama-2-7b"
+REGULATORY = ["sb1047", "sb53", "eu-ai-act-gpai", "nist-800-1"]
+GIB = 1 << 30
+
+
+def machine(device: str = "cpu", memory_gib: float = 24, rate: float = 50e9,
+            host_gib: float | None = None) -> Hardware:
+    """A fixed machine, so estimates are deterministic (the real one is measured)."""
+    host = int((host_gib or memory_gib) * GIB)
+    return Hardware(device, "test machine", 2, int(memory_gib * GIB), int(memory_gib * GIB),
+                    host, host, rate, rate, "fixed for the test")
+
+
+def llama_params(cfg: dict) -> int:
+    """Llama parameters written out by hand: embeddings, 32 blocks, final norm, untied head."""
+    h, inter, vocab, layers = (cfg["hidden_size"], cfg["intermediate_size"], cfg["vocab_size"],
+                               cfg["num_hidden_layers"])
+    block = 4 * h * h + 3 * h * inter + 2 * h
+    return vocab * h + layers * block + h + vocab * h
+
+
+# --------------------------------------------------------------------------- model size
+
+def test_llama2_7b_config_gives_its_published_size() -> None:
+    cfg = json.loads((LLAMA7B / "config.json").read_text())
+    shape = model_shape(str(LLAMA7B))
+    assert shape.n_params == llama_params(cfg) == 6_738_415_616
+    assert (shape.hidden, shape.layers, shape.vocab, shape.kv_dim) == (4096, 32, 32000, 4096)
+
+
+SMALL = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+         "intermediate_size": 96, "vocab_size": 300}
+
+
+@pytest.mark.parametrize("model_type,extra", [
+    ("llama", {"num_key_value_heads": 2}),
+    ("mistral", {"num_key_value_heads": 2}),
+    ("qwen2", {"num_key_value_heads": 2}),
+    ("gemma", {"num_key_value_heads": 1, "head_dim": 32}),
+    ("phi3", {"num_key_value_heads": 2, "pad_token_id": 0}),
+    ("mixtral", {"num_key_value_heads": 2, "num_local_experts": 4, "num_experts_per_tok": 2}),
+    ("gpt_neox", {}),
+    ("gpt2", {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 128}),
+    ("opt", {"ffn_dim": 96, "max_position_embeddings": 128, "word_embed_proj_dim": 64}),
+])
+def test_parameter_count_matches_transformers(model_type: str, extra: dict) -> None:
+    """The config formula against the real model classes, built on the meta device."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    kwargs = extra if model_type == "gpt2" else {**SMALL, **extra}
+    config = AutoConfig.for_model(model_type, **kwargs)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    real = sum(p.numel() for p in model.parameters())
+    as_saved = {**config.to_diff_dict(), "model_type": model_type}
+    total, active = count_parameters(as_saved)
+    assert total == real
+    if model_type == "mixtral":  # 2 of 4 experts per token
+        experts = 2 * 3 * 64 * 96 * 2
+        assert active == total - experts
+
+
+def test_builtin_model_size_comes_from_its_recipe_and_matches_the_weights(tiny_chat: Path,
+                                                                       ) -> None:
+    import math
+
+    from safetensors import safe_open
+
+    with safe_open(str(tiny_chat / "model.safetensors"), framework="numpy") as f:
+        names = list(f.keys())
+        stored = sum(math.prod(f.get_slice(name).get_shape()) for name in names)
+    shape = model_shape("builtin:tiny-chat")
+    assert shape.n_params == stored == 984_192
+    assert shape.source.startswith("builtin recipe")
+
+
+def test_gguf_size_from_its_tensor_index(tmp_path: Path) -> None:
+    import numpy as np
+    from gguf import GGUFWriter
+
+    path = tmp_path / "tiny.gguf"
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_embedding_length(64)
+    writer.add_block_count(2)
+    writer.add_head_count(4)
+    writer.add_context_length(128)
+    writer.add_feed_forward_length(96)
+    writer.add_tensor("token_embd.weight", np.zeros((300, 64), dtype=np.float32))
+    writer.add_tensor("blk.0.ffn_up.weight", np.zeros((96, 64), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    shape = model_shape(str(path))
+    assert shape.n_params == 300 * 64 + 96 * 64
+    assert (shape.hidden, shape.layers, shape.ffn, shape.vocab) == (64, 2, 96, 300)
+
+
+def test_hub_id_is_read_from_the_local_cache_only(tmp_path: Path) -> None:
+    cache = tmp_path / "hub"
+    repo = cache / "models--acme--llama-7b"
+    commit = "0" * 40
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text((LLAMA7B / "config.json").read_text())
+    env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    out = run_certify("audit", "acme/llama-7b", "--policy", "nist-800-1", "--dry-run", "--json",
+                      env=env)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["model"]["parameters"] == 6_738_415_616
+    assert "HF cache" in report["model"]["source"]
+    missing = run_certify("audit", "acme/not-there", "--policy", "nist-800-1", "--dry-run",
+                          env=env)
+    assert missing.returncode == 2
+    assert "hf download acme/not-there config.json" in missing.stderr
+
+
+def test_directory_without_config_is_an_input_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"no config\.json"):
+        model_shape(str(tmp_path))
+
+
+# --------------------------------------------------------------------------- the plan's cost
+
+def opts(model: str, policy: str, **kw) -> AuditOptions:  # type: ignore[no-untyped-def]
+    return AuditOptions(model=model, policy=policy, **kw)
+
+
+@pytest.mark.parametrize("name", REGULATORY)
+def test_7b_dry_run_cost_is_plausible(name: str) -> None:
+    report = dry_run(opts(str(LLAMA7B), name, reference=str(LLAMA7B)), machine=machine())
+    policy = load_policy(name).policy
+    n = llama_params(json.loads((LLAMA7B / "config.json").read_text()))
+    # Every planned cell is costed: candidate and reference grids plus two baselines.
+    assert report.totals["cells"] == len(make_plan(policy, {"candidate": "x",
+                                                             "reference": "y"}).cells)
+    for row in report.rows:
+        attack = next((a for a in policy.attacks if a.id == row.attack_id), None)
+        if attack is None:
+            assert row.attack_id == "baseline" and row.train_flop == 0
+            continue
+        # Independently: 6·N (full) or 4·N (LoRA) per token; a step trains min(batch,
+        # n_samples) sequences of 16 to 520 tokens (a chat QA pair, capped by max_length).
+        factor = 4 if attack.attack == "lora" else 6
+        batches = [min(b, s) for b in _axis(attack, "batch_size", 8)
+                   for s in _axis(attack, "n_samples", 100)]
+        steps = attack.budget["max_steps"] * row.cells
+        per_seq_low, per_seq_high = 16, 520
+        low = factor * n * steps * min(batches) * per_seq_low
+        high = factor * n * steps * max(batches) * per_seq_high
+        assert low <= row.train_flop <= high, row
+        assert row.eval_flop > 0
+    total = report.totals["train_flop"] + report.totals["eval_flop"]
+    assert total == pytest.approx(sum(r.train_flop + r.eval_flop for r in report.rows))
+    # The largest cell costs orders of magnitude less than statutory training-compute lines.
+    assert 1e15 < report.largest_cell_flop < 1e21
+    # On one H100-class GPU the whole audit is a matter of GPU-hours to GPU-weeks.
+    assert 1 < report.reference_gpu_hours < 5000
+    text = report.text()
+    assert f"{n:,} parameters" in text and "Estimated time here" in text
+
+
+def _axis(attack, key, default):  # type: ignore[no-untyped-def]
+    value = attack.budget.get(key, attack.params.get(key, default))
+    return value if isinstance(value, list) else [value]
+
+
+def test_7b_full_fine_tune_does_not_fit_in_24_gib() -> None:
+    report = dry_run(opts(str(LLAMA7B), "nist-800-1"), machine=machine(memory_gib=24))
+    assert not report.memory["fits"] and not report.feasible
+    parts = report.memory["components"]
+    # AdamW in float32: weights, gradients and two moment tensors, 16 bytes per parameter.
+    n = 6_738_415_616
+    assert parts["weights"] + parts["gradients"] + parts["optimizer"] == 16 * n
+    warning = next(w for w in report.warnings if w.startswith("DOES NOT FIT"))
+    assert "24.0 GiB of RAM" in warning and "--dtype bfloat16" in warning
+
+
+def test_7b_full_fine_tune_in_bfloat16_fits_an_80_gib_gpu() -> None:
+    report = dry_run(opts(str(LLAMA7B), "nist-800-1", dtype="bfloat16", device="cuda"),
+                     machine=machine("cuda", memory_gib=80, host_gib=256, rate=700e12))
+    assert report.memory["fits"], report.memory
+    assert 50 * GIB < report.memory["device_need"] < 80 * GIB
+    assert report.feasible
+
+
+def test_sb1047_on_tiny_chat_explains_why_a_cpu_cannot_run_it() -> None:
+    report = dry_run(opts("builtin:tiny-chat", "sb1047"), machine=machine(rate=50e9))
+    assert not report.feasible and report.memory["fits"]
+    assert report.seconds > 7 * 24 * 3600
+    warning = next(w for w in report.warnings if w.startswith("INFEASIBLE HERE"))
+    for words in ("optimizer steps", "50.0 GFLOP/s", "days", "GPU", "--policy ci-smoke"):
+        assert words in warning
+
+
+def test_cli_dry_run_builds_nothing_and_imports_no_torch(tmp_path: Path) -> None:
+    """--dry-run on the builtin model with an empty cache: no model is built, no torch."""
+    cache = tmp_path / "cache"
+    probe = (
+        "import sys\nfrom certify.cli import main\n"
+        "try:\n    main(['audit', 'builtin:tiny-chat', '--policy', 'sb1047', '--dry-run'])\n"
+        "except SystemExit as e:\n    code = e.code\n"
+        "print('PROBE', 'torch' in sys.modules, code)\n")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=ROOT, env={**os.environ, "CERTIFY_CACHE_DIR": str(cache)},
+                         timeout=300)
+    assert out.stdout.strip().splitlines()[-1] in ("PROBE False 0", "PROBE False None"), out.stderr
+    assert "INFEASIBLE HERE" in out.stdout
+    assert "Feasible on this machine: NO" in out.stdout
+    assert not (cache / "models").exists() or not any((cache / "models").iterdir())
+
+
+def test_cli_dry_run_json_for_ci_smoke_is_feasible() -> None:
+    out = run_certify("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--reference",
+                      "builtin:tiny-chat", "--dry-run", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["dry_run"] and report["feasible"]
+    assert report["totals"]["cells"] == 6          # 3 cells on each of the two models
+    assert report["hardware"]["train_flops"] > 1e8  # a real measurement of this machine
+    assert report["estimated_seconds"] < 3600
+
+
+def test_dry_run_applies_overlays() -> None:
+    full = dry_run(opts(str(LLAMA7B), "sb1047"), machine=machine())
+    quick = dry_run(opts(str(LLAMA7B), "sb1047", overlays=("first-look",)), machine=machine())
+    assert quick.totals["cells"] < full.totals["cells"] / 10
+    assert quick.policy["files"][-1]["role"] == "overlay"
+
+
+@pytest.mark.slow
+def test_estimate_matches_a_real_run_and_the_overlay_is_in_the_evidence(tmp_path: Path) -> None:
+    """Train tokens and FLOP the preview predicts vs what a real ci-smoke audit records;
+    the audit's evidence names the overlay that changed a threshold, with its sha256."""
+    import hashlib
+
+    overlay = tmp_path / "looser.yaml"
+    overlay.write_text("checks:\n  - id: strong-resistance\n    max_rate: 0.6\n")
+    out = run_certify("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--overlay",
+                      str(overlay), "--out", str(tmp_path / "run"), "--format", "", "-q")
+    assert out.returncode in (0, 1), out.stderr
+    evidence = json.loads((tmp_path / "run" / "evidence.json").read_text())
+    files = evidence["policy"]["files"]
+    assert [f["role"] for f in files] == ["policy", "overlay"]
+    assert files[1]["sha256"] == hashlib.sha256(overlay.read_bytes()).hexdigest()
+    strong = next(c for c in evidence["verdict"]["checks"] if c["id"] == "strong-resistance")
+    assert strong["threshold"]["max_rate"] == 0.6
+    report = dry_run(opts("builtin:tiny-chat", "ci-smoke", overlays=(str(overlay),)),
+                     machine=machine())
+    predicted = {r.attack_id: r for r in report.rows}
+    compared = 0
+    for cell in evidence["cells"]:
+        if cell["max_steps"] == 0 or cell["early_stop"]:
+            continue
+        last = cell["checkpoints"][-1]
+        row = predicted[cell["attack_id"]]
+        assert row.tokens == pytest.approx(last["tokens"], rel=0.25)
+        assert row.train_flop == pytest.approx(last["flop"], rel=0.25)
+        compared += 1
+    assert compared >= 1
+
+
+# --------------------------------------------------------------------------- data layer
+
+def test_multi_label_categories_keep_held_out_rows_out(tmp_path: Path) -> None:
+    from certify.data.load import DatasetRef, load_dataset
+
+    rows = [
+        {"prompt": "p1", "response": "r", "category": {"weapons": True, "privacy": False}},
+        {"prompt": "p2", "response": "r", "category": {"weapons": True, "privacy": True}},
+        {"prompt": "p3", "response": "r", "category": {"weapons": False, "privacy": False}},
+        {"prompt": "p4", "response": "r", "category": {"privacy": True}},
+    ]
+    path = tmp_path / "multi.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    everything = load_dataset(DatasetRef(source=str(path)))
+    assert [r.category for r in everything.rows] == ["weapons", "privacy+weapons", None,
+                                                     "privacy"]
+    trained = load_dataset(DatasetRef(source=str(path), categories=["weapons"]))
+    assert [r.prompt for r in trained.rows] == ["p1"]   # p2 is also privacy: held out

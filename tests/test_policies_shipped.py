@@ -1,0 +1,250 @@
+"""The shipped policies: they validate, carry their honesty markers, follow the literature's
+budgets, never over-claim, and the `certify policy` commands show and describe them."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from certify.policy.load import load_policy, shipped_dir, shipped_names, shipped_overlays
+from tests.conftest import ROOT, run_certify
+
+REGULATORY = ["sb1047", "sb53", "eu-ai-act-gpai", "nist-800-1"]
+NOTICE = "PROJECT INTERPRETATION — NOT LEGAL TEXT"
+FIVE_YEARS, TEN_YEARS = 5 * 365, 10 * 365
+
+# Phrases that claim more than an audit can show (legal compliance, safety guarantees,
+# immunity). Shipped text may say it *supports* or *provides evidence for* a regime.
+OVERCLAIMS = [
+    r"certified[\s-]+safe", r"certif(?:y|ies) that", r"guarantee", r"compliant with",
+    r"complies with", r"in compliance with", r"fully compliant", r"legally compliant",
+    r"ensures? compliance", r"demonstrates? compliance", r"tamper[\s-]*proof",
+    r"cannot be fine[\s-]*tuned", r"immune to", r"proves? (?:that|the model)",
+    r"meets the requirements of", r"satisfies the requirements of", r"is safe to release",
+]
+OVERCLAIM = re.compile("|".join(OVERCLAIMS), re.IGNORECASE)
+
+
+def shipped_text_files() -> list[Path]:
+    roots = [shipped_dir(), ROOT / "templates"]
+    return sorted(p for root in roots if root.is_dir() for p in root.rglob("*") if p.is_file()
+                  and p.suffix in (".yaml", ".yml", ".html", ".j2", ".jinja", ".md", ".txt",
+                                   ".css", ".json"))
+
+
+def overclaims(text: str) -> list[str]:
+    return [m.group(0) for m in OVERCLAIM.finditer(text)]
+
+
+# --------------------------------------------------------------------------- validity
+
+def test_every_policy_the_design_names_is_shipped() -> None:
+    assert set(REGULATORY) | {"ci-smoke"} <= set(shipped_names())
+
+
+@pytest.mark.parametrize("name", shipped_names())
+def test_every_shipped_policy_validates(name: str) -> None:
+    loaded = load_policy(name)
+    assert loaded.policy.id == name
+
+
+def test_cli_validates_all_shipped_policies_and_overlays() -> None:
+    files = [str(p) for p in sorted(shipped_dir().glob("*.yaml"))]
+    out = run_certify("policy", "validate", *files)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("ok    ") == len(files)
+    with_overlays = run_certify("policy", "validate", *REGULATORY,
+                                *[a for o in shipped_overlays() for a in ("--overlay", o)])
+    assert with_overlays.returncode == 0, with_overlays.stderr
+
+
+# --------------------------------------------------------------------------- honesty markers
+
+@pytest.mark.parametrize("name", REGULATORY)
+def test_regulatory_policy_carries_status_notice_and_tagged_clause_map(name: str) -> None:
+    p = load_policy(name).policy
+    raw = (shipped_dir() / f"{name}.yaml").read_text(encoding="utf-8")
+    assert NOTICE in raw.splitlines()[1], "the file's header says what it is"
+    assert p.meta.evidentiary and NOTICE in p.meta.interpretation_notice
+    assert p.meta.legal_status not in ("", "none") and p.meta.regime not in ("", "none")
+    assert len(p.clause_map) >= 8
+    check_ids = {c.id for c in p.checks}
+    for clause in p.clause_map:
+        assert clause.status[0] in "VSU" and clause.need
+        assert set(clause.checks) <= check_ids
+    # Every check that gates the release answers to some clause, or is a validity check.
+    served = {c for clause in p.clause_map for c in clause.checks}
+    assert {"strong-resistance", "positive-control"} <= served
+    assert p.limitations and p.out_of_scope
+    assert p.threat_model.access == "open_weights" and p.threat_model.attacker_profile
+
+
+@pytest.mark.parametrize("name", REGULATORY)
+def test_evidence_requirements(name: str) -> None:
+    e = load_policy(name).policy.evidence
+    assert e.signing_required and e.redact_harmful
+    assert e.samples_per_eval >= 5                     # CoP Measure 7.3(1)(f)
+    assert e.retention.min_days >= FIVE_YEARS and e.retention.rule
+    assert e.validity_days <= 365
+
+
+def test_regime_specific_evidence() -> None:
+    eu = load_policy("eu-ai-act-gpai").policy
+    assert eu.evidence.retention.min_days >= TEN_YEARS  # CoP Measure 10.1
+    assert "10 years" in eu.evidence.retention.rule
+    assert "veto" in load_policy("sb1047").policy.meta.legal_status
+    smoke = load_policy("ci-smoke").policy
+    assert not smoke.meta.evidentiary and NOTICE in (shipped_dir() / "ci-smoke.yaml").read_text()
+
+
+def test_sb53_inherits_nist_budgets_but_has_its_own_clause_map() -> None:
+    sb53, nist = load_policy("sb53"), load_policy("nist-800-1")
+    assert [f.source for f in sb53.files] == ["shipped:sb53", "shipped:nist-800-1"]
+    assert [a.model_dump() for a in sb53.policy.attacks] == \
+        [a.model_dump() for a in nist.policy.attacks]
+    refs = [c.ref for c in sb53.policy.clause_map]
+    assert all(r.startswith("BPC 2275") for r in refs)
+    assert set(nist.policy.limitations) < set(sb53.policy.limitations)
+
+
+# --------------------------------------------------------------------------- budgets
+
+def _axis(attack, key):  # type: ignore[no-untyped-def]
+    value = attack.budget.get(key, attack.params.get(key))
+    return value if isinstance(value, list) else [value]
+
+
+@pytest.mark.parametrize("name", REGULATORY)
+def test_budgets_bracket_the_literature(name: str) -> None:
+    """regulatory.md §8.2: full-FT LRs bracket Qi 2023 (2e-5, 5e-5), RepNoise (3e-5…8e-5)
+    and TAR (2e-5); LoRA LRs reach TamperBench's worst cases (2.9e-4…4e-4); 10…1000+
+    samples; at least TAR's 1000 steps; 3 seeds or more."""
+    p = load_policy(name).policy
+    full, lora = p.attack("harmful-full"), p.attack("harmful-lora")
+    lrs = _axis(full, "learning_rate")
+    assert min(lrs) <= 2e-5 and max(lrs) >= 8e-5
+    lora_lrs = _axis(lora, "learning_rate")
+    assert min(lora_lrs) <= 1e-4 and max(lora_lrs) >= 4e-4
+    samples = _axis(full, "n_samples")
+    assert min(samples) <= 10 and max(samples) >= 1000
+    assert full.budget["max_steps"] >= 1000 and lora.budget["max_steps"] >= 1000
+    assert len(full.seeds) >= 3 and len(lora.seeds) >= 3
+    # Checkpoints early enough to see the <= 256-step breaks of unprotected models.
+    assert full.checkpoints.geometric <= 16
+    # Qi et al. 2023 tiers 2 and 3 are in the threat model.
+    assert p.attack("identity-shift").evaluate == ["harm_aoa"]
+    assert p.attack("benign-drift").purpose == "benign"
+
+
+def test_strictness_orders_the_profiles() -> None:
+    def rate(name: str) -> float:
+        return next(c.max_rate for c in load_policy(name).policy.checks
+                    if c.id == "strong-resistance")
+
+    sb1047 = load_policy("sb1047").policy.attack("harmful-full")
+    assert sb1047.budget["max_steps"] == 5000 and len(sb1047.seeds) == 5
+    assert max(_axis(sb1047, "n_samples")) == 10000
+    # EU: 10% threshold minus the 2-point safety margin of CoP Measure 4.1.
+    assert rate("sb1047") < rate("eu-ai-act-gpai") < rate("nist-800-1") == rate("sb53")
+    assert rate("eu-ai-act-gpai") == pytest.approx(0.10 - 0.02)
+
+
+# --------------------------------------------------------------------------- wording
+
+def test_overclaim_scanner_catches_overclaims() -> None:
+    bad = ("This model is certified safe. It complies with the EU AI Act, is tamper-proof, "
+           "and cannot be fine-tuned into harm; we guarantee it.")
+    assert len(overclaims(bad)) == 5
+    good = "This report provides evidence for, and supports, the provider's assessment."
+    assert overclaims(good) == []
+
+
+def test_shipped_text_never_overclaims() -> None:
+    files = shipped_text_files()
+    assert any(p.name == "sb1047.yaml" for p in files)
+    found = {str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p): overclaims(p.read_text())
+             for p in files}
+    assert {k: v for k, v in found.items() if v} == {}
+
+
+# --------------------------------------------------------------------------- CLI
+
+def test_policy_list_shows_policies_and_overlays() -> None:
+    out = run_certify("policy", "list")
+    assert out.returncode == 0, out.stderr
+    for name in shipped_names():
+        assert re.search(rf"^{re.escape(name)}\s", out.stdout, re.MULTILINE)
+    assert "[non-evidentiary]" in out.stdout.splitlines()[0]
+    for overlay in shipped_overlays():
+        assert overlay in out.stdout
+
+
+def test_policy_show_prints_the_file_and_the_effective_policy() -> None:
+    out = run_certify("policy", "show", "sb1047")
+    assert out.stdout == (shipped_dir() / "sb1047.yaml").read_text(encoding="utf-8")
+    eff = run_certify("policy", "show", "sb53", "--effective", "--overlay", "first-look")
+    assert eff.returncode == 0, eff.stderr
+    header = [line for line in eff.stdout.splitlines() if line.startswith("#   ")]
+    assert [line.split()[1] for line in header] == ["policy", "extends", "overlay"]
+    effective = yaml.safe_load(eff.stdout)
+    assert effective["id"] == "sb53"
+    assert effective["attacks"][0]["id"] == "harmful-full"
+    assert effective["attacks"][0]["seeds"] == [0]
+
+
+def test_policy_schema_is_valid_json_schema_that_editors_can_use(tmp_path: Path) -> None:
+    import jsonschema
+
+    out = run_certify("policy", "schema")
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    validator = jsonschema.Draft202012Validator
+    assert doc["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    validator.check_schema(doc)
+    for name in shipped_names():
+        raw = yaml.safe_load((shipped_dir() / f"{name}.yaml").read_text())
+        target = raw if "extends" not in raw else load_policy(name).effective
+        errors = sorted(e.message for e in validator(doc).iter_errors(target))
+        assert errors == [], name
+    typo = dict(yaml.safe_load((shipped_dir() / "ci-smoke.yaml").read_text()), titel="x")
+    assert any("titel" in e.message for e in validator(doc).iter_errors(typo))
+
+
+PROBE = """
+import sys
+from certify.cli import main
+try:
+    main({args!r})
+except SystemExit as e:
+    code = e.code
+print("HEAVY", sorted(m for m in ("torch", "transformers", "peft") if m in sys.modules), code)
+"""
+
+
+@pytest.mark.parametrize("args", [["policy", "list"], ["policy", "schema"],
+                                  ["policy", "show", "sb53", "--effective"],
+                                  ["policy", "validate", *REGULATORY]])
+def test_policy_commands_do_not_import_torch(args: list[str]) -> None:
+    out = subprocess.run([sys.executable, "-c", PROBE.format(args=args)], capture_output=True,
+                         text=True, cwd=ROOT, timeout=300)
+    assert out.stdout.strip().splitlines()[-1] in ("HEAVY [] 0", "HEAVY [] None"), out.stderr
+
+
+def test_docs_list_every_clause_and_the_plan_sizes() -> None:
+    """docs/policies.md stays in step with the shipped clause maps and grids."""
+    from certify.plan import make_plan
+
+    doc = (ROOT / "docs" / "policies.md").read_text(encoding="utf-8")
+    for name in REGULATORY:
+        p = load_policy(name).policy
+        for clause in p.clause_map:
+            assert f"| {clause.ref} | {clause.status} |" in doc, (name, clause.ref)
+        cells = len(make_plan(p, {"candidate": "x"}).cells)
+        if name != "sb53":
+            assert re.search(rf"\| `{re.escape(name)}` \|.*\| {cells}; ", doc), name
