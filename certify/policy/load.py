@@ -500,7 +500,9 @@ def _partial_policy(data: dict[str, Any]) -> Policy | None:
     return Policy.model_construct(
         attacks=valid(schema.AttackEntry, data.get("attacks")), evaluations=evaluations,
         checks=checks, clause_map=valid(schema.Clause, data.get("clause_map")),
-        baseline=baseline if isinstance(baseline, list) else None)
+        # Only the well-formed names: the ill-formed ones are already reported above.
+        baseline=[b for b in baseline if isinstance(b, str)] if isinstance(baseline, list)
+        else None)
 
 
 def _read_with_extends(path: Path, label: str, role: str, depth: int,
