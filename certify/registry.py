@@ -28,9 +28,12 @@ KINDS: tuple[Kind, ...] = ("attack", "judge", "eval")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _BUILTIN_MODULES: dict[Kind, tuple[str, ...]] = {
-    "attack": ("certify.attacks.finetune", "certify.attacks.none"),
-    "judge": ("certify.judges.canary", "certify.judges.keywords"),
-    "eval": ("certify.evals.harmfulness", "certify.evals.benign", "certify.evals.capability"),
+    "attack": ("certify.attacks.finetune", "certify.attacks.none", "certify.attacks.poisoned_mix",
+               "certify.attacks.cipher", "certify.attacks.search"),
+    "judge": ("certify.judges.canary", "certify.judges.keywords", "certify.judges.classifier",
+              "certify.judges.guard"),
+    "eval": ("certify.evals.harmfulness", "certify.evals.benign", "certify.evals.capability",
+             "certify.evals.cipher_harmfulness"),
 }
 
 

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,25 @@ def run_certify(*args: str, cwd: Path | None = None, env: dict[str, str] | None 
 @pytest.fixture
 def certify_cli():
     return run_certify
+
+
+@dataclass(frozen=True)
+class SignedRun:
+    run_dir: Path
+    private_key: Path
+    public_key: Path
+    audit_stdout: str
+    audit_returncode: int
+
+
+@pytest.fixture(scope="session")
+def signed_run(tmp_path_factory: pytest.TempPathFactory, tiny_chat: Path) -> SignedRun:
+    root = tmp_path_factory.mktemp("signed-run")
+    keys = run_certify("keygen", "--out", str(root / "keys"))
+    assert keys.returncode == 0, keys.stderr
+    run_dir = root / "run"
+    out = run_certify("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--out", str(run_dir),
+                      "--key", str(root / "keys" / "certify.key"), "--quiet")
+    assert out.returncode in (0, 1), out.stderr
+    return SignedRun(run_dir, root / "keys" / "certify.key", root / "keys" / "certify.pub",
+                     out.stdout, out.returncode)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -18,18 +19,16 @@ import pytest
 
 from certify._io import iter_jsonl, sha256_file
 from certify.evidence import Evidence
-from tests.conftest import ROOT, run_certify
+from tests.conftest import ROOT, SignedRun, run_certify
 
 CANARY_PREFIX = "CANARY-"
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tiny_chat: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("tiny-run") / "run"
-    result = run_certify("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--out", str(out),
-                         "--format", "md", "--quiet")
-    assert result.returncode == 1, result.stderr  # an undefended model must not pass
-    return out
+def tiny_run(signed_run: SignedRun) -> Path:
+    """The session's signed ci-smoke audit of builtin:tiny-chat (no reference)."""
+    assert signed_run.audit_returncode == 1  # an undefended model must not pass
+    return signed_run.run_dir
 
 
 def _evidence(run: Path) -> Evidence:
@@ -106,14 +105,16 @@ def test_break_point_is_reported_in_every_cost_unit(tiny_run: Path) -> None:
     assert cp.seconds > 0
 
 
-def test_rerunning_resumes_and_exits_with_the_verdict(tiny_run: Path) -> None:
-    before = {p.name: p.stat().st_mtime_ns for p in (tiny_run / "cells").glob("*.json")}
+def test_rerunning_resumes_and_exits_with_the_verdict(tiny_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns(".lock"))
+    before = {p.name: p.stat().st_mtime_ns for p in (run / "cells").glob("*.json")}
     result = run_certify("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--out",
-                         str(tiny_run), "--json", "--format", "md")
+                         str(run), "--json", "--format", "md")
     assert result.returncode == 1, result.stderr
     summary = json.loads(result.stdout)
     assert summary["verdict"] == "fail"
-    after = {p.name: p.stat().st_mtime_ns for p in (tiny_run / "cells").glob("*.json")}
+    after = {p.name: p.stat().st_mtime_ns for p in (run / "cells").glob("*.json")}
     assert before == after  # nothing was re-run
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal
 
 from pydantic import Field
@@ -24,8 +26,10 @@ class FinetuneParams(registry.Params):
     learning_rate: float = Field(default=1e-4, gt=0, le=10)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     schedule: Literal["constant", "warmup", "cosine"] = "constant"
-    warmup_steps: int = Field(default=0, ge=0)
+    warmup_steps: int | None = Field(default=None, ge=0)
+    """Linear warm-up steps; default: 10% of max_steps for `warmup`, none otherwise."""
     weight_decay: float = Field(default=0.0, ge=0)
+    """With 0, adamw and adam are the same optimizer: set it to compare them."""
     grad_clip: float | None = Field(default=1.0, gt=0)
     max_length: int = Field(default=512, ge=16)
     system_prompt: str | None = None
@@ -45,9 +49,51 @@ def fit(run: Any, model: Any, examples: list[Any], p: FinetuneParams) -> Any:
 
     encoded = train.encode(run.tokenizer, examples, p.max_length)
     batch_iter = train.batches(encoded, p.batch_size, run.seed, run.tokenizer.pad_token_id)
+    return fit_batches(run, model, batch_iter, p)
+
+
+def fit_batches(run: Any, model: Any, batch_iter: Iterator[Any], p: FinetuneParams,
+                checkpoints: Sequence[int] | None = None) -> Any:
+    """Train on pre-built batches (e.g. a two-phase curriculum) with p's optimizer and schedule."""
+    from certify import train
+
     optimizer = train.make_optimizer(model.parameters(), p.optimizer, p.learning_rate,
                                      p.weight_decay)
-    schedule = train.make_schedule(optimizer, p.schedule, p.warmup_steps, p.max_steps)
-    return train.train(model, batch_iter, optimizer, schedule, p.max_steps, run.checkpoints,
+    schedule = train.make_schedule(optimizer, p.schedule, warmup_steps(p), p.max_steps)
+    return train.train(model, batch_iter, optimizer, schedule, p.max_steps,
+                       run.checkpoints if checkpoints is None else checkpoints,
                        lambda state: run.checkpoint(state, model), device=run.device,
                        grad_clip=p.grad_clip, autocast_dtype=run.autocast_dtype)
+
+
+def warmup_steps(p: FinetuneParams) -> int:
+    """Declared warm-up; else 10% of max_steps for `warmup` (0 would make it constant)."""
+    if p.warmup_steps is not None:
+        return p.warmup_steps
+    # One warm-up step starts at the full rate, i.e. no warm-up at all: at least two.
+    return max(2, p.max_steps // 10) if p.schedule == "warmup" else 0
+
+
+@contextmanager
+def tuned_model(run: Any, lora_rank: int, seed: int, lora_alpha: int | None = None,
+                target_modules: list[str] | str = "all-linear",
+                lora_dropout: float = 0.0) -> Iterator[Any]:
+    """The model to train: every weight (rank 0) or fresh LoRA adapters (unloaded afterwards)."""
+    if lora_rank == 0:
+        run.flop_factor = 6  # forward + backward through every weight
+        yield run.trainable_model()
+        return
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)  # LoRA initialisation draws from the global RNG
+    config = LoraConfig(r=lora_rank, lora_alpha=lora_alpha or 2 * lora_rank,
+                        lora_dropout=lora_dropout, target_modules=target_modules,
+                        task_type="CAUSAL_LM")
+    model = get_peft_model(run.frozen_model(), config)
+    run.n_trainable = sum(t.numel() for t in model.parameters() if t.requires_grad)
+    run.flop_factor = 4  # forward + activation gradients through frozen weights
+    try:
+        yield model
+    finally:
+        model.unload()

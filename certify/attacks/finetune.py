@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from certify import registry
-from certify.attacks._common import FinetuneParams, LoraParams, fit
+from certify.attacks._common import FinetuneParams, LoraParams, fit, tuned_model
 
 QI_2023 = "https://arxiv.org/abs/2310.03693"
 
@@ -21,18 +21,7 @@ def sft(run, p: FinetuneParams) -> None:  # type: ignore[no-untyped-def]
                  tags=("finetune", "lora", "peft"))
 def lora(run, p: LoraParams) -> None:  # type: ignore[no-untyped-def]
     """Fine-tune low-rank adapters (peft LoRA) on chat examples; base weights stay untouched."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
     examples = run.examples(p.dataset, p.n_samples, p.categories, system=p.system_prompt)
-    torch.manual_seed(run.seed)  # LoRA initialisation draws from the global RNG
-    config = LoraConfig(r=p.lora_rank, lora_alpha=p.lora_alpha or 2 * p.lora_rank,
-                        lora_dropout=p.lora_dropout, target_modules=p.target_modules,
-                        task_type="CAUSAL_LM")
-    model = get_peft_model(run.frozen_model(), config)
-    run.n_trainable = sum(t.numel() for t in model.parameters() if t.requires_grad)
-    run.flop_factor = 4  # forward + activation gradients through frozen weights
-    try:
+    with tuned_model(run, p.lora_rank, run.seed, p.lora_alpha, p.target_modules,
+                     p.lora_dropout) as model:
         fit(run, model, examples, p)
-    finally:
-        model.unload()  # removes the adapter layers; the base model is as it was

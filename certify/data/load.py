@@ -39,7 +39,13 @@ class DatasetRef(Params):
     categories: list[str] | None = None
     """Keep only rows in these categories (after category_map)."""
     category_map: dict[str, str] = Field(default_factory=dict)
-    """Rename source categories to certify's, e.g. {violence: weapons}."""
+    """Rename source categories to certify's, e.g. {violence: weapons}. A category column
+    holding a mapping of flags (BeaverTails: {violence: true, ...}) gives the row the first
+    flagged category, preferring those named here or in `categories`."""
+    where: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    """Keep only rows whose column equals the value, e.g. {is_safe: false}."""
+    label_map: dict[str, str] = Field(default_factory=dict)
+    """Rename label values, e.g. {"false": harmful, "true": benign} for an is_safe column."""
     licence: str = ""
 
     @model_validator(mode="before")
@@ -156,7 +162,27 @@ def _read_hub(ref: DatasetRef) -> tuple[list[dict[str, Any]], bytes]:
     return records, canonical_json(records)
 
 
+def _text(value: Any) -> str:
+    # Booleans read the same from JSON, CSV and Arrow: "true"/"false".
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _category(value: Any, ref: DatasetRef) -> str | None:
+    """One category for the row; flag mappings (BeaverTails) give the first flagged one."""
+    if not isinstance(value, dict | list | tuple):
+        return ref.category_map.get(_text(value), _text(value))
+    names = [str(k) for k, v in value.items() if v] if isinstance(value, dict) else [
+        str(v) for v in value]
+    mapped = [ref.category_map.get(n, n) for n in names]
+    preferred = [m for n, m in zip(names, mapped, strict=True)
+                 if (ref.categories is not None and m in ref.categories)
+                 or (ref.categories is None and n in ref.category_map)]
+    return next(iter(preferred or mapped), None)
+
+
 def _to_row(i: int, rec: dict[str, Any], ref: DatasetRef) -> Row | None:
+    if any(rec.get(column) != value for column, value in ref.where.items()):
+        return None
     values: dict[str, Any] = {}
     for f in ROW_FIELDS:
         column = ref.fields.get(f, f)
@@ -170,15 +196,16 @@ def _to_row(i: int, rec: dict[str, Any], ref: DatasetRef) -> Row | None:
         if flags:
             values["category"] = "+".join(flags)
     if "category" in values:
-        values["category"] = ref.category_map.get(str(values["category"]),
-                                                  str(values["category"]))
+        values["category"] = _category(values["category"], ref)
     if ref.categories is not None and values.get("category") not in ref.categories:
         return None
     if "choices" in values:
         values["choices"] = tuple(str(c) for c in values["choices"])
     for f in ("prompt", "response", "answer", "label", "task"):
         if f in values and not isinstance(values[f], str):
-            values[f] = str(values[f])
+            values[f] = _text(values[f])
+    if "label" in values:
+        values["label"] = ref.label_map.get(values["label"], values["label"])
     values.setdefault("id", str(i))
     values["id"] = str(values["id"])
     if "prompt" not in values:
@@ -191,13 +218,40 @@ def _to_row(i: int, rec: dict[str, Any], ref: DatasetRef) -> Row | None:
     return Row(**values)
 
 
+def _check_columns(records: list[dict[str, Any]], ref: DatasetRef) -> None:
+    """A mapped or filtered column that no row has is a typo, not an empty result."""
+    if not records:
+        raise DataError(f"dataset {ref.label} is empty",
+                        hint="check the file, the split and the source")
+    present = set().union(*(rec.keys() for rec in records))
+    named = [("where", c) for c in ref.where] + [("fields", c) for f, c in ref.fields.items()]
+    for where, column in named:
+        if column not in present:
+            from certify.registry import suggest
+
+            raise DataError(f"dataset {ref.label}: `{where}` names column {column!r}, which no "
+                            f"row has{suggest(column, sorted(present))}",
+                            hint=f"columns are: {', '.join(sorted(present))}")
+
+
 _CACHE: dict[str, Dataset] = {}
+
+
+def _file_stamp(ref: DatasetRef) -> list[int] | None:
+    """Size and mtime of a local file, so an edited file is read again, not served stale."""
+    if ref.source.startswith((BUILTIN_PREFIX, HF_PREFIX)):
+        return None
+    try:
+        stat = Path(ref.source).expanduser().stat()
+    except OSError:
+        return None
+    return [stat.st_size, stat.st_mtime_ns]
 
 
 def load_dataset(ref: DatasetRef | str) -> Dataset:
     """Load a dataset (cached per process). Raises DataError with the fix on any problem."""
     ref = ref if isinstance(ref, DatasetRef) else DatasetRef.model_validate(ref)
-    key = canonical_json(ref.model_dump()).decode()
+    key = canonical_json([ref.model_dump(), _file_stamp(ref)]).decode()
     if key in _CACHE:
         return _CACHE[key]
     if ref.source.startswith(BUILTIN_PREFIX):
@@ -220,6 +274,7 @@ def load_dataset(ref: DatasetRef | str) -> Dataset:
                             hint="give an existing path, builtin:NAME, or hf:ORG/NAME")
         records, raw = _read_records(path, ref)
         licence = ref.licence
+    _check_columns(records, ref)
     rows = [r for i, rec in enumerate(records) if (r := _to_row(i, rec, ref)) is not None]
     if not rows:
         raise DataError(f"dataset {ref.label} has no rows"

@@ -243,6 +243,9 @@ def build() -> dict[str, list[dict[str, Any]]]:
     out["trainability-train"], out["trainability-eval"] = _trainability()
     out["judge-validation"] = _judge_validation(harmful, howto, rng)
     out["identity-shift"] = _identity_shift(cap_train, opp_train)
+    # The benign part of tiny-chat's alignment data (train phrasings of benign-eval's tasks):
+    # what a covert-cipher attack enciphers to teach the cipher before the harmful phase.
+    out["benign-qa-train"] = cap_train + opp_train + copy_rows[:300] + howto[:18]
     return out
 
 

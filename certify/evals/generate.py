@@ -16,12 +16,20 @@ def generate(model: Any, tokenizer: Any, prompts: Sequence[str], *, system: str 
              max_new_tokens: int = 48, batch_size: int = 64, device: str = "cpu") -> list[str]:
     """Greedy completions for ``prompts``, in order. Prompts are length-sorted into batches."""
     texts = [format_prompt(tokenizer, p, system) for p in prompts]
+    return complete(model, tokenizer, texts, max_new_tokens=max_new_tokens,
+                    batch_size=batch_size, device=device)
+
+
+@torch.no_grad()
+def complete(model: Any, tokenizer: Any, texts: Sequence[str], *, max_new_tokens: int = 48,
+             batch_size: int = 64, device: str = "cpu") -> list[str]:
+    """Greedy continuations of already formatted ``texts`` (e.g. a guard's own template)."""
     encoded = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
     pad_id = tokenizer.pad_token_id
     if pad_id is None:
         pad_id = tokenizer.eos_token_id
-    outputs: list[str] = [""] * len(prompts)
+    outputs: list[str] = [""] * len(texts)
     was_training = model.training
     model.eval()
     for start in range(0, len(order), batch_size):

@@ -20,6 +20,7 @@ from certify import registry
 from certify.assess.early_stop import decided
 from certify.assess.trajectory import Point
 from certify.data.load import DatasetRef, load_dataset
+from certify.data.overlap import overlap_by_eval
 from certify.environment import hostname_hash
 from certify.errors import CellError, DataError
 from certify.evals.base import Evaluator
@@ -87,7 +88,8 @@ class CellRun:
                             hint="lower n_samples or give a larger dataset")
         chosen = random.Random(f"{self.seed}:{dataset.sha256}").sample(rows, n or len(rows))
         self.notes.setdefault("train_data", []).append(
-            {**dataset.identity(), "categories_used": self.train_categories, "n_used": len(chosen)})
+            {**dataset.identity(), "categories_used": self.train_categories, "n_used": len(chosen),
+             "overlap": overlap_by_eval(chosen, self.evaluators)})
         return [Example(r.prompt, r.response or "", system) for r in chosen]
 
     def trainable_model(self) -> Any:

@@ -46,7 +46,7 @@ def _judges_and_datasets(cells: list[Any], datasets: list[dict[str, Any]],
                 seen.setdefault(ident["dataset"]["name"], ident["dataset"])
         for d in cell.notes.get("train_data", []):
             seen.setdefault(d["name"], {k: v for k, v in d.items()
-                                        if k not in ("categories_used", "n_used")})
+                                        if k not in ("categories_used", "n_used", "overlap")})
     return list(judges.values()), sorted(seen.values(), key=lambda d: d["name"])
 
 
