@@ -53,10 +53,11 @@ def run_pytest(extra: list[str], xml: Path, log: Path) -> int:
         return subprocess.run(cmd, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT).returncode
 
 
-def junit_figures(xml: Path) -> tuple[dict[str, dict[str, float]], dict[str, int]]:
-    """Summed properties per group, and test outcomes."""
+def junit_figures(xml: Path) -> tuple[dict[str, dict[str, float]], dict[str, int], list[str]]:
+    """Summed properties per group, test outcomes, and the failed tests' names."""
     sums: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     outcomes = {"passed": 0, "failed": 0, "skipped": 0}
+    failures: list[str] = []
     for case in ET.parse(xml).getroot().iter("testcase"):
         module = case.get("classname", "").rsplit(".", 1)[-1]
         if case.find("skipped") is not None:
@@ -64,17 +65,19 @@ def junit_figures(xml: Path) -> tuple[dict[str, dict[str, float]], dict[str, int
             continue
         failed = case.find("failure") is not None or case.find("error") is not None
         outcomes["failed" if failed else "passed"] += 1
+        if failed:
+            failures.append(f"{case.get('classname')}::{case.get('name')}")
         for prop in case.iter("property"):
             sums[module][prop.get("name", "")] += float(prop.get("value", "0"))
         if module in ("test_attestation", "test_tamper_property") and not failed and \
                 case.get("name", "").startswith(NAMED_TAMPER):
             sums["tamper"]["tried"] += 1
             sums["tamper"]["detected"] += 1
-    return sums, outcomes
+    return sums, outcomes, failures
 
 
 STAT_HEAD = re.compile(r"^(\S+\.py)::(\S+?)(?:\[.*\])?:$")
-STAT_LINE = re.compile(r"- (\d+) passing examples?, (\d+) failing examples?")
+STAT_LINE = re.compile(r"- (\d+) passing(?: examples?)?, (\d+) failing")
 
 
 def hypothesis_figures(log: Path) -> dict[str, tuple[int, int]]:
@@ -139,8 +142,11 @@ def main() -> int:
         if not xml.exists():
             sys.stderr.write(log.read_text()[-4000:])
             return 2
-        sums, outcomes = junit_figures(xml)
+        sums, outcomes, failures = junit_figures(xml)
         text = table(sums, hypothesis_figures(log), outcomes, extra)
+        if failures:
+            text += "\n\nFailed: " + ", ".join(f"`{f}`" for f in failures)
+            sys.stderr.write(log.read_text()[-6000:])
     print(text)
     if opts.write:
         name = MARKERS[opts.runslow]

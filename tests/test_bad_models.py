@@ -188,7 +188,7 @@ def test_bad_models_and_data_are_refused_before_any_cell_runs(
         "rows-missing-prompt": ([model, "--policy", str(_policy(
             tmp_path, "b", datasets["no_prompt"]))], ["row 6 has no prompt", "fields:"]),
         "empty-dataset": ([model, "--policy", str(_policy(tmp_path, "c", datasets["empty"]))],
-                          ["has no rows"]),
+                          ["empty"]),
         "malformed-jsonl": ([model, "--policy", str(_policy(
             tmp_path, "d", datasets["bad_json"]))], ["line 2 is not valid JSON"]),
         "missing-dataset-file": ([model, "--policy", str(_policy(
