@@ -70,7 +70,8 @@ def test_nan_loss_is_a_cell_error_and_the_audit_exits_3(tiny_chat: Path, tmp_pat
     record_property("faults_survived", 1)
 
 
-def test_infinite_loss_stops_training_with_a_cell_error(tiny_chat: Path) -> None:
+def test_infinite_loss_stops_training_with_a_cell_error(tiny_chat: Path,
+                                                        record_property: Any) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -86,12 +87,14 @@ def test_infinite_loss_stops_training_with_a_cell_error(tiny_chat: Path) -> None
     def infinite(*args: Any) -> torch.Tensor:
         return train.response_loss(*args) * float("inf")
 
+    record_property("faults_injected", 1)
     with pytest.raises(CellError) as info:
         train.train(model, batches, optimizer, None, 4, [4], lambda s: False,
                     loss_fn=infinite)
     assert info.value.kind == "non_finite_loss" and "became inf at step 1" in info.value.message
     # The step that produced the bad loss was never applied.
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    record_property("faults_survived", 1)
 
 
 def test_out_of_memory_is_a_cell_error_with_a_hint_and_resumes(reference: Any, tmp_path: Path,
