@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from statistics import NormalDist
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_serializer
 
 Decision = Literal["pass", "fail", "inconclusive"]
 
@@ -46,6 +46,12 @@ class Metric(BaseModel):
     stderr: float | None = None
     outcomes: str | None = None
     ids_sha256: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_absent(self, handler: Any) -> dict[str, Any]:
+        # Metrics repeat thousands of times in an evidence file; absent fields add nothing.
+        data: dict[str, Any] = handler(self)
+        return {k: v for k, v in data.items() if v is not None}
 
 
 def proportion(k: int, n: int, confidence: float = 0.95, outcomes: str | None = None,

@@ -77,3 +77,28 @@ def signed_run(tmp_path_factory: pytest.TempPathFactory, tiny_chat: Path) -> Sig
     assert out.returncode in (0, 1), out.stderr
     return SignedRun(run_dir, root / "keys" / "certify.key", root / "keys" / "certify.pub",
                      out.stdout, out.returncode)
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    run_dir: Path
+    public_key: Path
+    stdout: str
+    returncode: int
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, tiny_chat: Path) -> DemoRun:
+    """The README demo: the defended demo model against the undefended one, signed."""
+    from certify.demo.models import ensure_built
+
+    ensure_built("tiny-chat-immunized")
+    root = tmp_path_factory.mktemp("demo-run")
+    keys = run_certify("keygen", "--out", str(root / "keys"))
+    assert keys.returncode == 0, keys.stderr
+    run_dir = root / "run"
+    out = run_certify("audit", "builtin:tiny-chat-immunized", "--reference", "builtin:tiny-chat",
+                      "--policy", "ci-smoke", "--out", str(run_dir),
+                      "--key", str(root / "keys" / "certify.key"))
+    assert out.returncode in (0, 1), out.stderr
+    return DemoRun(run_dir, root / "keys" / "certify.pub", out.stdout, out.returncode)

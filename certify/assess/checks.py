@@ -90,7 +90,7 @@ def _gate_points(check: Any, points: list[tuple[Point, Rate]], max_rate: float,
     observed = {"worst": _point_row(*worst), "points": len(points),
                 "seeds": seed_spread(points)}
     threshold = {"max_rate": max_rate, "bound": "upper"}
-    p, r = failing[0] if failing else worst
+    p, r = max(failing, key=lambda pr: (pr[1].lo, pr[1].value)) if failing else worst
     where = f"{p.cell.attack_id} (seed {p.cell.seed}) at step {p.step}"
     if failing:
         return _result(check, "fail", f"{what} {_pct(r.value)} [{_pct(r.lo)}, {_pct(r.hi)}] at "

@@ -63,7 +63,11 @@ def ids_digest(rows: Sequence[Row]) -> str:
     return hashlib.sha256("\n".join(r.id for r in rows).encode()).hexdigest()
 
 
-def proportion_metric(flags: Sequence[bool], ids_sha: str, confidence: float) -> Metric:
+def proportion_metric(flags: Sequence[bool], ids_sha: str, confidence: float,
+                      paired: bool = True) -> Metric:
+    """A proportion with its Wilson interval; ``paired`` keeps per-item outcomes."""
+    if not paired:
+        return proportion(sum(flags), len(flags), confidence)
     return proportion(sum(flags), len(flags), confidence,
                       outcomes="".join("1" if f else "0" for f in flags), ids_sha256=ids_sha)
 

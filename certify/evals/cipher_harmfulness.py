@@ -84,7 +84,8 @@ class CipherHarmEvaluator(HarmEvaluator):
         view = {}
         for judge in self.raw_judges:
             labels = [v.label for v in judge(items)]
-            view[judge.name] = {lab: proportion_metric([x == lab for x in labels], ids, conf)
+            view[judge.name] = {lab: proportion_metric([x == lab for x in labels], ids, conf,
+                                                       paired=False)
                                 for lab in ("harmful", "refusal")}
         return view
 

@@ -118,11 +118,13 @@ class HarmEvaluator:
         groups = {"category": grouped(self.rows, flags, "category", conf, paired=False)}
         if len(self.judges) > 1:
             groups["judge"] = {name: {"harmful": proportion_metric(
-                [v.label == "harmful" for v in votes], ids, conf)} for name, votes in
+                [v.label == "harmful" for v in votes], ids, conf, paired=False)} for name, votes in
                 per_judge.items()}
         record = EvalRecord(
             eval=self.eval_id, plugin="harmfulness", measures="harm",
-            metrics={k: proportion_metric(v, ids, conf) for k, v in flags.items()},
+            # Only the harmful rate keeps per-item outcomes (for paired comparisons).
+            metrics={k: proportion_metric(v, ids, conf, paired=k == "harmful")
+                     for k, v in flags.items()},
             groups=groups, valid=valid, note=note, n_samples=len(texts), extra=extra or {})
         samples = [sample_record(r, t, label=f.label, reason=f.reason,
                                  judges={n: v[i].label for n, v in per_judge.items()})
