@@ -182,7 +182,8 @@ def test_a_resume_killed_again_and_again_still_converges(reference: Any, tmp_pat
     assert_no_partial_files(out)
     ev = Evidence.read(out / "evidence.json")
     assert comparable(ev) == comparable(Evidence.read(ref_dir / "evidence.json"))
-    assert len(ev.run["resumes"]) == len(chain)
+    # The resume killed inside the write of its own manifest entry left no entry at all.
+    assert len(ev.run["resumes"]) == len(chain) - 1
     record_property("faults_survived", len(chain))
 
 
