@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from certify import _fault
+
 
 def canonical_json(obj: Any) -> bytes:
     """Serialize ``obj`` deterministically: sorted keys, no whitespace, no NaN."""
@@ -50,6 +52,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int =
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        _fault.reached("write")
         os.chmod(tmp, mode)
         os.replace(tmp, target)
     except BaseException:

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from certify import _fault
 from certify.errors import CellError
 from certify.models.chat import encode_pair
 
@@ -150,6 +151,7 @@ def train(model: Any, batch_iter: Iterator[tuple[torch.Tensor, torch.Tensor, tor
         state.tokens += int(mask.sum())
         state.last_loss = value
         state.losses.append(value)
+        _fault.reached("train_step")
         if step in wanted:
             state.seconds += time.perf_counter() - started
             model.eval()

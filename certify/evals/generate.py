@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from certify import _fault
 from certify.models.chat import format_prompt
 
 
@@ -32,6 +33,7 @@ def complete(model: Any, tokenizer: Any, texts: Sequence[str], *, max_new_tokens
     was_training = model.training
     model.eval()
     for start in range(0, len(order), batch_size):
+        _fault.reached("generate")
         idx = order[start: start + batch_size]
         width = max(len(encoded[i]) for i in idx)
         ids = torch.full((len(idx), width), pad_id, dtype=torch.long)

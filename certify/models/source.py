@@ -128,6 +128,12 @@ def check_safety(source: ModelSource, *, allow_pickle: bool, trust_remote_code: 
             raise ModelError(f"model {source.spec!r} has no weight files (.safetensors, .bin)",
                              hint="is the download complete? certify needs config.json and "
                                   "weights in the directory")
+    for path in _model_files(source):
+        problem = safetensors_problem(path) if path.name.endswith(".safetensors") else None
+        if problem:
+            raise ModelError(f"model {source.spec!r}: weight file {path.name} {problem}",
+                             hint="download or save the model again; an interrupted download "
+                                  "or copy leaves a truncated file")
     config = read_config(source)
     if config.get("auto_map") and not trust_remote_code:
         raise ModelError(
@@ -135,6 +141,30 @@ def check_safety(source: ModelSource, *, allow_pickle: bool, trust_remote_code: 
             "config.json)",
             hint="review the code, then pass --trust-remote-code to run it",
         )
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """Why a .safetensors file cannot be whole (its header or its size), or None.
+
+    Reads only the header: 8 bytes of length, then JSON naming each tensor's byte range.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return f"is truncated ({size} bytes, shorter than its header)"
+        n = int.from_bytes(head, "little")
+        if n > min(size - 8, 100_000_000):
+            return f"is truncated or corrupt (header of {n} bytes in a {size}-byte file)"
+        try:
+            header = json.loads(f.read(n))
+            end = max((int(v["data_offsets"][1]) for k, v in header.items()
+                       if k != "__metadata__"), default=0)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            return "has a corrupt header (not the safetensors format)"
+    if 8 + n + end > size:
+        return f"is truncated ({size} bytes; its tensors need {8 + n + end})"
+    return None
 
 
 def read_config(source: ModelSource) -> dict[str, Any]:

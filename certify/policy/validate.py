@@ -15,6 +15,7 @@ from pydantic import BaseModel, ValidationError
 from certify import registry
 from certify.errors import PolicyError, UsageError
 from certify.policy import schema
+from certify.policy.safe_yaml import dotted
 from certify.policy.schema import Policy
 
 MAX_CELLS = 20_000
@@ -52,11 +53,6 @@ def _where(label: str, lines: dict[tuple[Any, ...], Any], loc: tuple[Any, ...]) 
     return best if isinstance(best, str) else f"{label}:{best}"
 
 
-def _dotted(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
 
 
 def _pydantic_problems(err: ValidationError, label: str, lines: dict[tuple[Any, ...], Any],
@@ -69,11 +65,21 @@ def _pydantic_problems(err: ValidationError, label: str, lines: dict[tuple[Any, 
         if e["type"] == "extra_forbidden":
             msg = f"unknown field{registry.suggest(str(loc[-1]), known)}"
         elif e["type"] == "union_tag_invalid":
+            loc += ("check",)
             msg = f"unknown check kind; expected one of: {', '.join(schema.CHECK_KINDS)}"
         elif e["type"] == "missing":
             msg = "required field is missing"
-        problems.append(f"{_where(label, lines, loc)}: {_dotted(loc)}: {msg}")
+        problems.append(f"{_where(label, lines, loc)}: {dotted(loc)}: {msg}")
     return problems
+
+
+def _point_problems(err: ValidationError, label: str, lines: dict[tuple[Any, ...], Any],
+                    loc: tuple[Any, ...], point: dict[str, Any]) -> list[str]:
+    """Problems of one budget point, each located where its value was written."""
+    as_params = _pydantic_problems(err, label, lines, loc + ("params",))
+    as_budget = _pydantic_problems(err, label, lines, loc + ("budget",))
+    return [b if e["loc"] and e["loc"][0] in point else p
+            for e, p, b in zip(err.errors(), as_params, as_budget, strict=True)]
 
 
 def _budget_points(budget: dict[str, Any]) -> list[dict[str, Any]]:
@@ -95,7 +101,7 @@ def _plugin_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], An
         try:
             spec = registry.get("eval", ev.eval)
         except UsageError as e:
-            problems.append(f"{_where(label, lines, loc + ('eval',))}: {_dotted(loc)}.eval: "
+            problems.append(f"{_where(label, lines, loc + ('eval',))}: {dotted(loc)}.eval: "
                             f"{e.message}")
             continue
         measures[name] = spec.extra.get("measures", "")
@@ -109,14 +115,15 @@ def _plugin_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], An
             try:
                 registry.get(kind, ref_name).params.model_validate(ref_params)
             except UsageError as e:
-                problems.append(f"{_where(label, lines, full)}: {_dotted(full)}: {e.message}")
+                problems.append(f"{_where(label, lines, full)}: {dotted(full)}: {e.message}")
             except ValidationError as e:
                 problems += _pydantic_problems(e, label, lines, full + ("params",))
 
-    total_cells = 0
+    total_cells, largest = 0, (0, 0)
     for i, entry in enumerate(policy.attacks):
         loc = ("attacks", i)
         total_cells += grid_size(entry)
+        largest = max(largest, (grid_size(entry), i))
         try:
             spec = registry.get("attack", entry.attack)
         except UsageError as e:
@@ -140,7 +147,7 @@ def _plugin_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], An
                 try:
                     spec.params.model_validate({**entry.params, **point})
                 except ValidationError as e:
-                    for p in _pydantic_problems(e, label, lines, loc + ("params",)):
+                    for p in _point_problems(e, label, lines, loc, point):
                         if p not in seen:
                             seen.add(p)
                             problems.append(p)
@@ -150,8 +157,11 @@ def _plugin_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], An
                                 f"unknown evaluation {ev_id!r}"
                                 f"{registry.suggest(ev_id, list(policy.evaluations))}")
     if total_cells > MAX_CELLS:
-        problems.append(f"{label}: the attack grids expand to {total_cells} cells; certify "
-                        f"refuses more than {MAX_CELLS} (split the policy or shrink the axes)")
+        i = largest[1]
+        problems.append(f"{_where(label, lines, ('attacks', i, 'budget'))}: attacks[{i}].budget: "
+                        f"the attack grids expand to {total_cells} cells (this one to "
+                        f"{largest[0]}); certify refuses more than {MAX_CELLS} (split the policy "
+                        "or shrink the axes)")
     problems += _reference_problems(policy, label, lines, measures)
     return problems
 
@@ -198,7 +208,7 @@ def validate_data(data: dict[str, Any], label: str,
     try:
         policy = Policy.model_validate(data)
     except ValidationError as e:
-        problems = _pydantic_problems(e, label, lines)
+        problems = _located_duplicates(_pydantic_problems(e, label, lines), data, label, lines)
         partial = _partial_policy(data)
         if partial is not None:  # also report plug-in and reference problems of valid parts
             problems += [p for p in _plugin_problems(partial, label, lines) if p not in problems]
@@ -207,6 +217,27 @@ def validate_data(data: dict[str, Any], label: str,
     if problems:
         raise PolicyError(label, problems)
     return policy
+
+
+def _located_duplicates(problems: list[str], data: dict[str, Any], label: str,
+                        lines: dict[tuple[Any, ...], Any]) -> list[str]:
+    """Replace the schema's file-wide "duplicate ids" problem by one per repeated id, located."""
+    located = []
+    for key in ("attacks", "checks"):
+        items = data.get(key) if isinstance(data.get(key), list) else []
+        seen: set[Any] = set()
+        for i, item in enumerate(items):
+            ident = item.get("id") if isinstance(item, dict) else None
+            if not isinstance(ident, str):
+                continue
+            if ident in seen:
+                located.append(f"{_where(label, lines, (key, i, 'id'))}: {key}[{i}].id: "
+                               f"{ident!r} is already the id of an earlier entry; ids must be "
+                               "unique")
+            seen.add(ident)
+    if not located:
+        return problems
+    return [p for p in problems if "(top level): Value error, duplicate" not in p] + located
 
 
 def _partial_policy(data: dict[str, Any]) -> Policy | None:
@@ -238,4 +269,6 @@ def _partial_policy(data: dict[str, Any]) -> Policy | None:
     return Policy.model_construct(
         attacks=valid(schema.AttackEntry, data.get("attacks")), evaluations=evaluations,
         checks=checks, clause_map=valid(schema.Clause, data.get("clause_map")),
-        baseline=baseline if isinstance(baseline, list) else None)
+        # Only the well-formed names: the ill-formed ones are already reported above.
+        baseline=[b for b in baseline if isinstance(b, str)] if isinstance(baseline, list)
+        else None)

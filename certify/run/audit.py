@@ -20,7 +20,7 @@ from certify.evidence import Evidence
 from certify.plan import Plan, make_plan
 from certify.policy.load import LoadedPolicy, load_policy
 from certify.run.progress import NullProgress, Progress
-from certify.run.rundir import RunDir
+from certify.run.rundir import RunDir, storage_errors
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def default_out(policy_id: str, model: str) -> Path:
 def resolve_models(opts: AuditOptions, loaded: LoadedPolicy, progress: Progress,
                    *, build: bool = True) -> dict[str, Any]:
     """role → (ModelSource, ModelIdentity) for the candidate and the reference (if any)."""
-    from certify.models.source import identity, resolve
+    from certify.models.source import check_safety, identity, resolve
 
     specs = {"candidate": (opts.model, opts.revision)}
     reference = opts.reference or loaded.policy.reference
@@ -76,6 +76,9 @@ def resolve_models(opts: AuditOptions, loaded: LoadedPolicy, progress: Progress,
         if spec.startswith("builtin:") and build:
             progress.message(f"preparing {spec} (built locally on first use, about a minute)")
         source = resolve(spec, revision=revision, build=build)
+        # Refuse pickle, custom code and truncated weights before any run directory exists.
+        check_safety(source, allow_pickle=opts.allow_pickle,
+                     trust_remote_code=opts.trust_remote_code)
         out[role] = (source, identity(source))
     return out
 
@@ -105,7 +108,9 @@ def preflight(loaded: LoadedPolicy) -> list[dict[str, Any]]:
         spec = registry.get("attack", attack.attack)
         first = {k: (v[0] if isinstance(v, list) else v) for k, v in attack.budget.items()}
         for ref in _dataset_refs(spec.params.model_validate({**attack.params, **first})):
-            seen.setdefault(ref.label, load_dataset(ref).identity())
+            dataset = load_dataset(ref)
+            dataset.require("prompt", "response")  # attacks train on (prompt, response) pairs
+            seen.setdefault(ref.label, dataset.identity())
     return list(seen.values())
 
 
@@ -165,7 +170,7 @@ def audit(opts: AuditOptions, progress: Progress | None = None) -> AuditResult:
     plan = make_plan(loaded.policy, {r: i.root_digest for r, (_, i) in models.items()})
     out = opts.out or default_out(loaded.policy.id, opts.model)
     run_dir = RunDir(out)
-    with run_dir.lock():
+    with run_dir.lock(), storage_errors(run_dir.path):
         resumed = run_dir.open(_manifest(loaded, models, plan, opts), allow_drift=opts.allow_drift)
         if resumed:
             progress.message(f"resuming {out}")

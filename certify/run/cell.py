@@ -25,6 +25,7 @@ from certify.environment import hostname_hash
 from certify.errors import CellError, DataError
 from certify.evals.base import Evaluator
 from certify.evidence import CellRecord, CheckpointRecord, EarlyStop, ErrorInfo
+from certify.models.chat import template_description
 from certify.models.load import ModelHandle
 from certify.plan import CellSpec
 from certify.policy.schema import Policy
@@ -61,7 +62,8 @@ class CellRun:
         self.train_categories: list[str] | None = None
         self.records: list[CheckpointRecord] = []
         self.samples: list[dict[str, Any]] = []
-        self.notes: dict[str, Any] = {}
+        # How prompts were formatted: the tokenizer's chat template, or the plain fallback.
+        self.notes: dict[str, Any] = {"chat_template": template_description(handle.tokenizer)}
         self.early_stop: EarlyStop | None = None
         self.eval_seconds = 0.0
         self.used_evals: set[str] = set()
@@ -168,12 +170,21 @@ class CellRun:
             worker=hostname_hash())
 
 
-def _as_cell_error(exc: BaseException) -> CellError:
+def _is_out_of_memory(exc: BaseException) -> bool:
     import torch
 
+    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
+        return True
+    # torch's CPU allocator reports exhaustion as a plain RuntimeError, not OutOfMemoryError.
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and "CPUAllocator" in text and (
+        "can't allocate memory" in text or "not enough memory" in text)
+
+
+def _as_cell_error(exc: BaseException) -> CellError:
     if isinstance(exc, CellError):
         return exc
-    if isinstance(exc, torch.OutOfMemoryError):
+    if _is_out_of_memory(exc):
         return CellError("out_of_memory", f"out of memory: {str(exc).splitlines()[0][:200]}",
                          hint="use a smaller batch_size, the lora attack, --dtype bfloat16 or "
                               "--gradient-checkpointing")

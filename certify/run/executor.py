@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from certify import _fault
 from certify.errors import Interrupted, UsageError
 from certify.plan import CellSpec
 from certify.run.progress import Progress
@@ -52,9 +53,12 @@ def run_local(todo: list[CellSpec], run_dir: RunDir, setup: Any, progress: Progr
     from certify.run.worker import Worker
 
     worker = Worker(setup)
+    for eval_id in sorted({e for spec in todo for e in spec.evaluate + spec.evaluate_final}):
+        worker.evaluator(eval_id)  # unusable evaluation data fails before any cell runs
     for spec in todo:
         progress.cell_started(spec)
         run_dir.event("cell_start", cell=spec.id)
+        _fault.reached("cell_start")
         record, samples = worker.run(spec)
         run_dir.write_cell(record, samples)
         progress.cell_finished(record)

@@ -13,6 +13,7 @@ changed, unless --allow-drift, which the manifest and the evidence record.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -21,12 +22,32 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from certify import _fault
 from certify._io import atomic_write_bytes, atomic_write_json, jsonl_bytes, read_json, sha256_bytes
-from certify.errors import RunDirError
+from certify.errors import RunDirError, RunError
 from certify.evidence import CellRecord
 
 MANIFEST = "run.json"
 FORMAT = "certify.run/v1"
+
+
+@contextmanager
+def storage_errors(path: Path) -> Iterator[None]:
+    """Turn a failed write or read of the run directory into an error that says how to go on.
+
+    Every result is written atomically, so a full disk or a lost mount leaves the run
+    directory as it was after the last finished cell, and the same command resumes it.
+    """
+    try:
+        yield
+    except OSError as e:
+        where = f" ({e.filename})" if e.filename else ""
+        full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+        problem = (f"no space left on the device holding {path}" if full
+                   else f"cannot write the run directory {path}: {e.strerror or e}")
+        raise RunError(f"{problem}{where}; the cells finished so far are kept",
+                       hint=("free disk space" if full else "fix the directory")
+                       + ", then run the same command again to resume") from None
 
 
 def _now() -> str:
@@ -48,13 +69,18 @@ class RunDir:
     def lock(self) -> Iterator[None]:
         from filelock import FileLock, Timeout
 
-        self.path.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(self.path / ".lock"))
         try:
+            self.path.mkdir(parents=True, exist_ok=True)
             lock.acquire(timeout=0)
-        except Timeout:
+        except Timeout:  # a subclass of OSError: catch it first
             raise RunDirError(f"run directory {self.path} is in use by another certify process",
                               hint="wait for it to finish, or choose another --out") from None
+        except OSError as e:
+            raise RunDirError(f"cannot create or lock the run directory {self.path}: "
+                              f"{e.strerror or e}",
+                              hint="check the directory's permissions, or choose another --out"
+                              ) from None
         try:
             yield
         finally:
@@ -147,6 +173,7 @@ class RunDir:
         rel = f"samples/{record.id}.jsonl"
         atomic_write_bytes(self.path / rel, data)
         record.samples_file, record.samples_sha256 = rel, sha256_bytes(data)
+        _fault.reached("samples_written")
         atomic_write_bytes(self.cell_path(record.id),
                            (record.model_dump_json(indent=2) + "\n").encode())
         self.event("cell_done" if record.status == "ok" else "cell_error", cell=record.id,
