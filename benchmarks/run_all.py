@@ -63,7 +63,7 @@ def markdown(rows: list[tuple[str, str, str, str | None, dict]], started: str,
         f"Measured {started} on {first['cpu']} with {first.get('gpu')}.", "",
         "Each figure is a ratio of two things measured side by side in one process "
         "(alternating, median of the repeats). Regenerate this file with "
-        "`python benchmarks/run_all.py --write` (about 10 minutes on 2 cores); each line's "
+        "`python benchmarks/run_all.py --write` (about 15 minutes on 2 cores); each line's "
         "command runs one benchmark alone.", "",
         f"1-minute load average before → after each benchmark: {', '.join(loads)}.", "",
         *([note, ""] if note else []),

@@ -37,10 +37,10 @@ NAMED_TAMPER = ("test_wrong_key_exits_4", "test_tampered_payload_type_and_statem
                 "test_other_policy_file_fails", "test_modified_model_fails_and_names_the_file",
                 "test_report_must_be_covered_by_the_signature", "test_flipped_byte_exits_4")
 GROUPS = {  # test file -> heading in the figures table
-    "test_fault_injection": "SIGKILL at seeded points, then --resume",
-    "test_fault_training": "NaN/inf loss, out of memory, full disk",
-    "test_reliability_policies": "malformed policies (corpus, extremes, fuzzing)",
-    "test_bad_models": "bad models and datasets",
+    "test_fault_injection": "faults: SIGKILL at seeded points, then --resume",
+    "test_fault_training": "faults: NaN/inf loss, out of memory, full disk",
+    "test_reliability_policies": "inputs: malformed policies (corpus, extremes, fuzzing)",
+    "test_bad_models": "inputs: bad models and datasets",
 }
 
 
@@ -100,20 +100,21 @@ def hypothesis_figures(log: Path) -> dict[str, tuple[int, int]]:
 def table(sums: dict[str, dict[str, float]], stats: dict[str, tuple[int, int]],
           outcomes: dict[str, int], args: list[str]) -> str:
     rows = ["| what | tried | survived / handled / detected |", "|---|---:|---:|"]
-    total = [0, 0]
-    for module in ("test_fault_injection", "test_fault_training"):
-        s = sums.get(module, {})
-        tried, ok = int(s.get("faults_injected", 0)), int(s.get("faults_survived", 0))
-        total = [total[0] + tried, total[1] + ok]
-        rows.append(f"| faults: {GROUPS[module]} | {tried} | {ok} survived |")
-    rows.append(f"| **faults injected / survived** | **{total[0]}** | **{total[1]}** |")
-    total = [0, 0]
-    for module in ("test_reliability_policies", "test_bad_models"):
-        s = sums.get(module, {})
-        tried, ok = int(s.get("inputs_tried", 0)), int(s.get("inputs_handled", 0))
-        total = [total[0] + tried, total[1] + ok]
-        rows.append(f"| inputs: {GROUPS[module]} | {tried} | {ok} handled |")
-    rows.append(f"| **malformed inputs tried / handled** | **{total[0]}** | **{total[1]}** |")
+
+    def group(modules: tuple[str, str], tried_key: str, ok_key: str, verb: str,
+              total_label: str) -> None:
+        total = [0, 0]
+        for module in modules:
+            s = sums.get(module, {})
+            tried, ok = int(s.get(tried_key, 0)), int(s.get(ok_key, 0))
+            total = [total[0] + tried, total[1] + ok]
+            rows.append(f"| {GROUPS[module]} | {tried} | {ok} {verb} |")
+        rows.append(f"| **{total_label}** | **{total[0]}** | **{total[1]}** |")
+
+    group(("test_fault_injection", "test_fault_training"), "faults_injected",
+          "faults_survived", "survived", "faults injected / survived")
+    group(("test_reliability_policies", "test_bad_models"), "inputs_tried", "inputs_handled",
+          "handled", "malformed inputs tried / handled")
     tamper = {k: v for k, v in stats.items() if "test_tamper_property" in k}
     t_tried = sum(p + f for p, f in tamper.values()) + int(sums["tamper"].get("tried", 0))
     t_ok = sum(p for p, _ in tamper.values()) + int(sums["tamper"].get("detected", 0))
