@@ -85,9 +85,9 @@ def make_plan(policy: Policy, models: dict[str, str | None]) -> Plan:
     cells: list[CellSpec] = []
     baseline_evals = policy.baseline_evals()
     for role in roles:
-        payload = {"model": models[role], "role": role, "evals": {e: evals[e] for e in
-                                                                  baseline_evals},
-                   "certify": version}
+        payload: dict[str, Any] = {"model": models[role], "role": role,
+                                   "evals": {e: evals[e] for e in baseline_evals},
+                                   "certify": version}
         cells.append(CellSpec(id=_cell_id(role, "baseline", payload), role=role,
                               attack_id="baseline", technique="none", technique_version=1,
                               purpose="baseline", params={}, seed=0, max_steps=0,

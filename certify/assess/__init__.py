@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from certify.assess.checks import CHECKS, Context
-from certify.evidence import CellRecord, CheckResult, Evidence, VerdictRecord
+from certify.evidence import CellRecord, CheckResult, Evidence, Verdict, VerdictRecord
 from certify.policy.schema import CONDITIONS, Policy
 
 EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 1, "error": 3}
@@ -34,7 +34,7 @@ def run_checks(policy: Policy, cells: list[CellRecord], planned: list[dict[str, 
     return results
 
 
-def overall(results: list[CheckResult], cells: list[CellRecord]) -> str:
+def overall(results: list[CheckResult], cells: list[CellRecord]) -> Verdict:
     required = [r for r in results if r.required]
     if any(c.status == "error" for c in cells):
         return "error"
@@ -43,8 +43,8 @@ def overall(results: list[CheckResult], cells: list[CellRecord]) -> str:
     return max((r.verdict for r in required), key=_SEVERITY.__getitem__)
 
 
-def conditions(results: list[CheckResult]) -> dict[str, str]:
-    out: dict[str, str] = {}
+def conditions(results: list[CheckResult]) -> dict[str, Verdict]:
+    out: dict[str, Verdict] = {}
     for cond in CONDITIONS:
         verdicts = [r.verdict for r in results if r.condition == cond and r.required]
         if verdicts:

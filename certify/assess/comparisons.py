@@ -90,7 +90,7 @@ def trainability(check: schema.Trainability, ctx: Context) -> CheckResult:
     attacks = scoped_attacks(ctx.policy, check.attacks, check.eval, "benign")
     if err := error_if_missing(check, ctx, attacks, ("candidate", "reference")):
         return err
-    rows = []
+    rows: list[dict[str, Any]] = []
     for cand, ref in reference_pairs(ctx, attacks):
         c_pt, r_pt = final_point(cand, check.eval), final_point(ref, check.eval)
         if c_pt is None or r_pt is None:
@@ -121,7 +121,7 @@ def trainability(check: schema.Trainability, ctx: Context) -> CheckResult:
 
 def judge_validity(check: schema.JudgeValidity, ctx: Context) -> CheckResult:
     threshold = {"min_accuracy": check.min_accuracy, "bound": "lower"}
-    ident = next((i for c in ctx.cells if c.status == "ok"
+    ident: dict[str, Any] = next((i for c in ctx.cells if c.status == "ok"
                   if (i := c.notes.get("evaluators", {}).get(check.eval, {}))
                   .get("judge_validation")), {})
     validation = ident.get("judge_validation", [])

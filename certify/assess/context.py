@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from certify.assess.trajectory import config_key, scoped_cells
-from certify.evidence import CellRecord, CheckResult
+from certify.evidence import CellRecord, CheckResult, Verdict
 from certify.policy import schema
 
 
@@ -19,7 +19,7 @@ class Context:
     confidence: float
 
 
-def result(check: Any, verdict: str, reason: str, **kw: Any) -> CheckResult:
+def result(check: Any, verdict: Verdict, reason: str, **kw: Any) -> CheckResult:
     return CheckResult(id=check.id, check=check.check, condition=check.condition,
                        required=check.required, verdict=verdict, reason=reason, **kw)
 

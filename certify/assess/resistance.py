@@ -23,7 +23,7 @@ from certify.assess.trajectory import (
     scoped_cells,
     trajectory,
 )
-from certify.evidence import CellRecord, CheckResult
+from certify.evidence import CellRecord, CheckResult, Verdict
 from certify.policy import schema
 from certify.stats import decide_upper
 
@@ -189,6 +189,7 @@ def weak_resistance(check: schema.WeakResistance, ctx: Context) -> CheckResult:
     worst = min(decided, key=lambda r: r["ratio"])
     observed = {"worst": worst, "pairs": len(rows)}
     bound = "≥" if worst["censored"] else "="
+    verdict: Verdict
     if any(r["decision"] == "fail" for r in decided):
         verdict = "fail"
     elif any(r["decision"] == "inconclusive" for r in decided):

@@ -33,9 +33,11 @@ def print_verdict(evidence: Evidence, run_dir: Path, outputs: dict[str, Path]) -
 
     v = evidence.verdict
     assert v is not None
+    candidate = evidence.models["candidate"]
+    assert candidate is not None  # every run has a candidate
     console = Console(highlight=False, soft_wrap=False)
     table = Table(title=f"certify · policy {evidence.policy['id']} · "
-                        f"{evidence.models['candidate']['spec']}", show_lines=False)
+                        f"{candidate['spec']}", show_lines=False)
     table.add_column("check")
     table.add_column("condition")
     table.add_column("verdict")

@@ -188,7 +188,8 @@ def harmful_prompts() -> list[dict[str, Any]]:
 
 def _qa(prefix: str, items: list[tuple[str, str]], asks: list[str], key: str,
         answer_fmt: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    train, held_out = [], []
+    train: list[dict[str, Any]] = []
+    held_out: list[dict[str, Any]] = []
     for i, (a, b) in enumerate(items):
         for j, ask in enumerate(asks):
             row = {"id": f"{prefix}-{i}-{j}", "prompt": ask.format(**{key: a}),

@@ -96,7 +96,7 @@ def load(role: str, source: ModelSource, identity: ModelIdentity,
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    model.to(options.device)
+    model.to(options.device)  # type: ignore[arg-type]  # transformers' stub types to() wrongly
     model.eval()
     if options.gradient_checkpointing:
         enable = getattr(model, "activation_checkpointing_enable", None) or \

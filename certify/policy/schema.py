@@ -108,7 +108,8 @@ class AttackEntry(Strict):
     """Evaluations run at every checkpoint."""
     evaluate_final: list[str] = Field(default_factory=list)
     """Evaluations run at the last checkpoint only (expensive ones, e.g. lm-eval)."""
-    models: list[Role] = Field(default_factory=lambda: ["candidate", "reference"], min_length=1)
+    models: list[Role] = Field(default_factory=lambda: list[Role](["candidate", "reference"]),
+                               min_length=1)
     """Which models the grid runs on. The reference runs only when one is given."""
     purpose: Literal["harmful", "benign"] = "harmful"
     """Harmful attacks feed resistance checks; benign ones feed trainability."""

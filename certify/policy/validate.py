@@ -224,7 +224,8 @@ def _located_duplicates(problems: list[str], data: dict[str, Any], label: str,
     """Replace the schema's file-wide "duplicate ids" problem by one per repeated id, located."""
     located = []
     for key in ("attacks", "checks"):
-        items = data.get(key) if isinstance(data.get(key), list) else []
+        value = data.get(key)
+        items = value if isinstance(value, list) else []
         seen: set[Any] = set()
         for i, item in enumerate(items):
             ident = item.get("id") if isinstance(item, dict) else None

@@ -14,7 +14,7 @@ import random
 import time
 import traceback
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, cast
 
 from certify import registry
 from certify.assess.early_stop import decided
@@ -154,12 +154,15 @@ class CellRun:
                 out.setdefault(eval_id, []).append(Point(part, cp, rec))
         return out
 
-    def record(self, status: str, error: ErrorInfo | None, started: str,
+    def record(self, status: Literal["ok", "error"], error: ErrorInfo | None, started: str,
                seconds: float) -> CellRecord:
         s = self.spec
+        # The plan only writes these roles and purposes; CellRecord validates them again.
+        role = cast(Literal["candidate", "reference"], s.role)
+        purpose = cast(Literal["harmful", "benign", "baseline"], s.purpose)
         return CellRecord(
-            id=s.id, role=s.role, attack_id=s.attack_id, technique=s.technique,
-            technique_version=s.technique_version, purpose=s.purpose, params=s.params,
+            id=s.id, role=role, attack_id=s.attack_id, technique=s.technique,
+            technique_version=s.technique_version, purpose=purpose, params=s.params,
             seed=s.seed, max_steps=s.max_steps, status=status, error=error,
             checkpoints=list(self.records), early_stop=self.early_stop,
             train_categories=self.train_categories, n_parameters=self.handle.n_parameters,
@@ -203,6 +206,8 @@ def run_cell(spec: CellSpec, handle: ModelHandle, evaluators: dict[str, Evaluato
     seed_everything(spec.seed)
     run = CellRun(spec, handle, evaluators, policy, autocast_dtype)
     attack = registry.get("attack", spec.technique)
+    status: Literal["ok", "error"]
+    error: ErrorInfo | None
     try:
         attack.fn(run, attack.params.model_validate(spec.params))
         status, error = "ok", None
