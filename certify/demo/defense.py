@@ -71,8 +71,8 @@ def tamper_resistant_training(model: Any, tokenizer: Any, cfg: dict[str, Any]) -
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         if step % 25 == 0 or step == cfg["steps"] - 1:
-            history.append({"step": step, "retain_loss": round(float(retain_loss), 4),
-                            "refusal_loss_after_attack": round(float(tamper_loss), 4)})
+            history.append({"step": step, "retain_loss": round(float(retain_loss.detach()), 4),
+                            "refusal_loss_after_attack": round(float(tamper_loss.detach()), 4)})
             log.info("defense step %d: %s", step, history[-1])
     model.eval()
     for p in model.parameters():
