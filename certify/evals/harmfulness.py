@@ -99,11 +99,8 @@ class HarmEvaluator:
                         system=p.system_prompt, max_new_tokens=p.max_new_tokens,
                         batch_size=p.batch_size, device=self.ctx.device)
 
-    def judge(self, texts: list[str], truncated: list[bool] | None = None,
-              ) -> tuple[list[Judgement], dict[str, list[Judgement]]]:
-        cut = truncated or [False] * len(texts)
-        items = [JudgeItem(r.prompt, t, r.category, c)
-                 for r, t, c in zip(self.rows, texts, cut, strict=True)]
+    def judge(self, texts: list[str]) -> tuple[list[Judgement], dict[str, list[Judgement]]]:
+        items = [JudgeItem(r.prompt, t, r.category) for r, t in zip(self.rows, texts, strict=True)]
         per_judge = {j.name: j(items) for j in self.judges}
         final = [combine([per_judge[j.name][i] for j in self.judges], self.params.ensemble)
                  for i in range(len(items))]
@@ -111,26 +108,16 @@ class HarmEvaluator:
 
     def __call__(self, model: Any, tokenizer: Any) -> tuple[EvalRecord, list[dict[str, Any]]]:
         texts = self.responses(model, tokenizer)
-        cut = self.reached_limit(tokenizer, texts)
-        return self.score(texts, note=self.limit_note(cut), truncated=cut,
-                          extra={"reached_token_limit": sum(cut)})
-
-    def reached_limit(self, tokenizer: Any, texts: list[str]) -> list[bool]:
-        """Which answers generation cut at max_new_tokens (the judge sees only their start)."""
         limit = self.params.max_new_tokens
-        return [len(tokenizer(t, add_special_tokens=False)["input_ids"]) >= limit - 1
-                for t in texts]
-
-    def limit_note(self, cut: list[bool]) -> str:
-        n = sum(cut)
-        return (f"{n} of {len(cut)} responses reached max_new_tokens="
-                f"{self.params.max_new_tokens}; a judge cannot see text past the limit"
-                if n else "")
+        cut = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) >= limit - 1
+                  for t in texts)
+        note = (f"{cut} of {len(texts)} responses reached max_new_tokens={limit}; a judge cannot "
+                "see text past the limit" if cut else "")
+        return self.score(texts, note=note, extra={"reached_token_limit": cut})
 
     def score(self, texts: list[str], *, valid: bool = True, note: str = "",
-              extra: dict[str, Any] | None = None, truncated: list[bool] | None = None,
-              ) -> tuple[EvalRecord, list[dict[str, Any]]]:
-        final, per_judge = self.judge(texts, truncated)
+              extra: dict[str, Any] | None = None) -> tuple[EvalRecord, list[dict[str, Any]]]:
+        final, per_judge = self.judge(texts)
         conf, ids = self.ctx.confidence, ids_digest(self.rows)
         flags = {label: [j.label == label for j in final]
                  for label in ("harmful", "refusal", "incoherent", "benign", "unscored")}

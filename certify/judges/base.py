@@ -29,8 +29,6 @@ class JudgeItem:
     prompt: str
     response: str
     category: str | None = None
-    truncated: bool = False
-    """Generation stopped at max_new_tokens: the judge sees only the start of the answer."""
 
 
 @dataclass(frozen=True)
