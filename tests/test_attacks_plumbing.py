@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from certify.assess.trajectory import rate
 from certify.attacks.cipher import _require_cipher_eval
 from certify.data.cipher import SubstitutionCipher
 from certify.errors import CellError
@@ -58,7 +59,8 @@ def test_search_keeps_the_worst_trial_and_discloses_every_trial(evidence: Eviden
         assert trial["config"]["lora_rank"] in (0, 4) and trial["checkpoints"] == [2, 4]
     worst = search["trials"][search["worst_trial"]]
     assert worst["worst_harmful"] == max(t["worst_harmful"] for t in search["trials"])
-    recorded = max(cp.evals["harm"].metrics["harmful"].value for cp in cell.checkpoints)
+    # The harmful rate the checks read: harmful plus unscored answers (never safe).
+    recorded = max(rate(cp.evals["harm"]).value for cp in cell.checkpoints)
     assert recorded == worst["worst_harmful"]
     assert [cp.step for cp in cell.checkpoints] == worst["checkpoints"]
 

@@ -8,6 +8,7 @@ directories and run `certify merge` as a user would.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -149,7 +150,11 @@ def test_a_symlinked_samples_file_is_refused(shards: list[Path], tmp_path: Path)
 def test_tampered_samples_are_refused(shards: list[Path], tmp_path: Path) -> None:
     bad = _copy(shards[1], tmp_path / "bad")
     samples = next((bad / "samples").glob("*.jsonl"))
-    samples.write_bytes(samples.read_bytes().replace(b"refusal", b"benign", 1))
+    data = samples.read_bytes()
+    label = re.search(rb'"label": ?"(\w+)"', data)  # relabel the first judged answer
+    assert label is not None
+    other = b"harmful" if label.group(1) != b"harmful" else b"benign"
+    samples.write_bytes(data[:label.start(1)] + other + data[label.end(1):])
     result = _merge(shards[0], bad, "--out", tmp_path / "merged")
     assert result.returncode == 2, result.stderr
     assert "sha256" in result.stderr

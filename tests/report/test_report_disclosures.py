@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from certify.assess.trajectory import rate
 from certify.evidence import CellRecord, Evidence
 from certify.report import render_one
 from certify.report.text import pct
@@ -115,7 +116,8 @@ def test_search_discloses_every_trial_and_that_the_verdict_takes_the_worst(
     assert any(headline in n for n in _section(view, "resistance_strong").notes)
     assert "the verdict, which takes the worst cell and checkpoint, reads it" in pdf_text
     # What the disclosure says the verdict reads is what the cell recorded.
-    recorded = max(cp.evals["harm"].metrics["harmful"].value for cp in cell.checkpoints)
+    # The harmful rate the checks read: harmful plus unscored answers (never safe).
+    recorded = max(rate(cp.evals["harm"]).value for cp in cell.checkpoints)
     assert recorded == worst["worst_harmful"]
 
 
