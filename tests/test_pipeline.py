@@ -122,7 +122,11 @@ def _metrics(ev: Evidence) -> dict[str, object]:
     return {c.id: [cp.model_dump(exclude={"seconds"}) for cp in c.checkpoints] for c in ev.cells}
 
 
+@pytest.mark.slow
 def test_killed_audit_resumes_to_identical_metrics(tiny_run: Path, tmp_path: Path) -> None:
+    """A kill at a wall-clock moment of a full ci-smoke audit (73 s). The default suite
+    covers kill-and-resume with tests/test_fault_injection.py (five seeded kill points
+    on a smaller policy, compared field by field with an uninterrupted run)."""
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "certify", "audit", "builtin:tiny-chat", "--policy", "ci-smoke",
            "--out", str(out), "--format", "md", "--quiet"]
