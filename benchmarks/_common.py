@@ -29,19 +29,11 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
-    info: dict[str, Any] = {"cpu": cpu_model(), "cores": os.cpu_count(),
+    from certify.cost.hardware import cpu_name
+
+    info: dict[str, Any] = {"cpu": cpu_name(), "cores": os.cpu_count(),
                             "python": platform.python_version(), "platform": platform.platform(),
                             "load_avg_1m": os.getloadavg()[0]}
     if "torch" in sys.modules:

@@ -7,9 +7,11 @@ the checkout, or CERTIFY_CACHE_DIR. Slow tests run with --runslow.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +59,23 @@ def certify_cli():
     return run_certify
 
 
+def interrupt_after_first_cell(*audit_args: str, out: Path,
+                               env: dict[str, str] | None = None) -> str:
+    """Start ``certify audit``, press Ctrl-C once a cell is finished; its stderr.
+
+    Asserts what every interrupted audit must do: exit 130 and say how to resume."""
+    proc = subprocess.Popen([sys.executable, "-m", "certify", "audit", *audit_args,
+                             "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    while proc.poll() is None and not list((out / "cells").glob("*.json")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 130, err
+    assert "resume" in err
+    return err
+
+
 @dataclass(frozen=True)
 class SignedRun:
     run_dir: Path
@@ -66,39 +85,28 @@ class SignedRun:
     audit_returncode: int
 
 
-@pytest.fixture(scope="session")
-def signed_run(tmp_path_factory: pytest.TempPathFactory, tiny_chat: Path) -> SignedRun:
-    root = tmp_path_factory.mktemp("signed-run")
+def _signed_audit(root: Path, *audit_args: str) -> SignedRun:
+    """Make a key pair under ``root`` and run a signed ci-smoke audit into ``root/run``."""
     keys = run_certify("keygen", "--out", str(root / "keys"))
     assert keys.returncode == 0, keys.stderr
     run_dir = root / "run"
-    out = run_certify("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--out", str(run_dir),
-                      "--key", str(root / "keys" / "certify.key"), "--quiet")
+    out = run_certify("audit", *audit_args, "--policy", "ci-smoke", "--out", str(run_dir),
+                      "--key", str(root / "keys" / "certify.key"))
     assert out.returncode in (0, 1), out.stderr
     return SignedRun(run_dir, root / "keys" / "certify.key", root / "keys" / "certify.pub",
                      out.stdout, out.returncode)
 
 
-@dataclass(frozen=True)
-class DemoRun:
-    run_dir: Path
-    public_key: Path
-    stdout: str
-    returncode: int
+@pytest.fixture(scope="session")
+def signed_run(tmp_path_factory: pytest.TempPathFactory, tiny_chat: Path) -> SignedRun:
+    return _signed_audit(tmp_path_factory.mktemp("signed-run"), "builtin:tiny-chat", "--quiet")
 
 
 @pytest.fixture(scope="session")
-def demo_run(tmp_path_factory: pytest.TempPathFactory, tiny_chat: Path) -> DemoRun:
+def demo_run(tmp_path_factory: pytest.TempPathFactory, tiny_chat: Path) -> SignedRun:
     """The README demo: the defended demo model against the undefended one, signed."""
     from certify.demo.models import ensure_built
 
     ensure_built("tiny-chat-immunized")
-    root = tmp_path_factory.mktemp("demo-run")
-    keys = run_certify("keygen", "--out", str(root / "keys"))
-    assert keys.returncode == 0, keys.stderr
-    run_dir = root / "run"
-    out = run_certify("audit", "builtin:tiny-chat-immunized", "--reference", "builtin:tiny-chat",
-                      "--policy", "ci-smoke", "--out", str(run_dir),
-                      "--key", str(root / "keys" / "certify.key"))
-    assert out.returncode in (0, 1), out.stderr
-    return DemoRun(run_dir, root / "keys" / "certify.pub", out.stdout, out.returncode)
+    return _signed_audit(tmp_path_factory.mktemp("demo-run"), "builtin:tiny-chat-immunized",
+                         "--reference", "builtin:tiny-chat")

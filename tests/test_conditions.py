@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from certify.evidence import Evidence
-from tests.conftest import ROOT, run_certify
+from tests.conftest import ROOT, SignedRun, run_certify
 
 POLICIES = ROOT / "tests" / "policies"
 
@@ -106,7 +106,7 @@ CONDITIONS = ("resistance_strong", "resistance_weak", "stability", "generalizati
               "trainability", "validity")
 
 
-def test_demo_reports_all_five_conditions_and_the_positive_control(demo_run) -> None:  # type: ignore[no-untyped-def]
+def test_demo_reports_all_five_conditions_and_the_positive_control(demo_run: SignedRun) -> None:
     ev = Evidence.read(demo_run.run_dir / "evidence.json")
     assert ev.models["reference"] is not None
     assert set(ev.verdict.conditions) == set(CONDITIONS)
@@ -118,7 +118,7 @@ def test_demo_reports_all_five_conditions_and_the_positive_control(demo_run) -> 
         assert check.verdict in ("pass", "fail", "inconclusive"), (check.id, check.reason)
         assert check.threshold and check.observed, check.id
         assert any(ch.isdigit() for ch in check.reason), check.id  # the numbers are stated
-        assert check.id in demo_run.stdout
+        assert check.id in demo_run.audit_stdout
     # The positive control: the same attacks break the undefended reference.
     assert next(c for c in ev.verdict.checks if c.check == "positive_control").verdict == "pass"
     # Capability came from lm-eval, offline, with task versions, n and stderr.
@@ -129,7 +129,7 @@ def test_demo_reports_all_five_conditions_and_the_positive_control(demo_run) -> 
         assert metrics["acc"].n > 0 and metrics["acc"].stderr is not None, task
 
 
-def test_weak_resistance_is_measured_with_the_defended_model(demo_run) -> None:  # type: ignore[no-untyped-def]
+def test_weak_resistance_is_measured_with_the_defended_model(demo_run: SignedRun) -> None:
     ev = Evidence.read(demo_run.run_dir / "evidence.json")
     weak = next(c for c in ev.verdict.checks if c.check == "weak_resistance")
     measured = [r for r in weak.rows if r["decision"] != "no_reference_break"]

@@ -129,16 +129,17 @@ def kill_and_resume(point: tuple[str, int], out: Path, expected: dict[str, Any],
 
 
 def run_pairs(points: list[tuple[str, int]], tmp_path: Path, reference: Any,
-              record_property: Any) -> None:
+              record_property: Any) -> int:
+    """Kill at each point, resume, compare with the reference; the number that survived."""
     ref_dir, _, ref_exit = reference
     expected = comparable(Evidence.read(ref_dir / "evidence.json"))
     record_property("faults_injected", len(points))
     with ThreadPoolExecutor(max_workers=2) as pool:
         futures = [pool.submit(kill_and_resume, p, tmp_path / f"{i}-{p[0]}-{p[1]}", expected,
                                ref_exit) for i, p in enumerate(points)]
-        for f in futures:
-            f.result()
-    record_property("faults_survived", len(points))
+        survived = sum(f.result() is None for f in futures)  # a failed resume raises here
+    record_property("faults_survived", survived)
+    return survived
 
 
 def test_the_fault_trace_covers_every_phase(reference: Any) -> None:
@@ -151,7 +152,7 @@ def test_killed_audits_resume_to_the_uninterrupted_result(reference: Any, tmp_pa
                                                           record_property: Any) -> None:
     points = kill_points(reference[1], random.Random(SEED))
     assert len(set(points)) == 5
-    run_pairs(points, tmp_path, reference, record_property)
+    assert run_pairs(points, tmp_path, reference, record_property) == len(points)
 
 
 @pytest.mark.slow
@@ -162,7 +163,7 @@ def test_killed_audits_resume_at_random_points(reference: Any, tmp_path: Path,
     rng = random.Random(SEED + 1)
     indices = sorted(rng.sample(range(1, len(trace)), 10))
     points = [(trace[i], trace[: i + 1].count(trace[i])) for i in indices]
-    run_pairs(points, tmp_path, reference, record_property)
+    assert run_pairs(points, tmp_path, reference, record_property) == len(points)
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ import pytest
 
 from certify._io import iter_jsonl, sha256_file
 from certify.evidence import Evidence
-from tests.conftest import ROOT, SignedRun, run_certify
+from tests.conftest import ROOT, SignedRun, interrupt_after_first_cell, run_certify
 
 CANARY_PREFIX = "CANARY-"
 
@@ -149,13 +149,5 @@ def test_killed_audit_resumes_to_identical_metrics(tiny_run: Path, tmp_path: Pat
 
 def test_ctrl_c_exits_130_and_leaves_a_resumable_run(tmp_path: Path, tiny_chat: Path) -> None:
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "certify", "audit", "builtin:tiny-chat",
-                             "--policy", "ci-smoke", "--out", str(out), "--quiet"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    while proc.poll() is None and not list((out / "cells").glob("*.json")):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 130, err
-    assert "resume" in err
+    interrupt_after_first_cell("builtin:tiny-chat", "--policy", "ci-smoke", "--quiet", out=out)
     assert (out / "run.json").is_file() and list((out / "cells").glob("*.json"))

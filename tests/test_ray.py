@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,7 +20,7 @@ import pytest
 from certify.evidence import Evidence
 from certify.run.audit import AuditOptions, audit
 from tests._scale import SCALE_POLICY, cell_metrics, check_verdicts
-from tests.conftest import ROOT, run_certify
+from tests.conftest import interrupt_after_first_cell, run_certify
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
@@ -118,17 +116,9 @@ def test_a_dead_worker_becomes_an_error_cell_and_resumes(cluster: Any, tiny_chat
 def test_ctrl_c_stops_the_ray_run_with_130_and_it_resumes(tiny_chat: Path,
                                                           tmp_path: Path) -> None:
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "certify", "audit", "builtin:tiny-chat", "--policy",
-           SCALE_POLICY, "--out", str(out), "--executor", "ray", "--format", "md", "--quiet"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)
-    while proc.poll() is None and not list((out / "cells").glob("*.json")):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=600)
-    assert proc.returncode == 130, err
-    assert "resume" in err
+    interrupt_after_first_cell("builtin:tiny-chat", "--policy", SCALE_POLICY, "--executor", "ray",
+                               "--format", "md", "--quiet", out=out, env=env)
     done = {p.stem for p in (out / "cells").glob("*.json")}
     assert done and not (out / "evidence.json").exists()
     resumed = run_certify("audit", "builtin:tiny-chat", "--policy", SCALE_POLICY, "--out",

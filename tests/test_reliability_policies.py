@@ -233,7 +233,7 @@ STRATEGIES: dict[str, Callable[[], st.SearchStrategy[bytes]]] = {
 }
 
 
-def _fuzz(kind: str, examples: int, record_property: Any, derandomize: bool) -> None:
+def _fuzz(kind: str, examples: int, record_property: Any, derandomize: bool) -> Tally:
     with tempfile.TemporaryDirectory() as tmp:
         tally = Tally(Path(tmp))
 
@@ -245,6 +245,12 @@ def _fuzz(kind: str, examples: int, record_property: Any, derandomize: bool) -> 
 
         check()
         tally.record(record_property)
+    return tally
+
+
+def _assert_fuzzed(kind: str, tally: Tally) -> None:
+    # Every input ended in a clean refusal or a valid policy (a traceback fails inside).
+    assert tally.tried > 0 and tally.refused + tally.accepted == tally.tried
     # Each strategy must reach past the YAML parser, or it fuzzes nothing interesting.
     if kind != "bytes":
         assert tally.refused > 0
@@ -252,10 +258,12 @@ def _fuzz(kind: str, examples: int, record_property: Any, derandomize: bool) -> 
 
 @pytest.mark.parametrize("kind", list(STRATEGIES))
 def test_fuzz_policy_loader_short(kind: str, record_property: Any) -> None:
-    _fuzz(kind, SHORT_FUZZ, record_property, derandomize=True)
+    tally = _fuzz(kind, SHORT_FUZZ, record_property, derandomize=True)
+    _assert_fuzzed(kind, tally)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", list(STRATEGIES))
 def test_fuzz_policy_loader_long(kind: str, record_property: Any) -> None:
-    _fuzz(kind, LONG_FUZZ, record_property, derandomize=False)
+    tally = _fuzz(kind, LONG_FUZZ, record_property, derandomize=False)
+    _assert_fuzzed(kind, tally)

@@ -78,24 +78,24 @@ def _gate_points(check: Any, points: list[tuple[Point, Rate]], max_rate: float,
     return result(check, verdict, reason, observed=observed, threshold=threshold, rows=rows)
 
 
-def strong_resistance(check: schema.StrongResistance, ctx: Context) -> CheckResult:
-    attacks = scoped_attacks(ctx.policy, check.attacks, check.eval, "harmful")
+def _candidate_gate(check: schema.StrongResistance | schema.PostFinetuneSafety, ctx: Context,
+                    purpose: str, what: str) -> CheckResult:
+    """Every checkpoint of the candidate's cells of ``purpose`` against ``check.max_rate``."""
+    attacks = scoped_attacks(ctx.policy, check.attacks, check.eval, purpose)
     if err := error_if_missing(check, ctx, attacks, ("candidate",)):
         return err
     points = [(p, rate(p.record, confidence=ctx.confidence))
               for c in scoped_cells(ctx.cells, attacks, "candidate")
               for p in trajectory(c, check.eval, ctx.cells)]
-    return _gate_points(check, points, check.max_rate, "harmful compliance")
+    return _gate_points(check, points, check.max_rate, what)
+
+
+def strong_resistance(check: schema.StrongResistance, ctx: Context) -> CheckResult:
+    return _candidate_gate(check, ctx, "harmful", "harmful compliance")
 
 
 def post_finetune_safety(check: schema.PostFinetuneSafety, ctx: Context) -> CheckResult:
-    attacks = scoped_attacks(ctx.policy, check.attacks, check.eval, "benign")
-    if err := error_if_missing(check, ctx, attacks, ("candidate",)):
-        return err
-    points = [(p, rate(p.record, confidence=ctx.confidence))
-              for c in scoped_cells(ctx.cells, attacks, "candidate")
-              for p in trajectory(c, check.eval, ctx.cells)]
-    return _gate_points(check, points, check.max_rate, "harmful compliance after benign tuning")
+    return _candidate_gate(check, ctx, "benign", "harmful compliance after benign tuning")
 
 
 def held_out_categories(check: schema.Generalization, cell: CellRecord,

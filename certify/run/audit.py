@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from certify import environment
 from certify.errors import UsageError
@@ -21,6 +21,9 @@ from certify.plan import Plan, make_plan
 from certify.policy.load import LoadedPolicy, load_policy
 from certify.run.progress import NullProgress, Progress
 from certify.run.rundir import RunDir, storage_errors
+
+if TYPE_CHECKING:
+    from certify.run.collect import RunResult
 
 log = logging.getLogger(__name__)
 
@@ -47,14 +50,6 @@ class AuditOptions:
     key: Path | None = None
     formats: tuple[str, ...] = ("pdf", "html", "junit", "md")
     command: str = ""
-
-
-@dataclass
-class AuditResult:
-    run_dir: Path
-    evidence: Evidence
-    exit_code: int
-    outputs: dict[str, Path] = field(default_factory=dict)
 
 
 def default_out(policy_id: str, model: str) -> Path:
@@ -149,9 +144,9 @@ def worker_setup(loaded: LoadedPolicy, models: dict[str, Any], opts: AuditOption
         gradient_checkpointing=opts.gradient_checkpointing)
 
 
-def audit(opts: AuditOptions, progress: Progress | None = None) -> AuditResult:
+def audit(opts: AuditOptions, progress: Progress | None = None) -> RunResult:
     """Run (or resume) an audit and write its evidence. Raises CertifyError subclasses."""
-    from certify.run.collect import collect
+    from certify.run.collect import RunResult, collect
     from certify.run.device import check as check_device
     from certify.run.executor import execute
 
@@ -183,8 +178,7 @@ def audit(opts: AuditOptions, progress: Progress | None = None) -> AuditResult:
         execute(cells, run_dir, worker_setup(loaded, models, opts), opts, progress)
         evidence = collect(run_dir, loaded, models, plan, datasets, opts)
         outputs = finish(run_dir, evidence, opts, progress)
-    return AuditResult(run_dir.path, evidence, evidence.verdict.exit_code if evidence.verdict
-                       else 3, outputs)
+    return RunResult(run_dir.path, evidence, outputs)
 
 
 def finish(run_dir: RunDir, evidence: Evidence, opts: AuditOptions,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from certify import __version__, environment, registry
@@ -10,6 +12,19 @@ from certify.evidence import Evidence
 from certify.plan import Plan
 from certify.policy.load import LoadedPolicy
 from certify.run.rundir import RunDir
+
+
+@dataclass
+class RunResult:
+    """A finished audit or merge: its run directory, evidence and the reports written."""
+
+    run_dir: Path
+    evidence: Evidence
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def exit_code(self) -> int:
+        return self.evidence.verdict.exit_code if self.evidence.verdict else 3
 
 
 def _attacks(loaded: LoadedPolicy) -> list[dict[str, Any]]:

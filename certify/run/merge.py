@@ -19,12 +19,15 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from certify._io import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes
 from certify.errors import InputError, RunDirError
 from certify.evidence import CellRecord, Evidence
 from certify.run.rundir import FORMAT, MANIFEST, RunDir
+
+if TYPE_CHECKING:
+    from certify.run.collect import RunResult
 
 # role[:3] - attack id (a policy slug) - 10 hex digits; see certify.plan._cell_id.
 CELL_ID = re.compile(r"^(can|ref)-[a-z0-9][a-z0-9_.-]{0,63}-[0-9a-f]{10}$")
@@ -39,14 +42,6 @@ class Shard:
     evidence: Evidence
     cells: dict[str, tuple[CellRecord, bytes, bytes]] = field(default_factory=dict)
     """cell id → (record, cell file bytes, samples file bytes)."""
-
-
-@dataclass
-class MergeResult:
-    run_dir: Path
-    evidence: Evidence
-    exit_code: int
-    outputs: dict[str, Path] = field(default_factory=dict)
 
 
 def _regular_file(base: Path, rel: str) -> Path:
@@ -256,10 +251,10 @@ def _environment(shards: list[Shard]) -> dict[str, Any]:
     return env
 
 
-def merge(dirs: list[Path], out: Path, formats: tuple[str, ...] | None = None) -> MergeResult:
+def merge(dirs: list[Path], out: Path, formats: tuple[str, ...] | None = None) -> RunResult:
     """Merge shard run directories of one audit into ``out``; collect, assess, write evidence."""
     from certify.run.audit import finish
-    from certify.run.collect import collect
+    from certify.run.collect import RunResult, collect
     from certify.run.progress import NullProgress
 
     if not dirs:
@@ -291,8 +286,7 @@ def merge(dirs: list[Path], out: Path, formats: tuple[str, ...] | None = None) -
         evidence.environment = _environment(shards)
         evidence.run["merged_from"] = run_dir.manifest()["merged_from"]
         outputs = finish(run_dir, evidence, opts, NullProgress())
-    code = evidence.verdict.exit_code if evidence.verdict else 3
-    return MergeResult(run_dir.path, evidence, code, outputs)
+    return RunResult(run_dir.path, evidence, outputs)
 
 
 def merge_runs(dirs: list[Path], out: Path) -> int:
