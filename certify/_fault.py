@@ -10,6 +10,9 @@ Named points in the run call :func:`reached`. Two environment variables drive it
       out-of-memory error surfaces where training or generation would hit it;
     - ``enospc``: raise ``OSError(ENOSPC)``, as a full disk does in ``write``.
 
+``CERTIFY_TEST_FAULT_RANK=R``
+    inject only in the process of rank R of an FSDP gang (``RANK``, as torchrun sets it).
+
 ``CERTIFY_TEST_FAULT_TRACE=FILE``
     append every point reached to FILE, one name a line, so a test can choose fault
     points from a real uninterrupted run.
@@ -27,6 +30,7 @@ import os
 import signal
 
 FAULT_VAR = "CERTIFY_TEST_FAULT"
+RANK_VAR = "CERTIFY_TEST_FAULT_RANK"
 TRACE_VAR = "CERTIFY_TEST_FAULT_TRACE"
 ACTIONS = ("kill", "oom", "enospc")
 _counts: dict[str, int] = {}
@@ -41,6 +45,9 @@ def reached(point: str) -> None:
     if trace:
         with open(trace, "a", encoding="utf-8") as f:
             f.write(point + "\n")
+    rank = os.environ.get(RANK_VAR)
+    if rank is not None and os.environ.get("RANK") != rank:
+        return
     if spec and _matches(spec, point, _counts[point]):
         _inject(spec.split(":", 1)[0])
 

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -101,13 +101,99 @@ def make_schedule(optimizer: torch.optim.Optimizer, name: str, warmup: int,
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def response_loss(model: Any, ids: torch.Tensor, mask: torch.Tensor,
-                  labels: torch.Tensor) -> torch.Tensor:
-    """Mean next-token cross-entropy over response tokens."""
+@dataclass(frozen=True)
+class Optim:
+    """An attack's optimizer and schedule as plain data (every FSDP rank builds the same)."""
+
+    name: str
+    lr: float
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup: int = 0
+    max_steps: int = 1
+    grad_clip: float | None = 1.0
+
+    def build(self, params: Any) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+        optimizer = make_optimizer(params, self.name, self.lr, self.weight_decay)
+        return optimizer, make_schedule(optimizer, self.schedule, self.warmup, self.max_steps)
+
+
+def response_loss(model: Any, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
+                  reduction: str = "mean") -> torch.Tensor:
+    """Next-token cross-entropy over response tokens (their mean, or with "sum" their sum)."""
     logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1]
     target = labels[:, 1:]
     return torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=-100)
+        logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=-100,
+        reduction=reduction)
+
+
+class DataParallel(Protocol):
+    """This process's place in a data-parallel (FSDP) step: it trains rows rank::world."""
+
+    rank: int
+    world: int
+
+    def all_sum(self, value: torch.Tensor) -> torch.Tensor: ...
+
+
+class Stepper:
+    """One optimizer step on a batch; with ``group``, this process's share of a sharded step.
+
+    Sharded, each rank takes rows ``rank::world`` of the same global batch and scales
+    its summed loss by ``world / (response tokens in the global batch)``: FSDP averages
+    gradients over ranks, so the update is the one a single process would make on the
+    whole batch. The reported loss is the global mean, identical on every rank, so a
+    non-finite loss stops every rank at the same point.
+    """
+
+    def __init__(self, model: Any, optimizer: torch.optim.Optimizer,
+                 schedule: torch.optim.lr_scheduler.LambdaLR | None, *, device: str = "cpu",
+                 grad_clip: float | None = 1.0, autocast_dtype: torch.dtype | None = None,
+                 loss_fn: Callable[..., torch.Tensor] = response_loss,
+                 group: DataParallel | None = None) -> None:
+        if group is not None and loss_fn is not response_loss:
+            raise ValueError("a sharded step computes the response loss itself")
+        self.model, self.optimizer, self.schedule = model, optimizer, schedule
+        self.device, self.grad_clip, self.loss_fn, self.group = device, grad_clip, loss_fn, group
+        self.autocast_dtype = autocast_dtype
+        # float16 autocast needs loss scaling or small gradients underflow to zero and the
+        # attack silently trains less; bfloat16 has float32's range and needs none.
+        self.scaler = torch.amp.GradScaler(device.split(":")[0],
+                                           enabled=autocast_dtype == torch.float16)
+
+    def __call__(self, step: int, ids: torch.Tensor, mask: torch.Tensor,
+                 labels: torch.Tensor) -> float:
+        ids, mask, labels = ids.to(self.device), mask.to(self.device), labels.to(self.device)
+        with torch.autocast(device_type=self.device.split(":")[0], dtype=self.autocast_dtype,
+                            enabled=self.autocast_dtype is not None):
+            loss, value = self._loss(ids, mask, labels)
+        if not math.isfinite(value):
+            raise CellError("non_finite_loss", f"training loss became {value} at step {step}",
+                            hint="lower the learning rate or enable gradient clipping; the cell "
+                                 "is recorded as an error, never as broken or safe")
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if self.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(
+                [p for g in self.optimizer.param_groups for p in g["params"]], self.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.schedule is not None:
+            self.schedule.step()
+        return value
+
+    def _loss(self, ids: torch.Tensor, mask: torch.Tensor,
+              labels: torch.Tensor) -> tuple[torch.Tensor, float]:
+        if self.group is None:
+            loss = self.loss_fn(self.model, ids, mask, labels)
+            return loss, float(loss.detach())
+        n = max(1, int((labels[:, 1:] != -100).sum()))
+        rows = slice(self.group.rank, None, self.group.world)
+        total = response_loss(self.model, ids[rows], mask[rows], labels[rows], reduction="sum")
+        value = float(self.group.all_sum(total.detach().float().clone())) / n
+        return total * (self.group.world / n), value
 
 
 def train(model: Any, batch_iter: Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
@@ -115,38 +201,24 @@ def train(model: Any, batch_iter: Iterator[tuple[torch.Tensor, torch.Tensor, tor
           max_steps: int, checkpoints: Sequence[int],
           on_checkpoint: Callable[[TrainState], bool], *, device: str = "cpu",
           grad_clip: float | None = 1.0, autocast_dtype: torch.dtype | None = None,
-          loss_fn: Callable[..., torch.Tensor] = response_loss) -> TrainState:
-    """Train up to ``max_steps``; call ``on_checkpoint`` at each checkpoint (True = stop)."""
+          loss_fn: Callable[..., torch.Tensor] = response_loss,
+          group: DataParallel | None = None) -> TrainState:
+    """Train up to ``max_steps``; call ``on_checkpoint`` at each checkpoint (True = stop).
+
+    ``batch_iter`` yields global batches; with ``group`` this process trains its rows of
+    each (the costs in the state are the global batch's).
+    """
     state = TrainState()
     wanted = sorted({c for c in checkpoints if 0 <= c <= max_steps})
     if 0 in wanted and on_checkpoint(state):
         return state
+    step_fn = Stepper(model, optimizer, schedule, device=device, grad_clip=grad_clip,
+                      autocast_dtype=autocast_dtype, loss_fn=loss_fn, group=group)
     model.train()
-    # float16 autocast needs loss scaling or small gradients underflow to zero and the
-    # attack silently trains less; bfloat16 has float32's range and needs none.
-    scaler = torch.amp.GradScaler(device.split(":")[0],
-                                  enabled=autocast_dtype == torch.float16)
     started = time.perf_counter()
     for step in range(1, max_steps + 1):
-        ids, mask, labels = (t.to(device) for t in next(batch_iter))
-        with torch.autocast(device_type=device.split(":")[0], dtype=autocast_dtype,
-                            enabled=autocast_dtype is not None):
-            loss = loss_fn(model, ids, mask, labels)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise CellError("non_finite_loss", f"training loss became {value} at step {step}",
-                            hint="lower the learning rate or enable gradient clipping; the cell "
-                                 "is recorded as an error, never as broken or safe")
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        if grad_clip:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(
-                [p for g in optimizer.param_groups for p in g["params"]], grad_clip)
-        scaler.step(optimizer)
-        scaler.update()
-        if schedule is not None:
-            schedule.step()
+        ids, mask, labels = next(batch_iter)
+        value = step_fn(step, ids, mask, labels)
         state.step, state.samples = step, state.samples + ids.shape[0]
         state.tokens += int(mask.sum())
         state.last_loss = value

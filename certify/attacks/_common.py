@@ -55,15 +55,12 @@ def fit(run: Any, model: Any, examples: list[Any], p: FinetuneParams) -> Any:
 def fit_batches(run: Any, model: Any, batch_iter: Iterator[Any], p: FinetuneParams,
                 checkpoints: Sequence[int] | None = None) -> Any:
     """Train on pre-built batches (e.g. a two-phase curriculum) with p's optimizer and schedule."""
-    from certify import train
+    from certify.train import Optim
 
-    optimizer = train.make_optimizer(model.parameters(), p.optimizer, p.learning_rate,
-                                     p.weight_decay)
-    schedule = train.make_schedule(optimizer, p.schedule, warmup_steps(p), p.max_steps)
-    return train.train(model, batch_iter, optimizer, schedule, p.max_steps,
-                       run.checkpoints if checkpoints is None else checkpoints,
-                       lambda state: run.checkpoint(state, model), device=run.device,
-                       grad_clip=p.grad_clip, autocast_dtype=run.autocast_dtype)
+    optim = Optim(p.optimizer, p.learning_rate, p.weight_decay, p.schedule, warmup_steps(p),
+                  p.max_steps, p.grad_clip)
+    return run.train(model, batch_iter, optim, p.batch_size,
+                     run.checkpoints if checkpoints is None else checkpoints)
 
 
 def warmup_steps(p: FinetuneParams) -> int:

@@ -40,6 +40,9 @@ def _shard(value: str | None) -> tuple[int, int] | None:
 @click.option("--ray-address", default=None, help="Ray cluster address (default: start/attach).")
 @click.option("--shard", default=None, help="Run only shard I of N cells (I/N); see merge.")
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--fsdp", type=click.IntRange(min=1), default=1, show_default=True, metavar="N",
+              help="Shard each full fine-tuning cell over N processes (N GPUs with "
+                   "--device cuda) with FSDP.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32",
               show_default=True, help="Weight dtype when loading models.")
 @click.option("--autocast", type=click.Choice(["bfloat16", "float16"]), default=None,
@@ -57,7 +60,7 @@ def _shard(value: str | None) -> tuple[int, int] | None:
 def audit(model: str, policy: str, reference: str | None, out: Path | None, resume: bool,
           overlays: tuple[str, ...], key: Path | None, revision: str | None,
           reference_revision: str | None, executor: str, ray_address: str | None,
-          shard: str | None, device: str, dtype: str, autocast: str | None,
+          shard: str | None, device: str, fsdp: int, dtype: str, autocast: str | None,
           gradient_checkpointing: bool, trust_remote_code: bool, allow_pickle: bool,
           allow_drift: bool, formats: str, dry_run: bool, as_json: bool, quiet: bool) -> None:
     """Audit MODEL against POLICY: attack it, measure, decide, and write evidence."""
@@ -68,7 +71,7 @@ def audit(model: str, policy: str, reference: str | None, out: Path | None, resu
     opts = AuditOptions(
         model=model, policy=policy, reference=reference, out=out, overlays=overlays,
         revision=revision, reference_revision=reference_revision, executor=executor,
-        ray_address=ray_address, shard=_shard(shard), device=device, dtype=dtype,
+        ray_address=ray_address, shard=_shard(shard), device=device, fsdp=fsdp, dtype=dtype,
         autocast=autocast, gradient_checkpointing=gradient_checkpointing,
         trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, allow_drift=allow_drift,
         key=key, formats=tuple(f for f in formats.split(",") if f),

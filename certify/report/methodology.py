@@ -149,13 +149,19 @@ def environment(evidence: Evidence) -> tuple[list[tuple[str, str]], list[tuple[s
             ("platform", one_line(env.get("platform"), 200)),
             ("hardware", _kv(hardware)),
             ("command", one_line(run.get("command"), 600)),
-            ("executor / device / dtype", one_line(f"{run.get('executor')} / {run.get('device')}"
-                                                   f" / {run.get('dtype')}", 120)),
+            ("executor / device / dtype", one_line(f"{run.get('executor')}{_fsdp(run)} / "
+                                                   f"{run.get('device')} / {run.get('dtype')}",
+                                                   120)),
             ("started / collected", one_line(f"{run.get('created')} / {run.get('collected')}",
                                              80)),
             ("resumed", num(len(run.get("resumes") or [])) + " time(s)")]
     packages = [(one_line(k, 60), one_line(v, 60)) for k, v in (env.get("packages") or {}).items()]
     return rows, packages
+
+
+def _fsdp(run: dict[str, Any]) -> str:
+    processes = run.get("fsdp") or 1
+    return f" (FSDP over {num(processes)} processes)" if processes != 1 else ""
 
 
 def digest_index(evidence: Evidence, evidence_sha256: str) -> list[tuple[str, str, str]]:

@@ -41,6 +41,8 @@ class AuditOptions:
     ray_address: str | None = None
     shard: tuple[int, int] | None = None
     device: str = "cpu"
+    fsdp: int = 1
+    """Processes (GPUs with --device cuda) that train each full fine-tuning cell (FSDP)."""
     dtype: str = "float32"
     autocast: str | None = None
     gradient_checkpointing: bool = False
@@ -120,7 +122,8 @@ def _manifest(loaded: LoadedPolicy, models: dict[str, Any], plan: Plan,
                    for role, (src, ident) in models.items()},
         "versions": environment.drift_versions(),
         # Numerics: resuming with other settings would mix numbers from two setups.
-        "numerics": {"device": opts.device, "dtype": opts.dtype, "autocast": opts.autocast},
+        "numerics": {"device": opts.device, "dtype": opts.dtype, "autocast": opts.autocast,
+                     "fsdp": opts.fsdp},
         "plan": plan.summary(),
     }
 

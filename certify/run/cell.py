@@ -50,8 +50,9 @@ class CellRun:
     """The context an attack recipe runs in."""
 
     def __init__(self, spec: CellSpec, handle: ModelHandle, evaluators: dict[str, Evaluator],
-                 policy: Policy, autocast_dtype: Any = None) -> None:
+                 policy: Policy, autocast_dtype: Any = None, gang: Any = None) -> None:
         self.spec, self.handle, self.evaluators, self.policy = spec, handle, evaluators, policy
+        self.gang = gang
         self.seed = spec.seed
         self.checkpoints = spec.checkpoints
         self.tokenizer = handle.tokenizer
@@ -94,14 +95,39 @@ class CellRun:
         return [Example(r.prompt, r.response or "", system) for r in chosen]
 
     def trainable_model(self) -> Any:
-        """The model, all weights trainable (restored from the snapshot after the cell)."""
-        model = self.handle.trainable()
-        self.n_trainable = sum(p.numel() for p in model.parameters())
+        """The model, all weights trainable (restored from the snapshot after the cell).
+
+        With ``--fsdp`` it is a sharded copy trained by every process of the gang; the
+        handle's model receives its weights at each checkpoint and is what is evaluated.
+        """
+        if self.gang is None:
+            model = self.handle.trainable()
+        else:
+            self.handle.dirty = True  # gathered weights land in the handle's model
+            model = self.gang.shard(self.handle)
+            self.note(fsdp={"processes": self.gang.world, "backend": self.gang.group.backend})
+        self.n_trainable = sum(p.numel() for p in self.handle.model.parameters())
         return model
 
     def frozen_model(self) -> Any:
         """The model with frozen weights, for adapter methods that leave them untouched."""
         return self.handle.model
+
+    def train(self, model: Any, batch_iter: Any, optim: Any, batch_size: int,
+              checkpoints: Any) -> Any:
+        """Train ``model`` on global batches to optim.max_steps, evaluating at ``checkpoints``."""
+        from certify import train
+
+        optimizer, schedule = optim.build(model.parameters())
+        args = (optimizer, schedule, optim.max_steps, checkpoints,
+                lambda state: self.checkpoint(state, model))
+        kwargs = {"device": self.device, "grad_clip": optim.grad_clip,
+                  "autocast_dtype": self.autocast_dtype}
+        if self.gang is None or model is not self.gang.model:  # LoRA: this process alone
+            return train.train(model, batch_iter, *args, **kwargs)
+        with self.gang.fitting(optim, self.autocast_dtype, batch_size,
+                               self.handle.model) as relay:
+            return train.train(model, relay(batch_iter), *args, group=self.gang.group, **kwargs)
 
     def note(self, **values: Any) -> None:
         """Attack-specific disclosures that go into the evidence (e.g. cipher competence)."""
@@ -110,6 +136,10 @@ class CellRun:
     def checkpoint(self, state: Any, model: Any = None) -> bool:
         """Evaluate at this step, record it, and return True when the cell should stop."""
         model = model if model is not None else self.handle.model
+        if self.gang is not None and model is self.gang.model:
+            if state.step > 0:
+                self.gang.gather_into(self.handle.model)
+            model = self.handle.model
         final = state.step >= self.spec.max_steps
         record = self._evaluate(state, model, self.spec.evaluate + (
             self.spec.evaluate_final if final else []))
@@ -173,7 +203,7 @@ class CellRun:
             worker=hostname_hash())
 
 
-def _is_out_of_memory(exc: BaseException) -> bool:
+def is_out_of_memory(exc: BaseException) -> bool:
     import torch
 
     if isinstance(exc, torch.OutOfMemoryError | MemoryError):
@@ -187,7 +217,7 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 def _as_cell_error(exc: BaseException) -> CellError:
     if isinstance(exc, CellError):
         return exc
-    if _is_out_of_memory(exc):
+    if is_out_of_memory(exc):
         return CellError("out_of_memory", f"out of memory: {str(exc).splitlines()[0][:200]}",
                          hint="use a smaller batch_size, the lora attack, --dtype bfloat16 or "
                               "--gradient-checkpointing")
@@ -199,12 +229,13 @@ def _as_cell_error(exc: BaseException) -> CellError:
 
 
 def run_cell(spec: CellSpec, handle: ModelHandle, evaluators: dict[str, Evaluator],
-             policy: Policy, autocast_dtype: Any = None) -> tuple[CellRecord, list[dict[str, Any]]]:
+             policy: Policy, autocast_dtype: Any = None,
+             gang: Any = None) -> tuple[CellRecord, list[dict[str, Any]]]:
     """Run one cell to completion (or error); return its record and its per-sample rows."""
     started, t0 = _now(), time.perf_counter()
     handle.restore()
     seed_everything(spec.seed)
-    run = CellRun(spec, handle, evaluators, policy, autocast_dtype)
+    run = CellRun(spec, handle, evaluators, policy, autocast_dtype, gang)
     attack = registry.get("attack", spec.technique)
     status: Literal["ok", "error"]
     error: ErrorInfo | None
@@ -217,4 +248,7 @@ def run_cell(spec: CellSpec, handle: ModelHandle, evaluators: dict[str, Evaluato
         err = _as_cell_error(exc)
         log.error("cell %s failed: %s\n%s", spec.id, err.message, traceback.format_exc())
         status, error = "error", ErrorInfo(kind=err.kind, message=err.message, hint=err.hint)
+    finally:
+        if gang is not None:
+            gang.release()
     return run.record(status, error, started, time.perf_counter() - t0), run.samples

@@ -34,8 +34,32 @@ def check_device_here(device: str, dtype: str, autocast: str | None) -> None:
                          hint="use --dtype float16, or --autocast float16 (with loss scaling)")
 
 
+def check_fsdp(processes: int, device: str, autocast: str | None) -> None:
+    """Raise UsageError when ``--fsdp N`` cannot run with these options on this machine."""
+    if processes == 1:
+        return
+    if autocast == "float16":
+        raise UsageError("--fsdp with --autocast float16: loss scaling is not implemented for "
+                         "sharded training", hint="use --autocast bfloat16 (no loss scaling "
+                                                  "needed), or --fsdp 1")
+    if device != "cuda":
+        return
+    import torch
+
+    have = torch.cuda.device_count()
+    if have < processes:
+        raise UsageError(f"--fsdp {processes} --device cuda needs {processes} GPUs on this "
+                         f"machine; torch sees {have}",
+                         hint=f"use --fsdp {have}" if have > 1 else "use --fsdp 1")
+
+
 def check(opts: Any) -> None:
     """Driver-side checks of ``AuditOptions``: Ray importable, device usable when local."""
+    if opts.executor == "ray" and opts.fsdp > 1:
+        raise UsageError("--fsdp with --executor ray is not supported: a gang of FSDP "
+                         "processes runs on one machine",
+                         hint="run one `certify audit --fsdp N --shard I/M` per machine and "
+                              "`certify merge` the shards (docs/scale.md)")
     if opts.executor == "ray":
         from certify.run.ray_executor import import_ray
 
@@ -44,3 +68,4 @@ def check(opts: Any) -> None:
             check_device_here("cpu", opts.dtype, opts.autocast)
         return
     check_device_here(opts.device, opts.dtype, opts.autocast)
+    check_fsdp(opts.fsdp, opts.device, opts.autocast)

@@ -1,8 +1,9 @@
 """Executors: run pending cells and hand each result to the driver, which writes it.
 
 ``local`` runs cells in this process, grouped by model so each model is loaded
-once. ``ray`` (certify.run.ray_executor) fans cells out to Ray workers. Either way
-only the driver writes the run directory, so resume is the same.
+once; with ``--fsdp N`` (certify.run.gang) each full fine-tuning cell is sharded
+over N processes. ``ray`` (certify.run.ray_executor) fans cells out to Ray workers.
+Whichever runs them, only the driver writes the run directory, so resume is the same.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from certify import _fault
 from certify.errors import Interrupted, UsageError
+from certify.evidence import CellRecord, ErrorInfo
 from certify.plan import CellSpec
 from certify.run.progress import Progress
 from certify.run.rundir import RunDir
@@ -33,7 +35,11 @@ def execute(cells: list[CellSpec], run_dir: RunDir, setup: Any, opts: Any,
     try:
         if not todo:
             return
-        if opts.executor == "local":
+        if opts.executor == "local" and opts.fsdp > 1:
+            from certify.run.gang import run_gang
+
+            run_gang(todo, run_dir, setup, progress, opts.fsdp)
+        elif opts.executor == "local":
             run_local(todo, run_dir, setup, progress)
         elif opts.executor == "ray":
             from certify.run.ray_executor import run_ray
@@ -62,3 +68,15 @@ def run_local(todo: list[CellSpec], run_dir: RunDir, setup: Any, progress: Progr
         record, samples = worker.run(spec)
         run_dir.write_cell(record, samples)
         progress.cell_finished(record)
+
+
+def died_record(spec: CellSpec, message: str) -> CellRecord:
+    """The record of a cell whose worker process died (killed for memory, crashed)."""
+    return CellRecord(
+        id=spec.id, role=spec.role, attack_id=spec.attack_id,  # type: ignore[arg-type]
+        technique=spec.technique, technique_version=spec.technique_version,
+        purpose=spec.purpose, params=spec.params, seed=spec.seed,  # type: ignore[arg-type]
+        max_steps=spec.max_steps, status="error",
+        error=ErrorInfo(kind="worker_died", message=message,
+                        hint="often the machine ran out of memory; resume to retry the cell, "
+                             "with more memory, --dtype bfloat16 or a smaller batch"))

@@ -120,8 +120,8 @@ def _identity(shard: Shard) -> dict[str, Any]:
         "models": {role: (x["spec"], x["root_digest"]) for role, x in m["models"].items()},
         "versions": m["versions"],
         "plan": [c["id"] for c in m["plan"]],
-        "device, dtype and autocast": (ev.run.get("device"), ev.run.get("dtype"),
-                                       ev.run.get("autocast")),
+        "device, dtype, autocast and fsdp": (ev.run.get("device"), ev.run.get("dtype"),
+                                             ev.run.get("autocast"), ev.run.get("fsdp", 1)),
     }
 
 
@@ -138,7 +138,8 @@ def check_same_audit(shards: list[Shard]) -> None:
         raise InputError("cannot merge: the run directories are not shards of one audit; "
                          + "; ".join(problems),
                          hint="merge only the --shard runs of one `certify audit` command "
-                              "(same policy files, models, versions, --dtype and --autocast)")
+                              "(same policy files, models, versions, --dtype, --autocast and "
+                              "--fsdp)")
 
 
 def _not_running(shard: Shard) -> None:
@@ -236,8 +237,8 @@ def _options(shards: list[Shard], dirs: list[Path], out: Path) -> Any:
     return AuditOptions(
         model=str(ev.models["candidate"]["spec"] if ev.models["candidate"] else ""),
         policy=str(ev.policy["source"]), executor="+".join(executors),
-        device=str(ev.run.get("device")), dtype=str(ev.run.get("dtype")),
-        autocast=ev.run.get("autocast"),
+        device=str(ev.run.get("device")), fsdp=int(ev.run.get("fsdp", 1)),
+        dtype=str(ev.run.get("dtype")), autocast=ev.run.get("autocast"),
         gradient_checkpointing=bool(ev.run.get("gradient_checkpointing")),
         command="certify merge " + " ".join(str(d) for d in dirs) + f" --out {out}")
 

@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from certify.errors import CertifyError, ModelError, RunError, UsageError
-from certify.evidence import CellRecord, ErrorInfo
+from certify.evidence import CellRecord
 from certify.plan import CellSpec
+from certify.run.executor import died_record
 from certify.run.progress import Progress
 from certify.run.rundir import RunDir
 
@@ -191,15 +192,7 @@ def _cause(error: Any) -> str:
 
 
 def _died(spec: CellSpec, error: Any) -> CellRecord:
-    """The record of a cell whose worker process died (killed for memory, crashed)."""
-    return CellRecord(
-        id=spec.id, role=spec.role, attack_id=spec.attack_id,  # type: ignore[arg-type]
-        technique=spec.technique, technique_version=spec.technique_version,
-        purpose=spec.purpose, params=spec.params, seed=spec.seed,  # type: ignore[arg-type]
-        max_steps=spec.max_steps, status="error",
-        error=ErrorInfo(kind="worker_died", message=f"the Ray worker running this cell died: "
-                        f"{_cause(error)}", hint="often the node ran out of memory; resume to "
-                        "retry the cell, with more memory, --dtype bfloat16 or a smaller batch"))
+    return died_record(spec, f"the Ray worker running this cell died: {_cause(error)}")
 
 
 class _Dispatcher:

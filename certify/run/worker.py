@@ -36,7 +36,7 @@ class WorkerSetup:
 
 
 class Worker:
-    def __init__(self, setup: WorkerSetup) -> None:
+    def __init__(self, setup: WorkerSetup, gang: Any = None) -> None:
         from certify.models.load import LoadOptions, ModelPool
         from certify.models.source import ModelIdentity, ModelSource
 
@@ -45,6 +45,8 @@ class Worker:
 
             torch.set_num_threads(setup.threads)
         self.setup = setup
+        self.gang = gang
+        """With ``--fsdp``: the leader's side of the gang (certify.run.gang.Leader)."""
         self.policy = Policy.model_validate(setup.policy)
         sources = {}
         for role, m in setup.models.items():
@@ -74,4 +76,5 @@ class Worker:
 
         evaluators = {e: self.evaluator(e) for e in spec.evaluate + spec.evaluate_final}
         autocast = getattr(torch, self.setup.autocast) if self.setup.autocast else None
-        return run_cell(spec, self.pool.get(spec.role), evaluators, self.policy, autocast)
+        return run_cell(spec, self.pool.get(spec.role), evaluators, self.policy, autocast,
+                        gang=self.gang)

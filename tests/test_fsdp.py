@@ -1,0 +1,134 @@
+"""``--fsdp N``: full fine-tuning cells trained by a gang of N processes (FSDP2).
+
+Here the gang is gloo processes on the CPU; on a GPU machine the same code runs NCCL
+with one process per GPU (not exercised in CI, which has no GPU). The acceptance
+test: the scale-tiny audit with ``--fsdp 2`` gives the single-process run's per-cell
+metrics and verdicts. The sharded step makes the update a single process makes on
+the whole batch; only the order of float sums differs, so losses agree to 1e-4 and
+every judged count is identical.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from certify.evidence import Evidence
+from certify.report.methodology import environment
+from tests._scale import SCALE_POLICY, audit_once, cell_metrics, check_verdicts
+from tests.conftest import ROOT, run_certify
+
+ERRORS_POLICY = str(ROOT / "tests" / "policies" / "fsdp-errors.yaml")
+
+
+def _events(run: Path, name: str) -> list[dict[str, Any]]:
+    lines = (run / "events.jsonl").read_text().splitlines()
+    return [e for e in map(json.loads, lines) if e["event"] == name]
+
+
+def _without_losses(metrics: dict[str, Any]) -> tuple[dict[str, Any], list[float]]:
+    """Per-cell metrics with the losses taken out (compared with a tolerance)."""
+    losses: list[float] = []
+    for cell in metrics.values():
+        points = []
+        for step, samples, tokens, loss, evals in cell["checkpoints"]:
+            losses.append(loss if loss is not None else float("nan"))
+            points.append((step, samples, tokens, evals))
+        cell["checkpoints"] = points
+    return metrics, losses
+
+
+def _same_cells(a: Evidence, b: Evidence) -> None:
+    cells_a, losses_a = _without_losses(cell_metrics(a))
+    cells_b, losses_b = _without_losses(cell_metrics(b))
+    assert cells_b == cells_a
+    assert losses_b == pytest.approx(losses_a, abs=1e-4, nan_ok=True)
+
+
+@pytest.fixture(scope="module")
+def sharded(tiny_chat: Path) -> Evidence:
+    run_dir, code = audit_once("fsdp-2", fsdp=2)
+    assert code == 1
+    return Evidence.read(run_dir / "evidence.json")
+
+
+def test_fsdp_audit_gives_the_same_cells_as_one_process(sharded: Evidence) -> None:
+    run_dir, code = audit_once("unsharded")
+    single = Evidence.read(run_dir / "evidence.json")
+    assert code == 1
+    _same_cells(sharded, single)
+    assert check_verdicts(sharded) == check_verdicts(single)
+    # The full fine-tuning cell stopped early at the same step in both.
+    assert any(c.early_stop for c in sharded.cells)
+
+
+def test_fsdp_is_recorded_in_the_evidence(sharded: Evidence) -> None:
+    assert sharded.run["fsdp"] == 2
+    by_technique = {c.technique: c.notes.get("fsdp") for c in sharded.cells}
+    # Only the cell that trains every weight is sharded; LoRA and baselines run on rank 0.
+    assert by_technique == {"sft": {"processes": 2, "backend": "gloo"}, "lora": None,
+                            "none": None}
+    run_dir = Path(audit_once("fsdp-2", fsdp=2)[0])
+    assert [e["processes"] for e in _events(run_dir, "fsdp_start")] == [2]
+    rows = dict(environment(sharded)[0])
+    assert rows["executor / device / dtype"] == "local (FSDP over 2 processes) / cpu / float32"
+
+
+def test_resuming_with_another_fsdp_is_refused(sharded: Evidence, tmp_path: Path) -> None:
+    run_dir = Path(audit_once("fsdp-2", fsdp=2)[0])
+    out = run_certify("audit", "builtin:tiny-chat", "--policy", SCALE_POLICY, "--out",
+                      str(run_dir), "--format", "md")
+    assert out.returncode == 2, out.stderr
+    assert "--fsdp 2 → 1" in out.stderr
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--fsdp", "0"], "0 is not in the range x>=1"),
+    (["--fsdp", "2", "--executor", "ray"], "--fsdp with --executor ray is not supported"),
+    (["--fsdp", "2", "--autocast", "float16"], "use --autocast bfloat16"),
+    (["--fsdp", "2", "--device", "cuda"], "sees no CUDA GPU"),
+])
+def test_impossible_fsdp_options_are_refused_before_anything_runs(
+        args: list[str], says: str, tmp_path: Path) -> None:
+    out = run_certify("audit", "builtin:tiny-chat", "--policy", SCALE_POLICY,
+                      "--out", str(tmp_path / "run"), *args)
+    assert out.returncode == 2, out.stderr
+    assert says in out.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_errors_every_rank_sees_are_cell_errors_and_the_gang_carries_on(
+        tiny_chat: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = run_certify("audit", "builtin:tiny-chat", "--policy", ERRORS_POLICY, "--fsdp",
+                         "2", "--out", str(out), "--format", "md")
+    assert result.returncode == 3, result.stderr
+    ev = Evidence.read(out / "evidence.json")
+    status = {c.attack_id: (c.status, c.error and c.error.kind) for c in ev.cells}
+    assert status == {"baseline": ("ok", None), "diverge": ("error", "non_finite_loss"),
+                      "one-row": ("error", "batch_too_small"), "full": ("ok", None),
+                      "lora": ("ok", None)}
+    assert len(_events(out, "fsdp_start")) == 1  # no process was lost or restarted
+
+
+def test_a_killed_rank_fails_its_cell_and_the_run_resumes(sharded: Evidence,
+                                                          tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ("audit", "builtin:tiny-chat", "--policy", SCALE_POLICY, "--fsdp", "2", "--out",
+            str(out), "--format", "md")
+    # SIGKILL rank 1 (not the leader) after its 3rd optimizer step of the sharded cell.
+    killed = run_certify(*args, env={"CERTIFY_TEST_FAULT": "kill:train_step@3",
+                                     "CERTIFY_TEST_FAULT_RANK": "1"})
+    assert killed.returncode == 3, killed.stderr
+    ev = Evidence.read(out / "evidence.json")
+    status = {c.technique: (c.status, c.error and c.error.kind) for c in ev.cells}
+    assert status == {"sft": ("error", "worker_died"), "lora": ("ok", None),
+                      "none": ("ok", None)}
+    # A fresh gang took the cells left after the one that was lost.
+    assert len(_events(out, "fsdp_start")) == 2
+    resumed = run_certify(*args)
+    assert resumed.returncode == 1, resumed.stderr
+    _same_cells(Evidence.read(out / "evidence.json"), sharded)
