@@ -208,6 +208,23 @@ def test_7b_full_fine_tune_in_bfloat16_fits_an_80_gib_gpu() -> None:
     assert report.feasible
 
 
+def test_7b_full_fine_tune_fits_40_gib_gpus_only_with_fsdp() -> None:
+    gpus = machine("cuda", memory_gib=40, host_gib=256, rate=300e12)
+    options = {"device": "cuda", "dtype": "bfloat16", "gradient_checkpointing": True}
+    alone = dry_run(opts(str(LLAMA7B), "nist-800-1", **options), machine=gpus)
+    sharded = dry_run(opts(str(LLAMA7B), "nist-800-1", fsdp=8, **options), machine=gpus)
+    assert not alone.memory["fits"]
+    assert "--fsdp N" in next(w for w in alone.warnings if w.startswith("DOES NOT FIT"))
+    assert sharded.memory["fits"] and sharded.memory["worst_mode"] == "full", sharded.memory
+    parts, n = sharded.memory["components"], 6_738_415_616
+    # Rank 0: the model it evaluates (2 B/param in bfloat16), and 1/8 of the training
+    # copy, its gradients and AdamW's two moments (8 B/param in all).
+    assert parts["weights"] == 2 * n
+    assert parts["shard"] + parts["gradients"] + parts["optimizer"] == pytest.approx(n)
+    # Training runs on 8 GPUs; the evaluations still run on one.
+    assert alone.seconds / 8 < sharded.seconds < alone.seconds
+
+
 def test_sb1047_on_tiny_chat_explains_why_a_cpu_cannot_run_it() -> None:
     report = dry_run(opts("builtin:tiny-chat", "sb1047"), machine=machine(rate=50e9))
     assert not report.feasible and report.memory["fits"]

@@ -29,8 +29,8 @@ def _handle(**options: Any) -> ModelHandle:
 
 
 def _fit(handle: ModelHandle, steps: int = 6, autocast: torch.dtype | None = None,
-         lora: bool = False) -> list[float]:
-    """A few real optimizer steps on harmful-compliance pairs; the losses."""
+         lora: bool = False, loss_scale: float = 1.0) -> list[float]:
+    """A few real optimizer steps on harmful-compliance pairs; the losses (times loss_scale)."""
     rows = load_dataset("builtin:harm-train").rows[:16]
     examples = [train.Example(r.prompt, r.response or "") for r in rows]
     encoded = train.encode(handle.tokenizer, examples, 128)
@@ -44,7 +44,8 @@ def _fit(handle: ModelHandle, steps: int = 6, autocast: torch.dtype | None = Non
                                                         target_modules="all-linear"))
     optimizer = train.make_optimizer(model.parameters(), "adamw", 3e-3)
     state = train.train(model, train.batches(encoded, 4, 0, handle.tokenizer.pad_token_id),
-                        optimizer, None, steps, [], lambda s: False, autocast_dtype=autocast)
+                        optimizer, None, steps, [], lambda s: False, autocast_dtype=autocast,
+                        loss_fn=lambda *a: train.response_loss(*a) * loss_scale)
     if lora:
         model.unload()
     return state.losses
@@ -66,23 +67,30 @@ def test_bfloat16_weights_load_train_generate_and_restore(tiny_chat: Path) -> No
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_autocast_runs_the_matmuls_in_low_precision(tiny_chat: Path, dtype: torch.dtype) -> None:
-    reference = _fit(_handle(), steps=8)
+    # The loss is multiplied by 100 so that float16's first scaled gradients overflow on any
+    # CPU (unscaled, this model's gradients fit in float16 on some). AdamW with clipping
+    # makes nearly the same updates for a scaled loss, so float32 is still the yardstick.
+    reference = _fit(_handle(), steps=12, loss_scale=100)
     handle = _handle()
     seen: set[torch.dtype] = set()
     layer = next(m for m in handle.model.modules() if isinstance(m, torch.nn.Linear))
     hook = layer.register_forward_hook(lambda m, i, o: seen.add(o.dtype))
-    losses = _fit(handle, steps=8, autocast=dtype)
+    losses = _fit(handle, steps=12, autocast=dtype, loss_scale=100)
     hook.remove()
     assert seen == {dtype}, "autocast did not reach the model's linear layers"
     assert {p.dtype for p in handle.model.parameters()} == {torch.float32}  # master weights
-    # float16 needs loss scaling: the scaler starts high and skips the steps whose scaled
-    # gradients overflow (the weights, hence the loss, do not move); bfloat16 needs none.
+    # float16 needs loss scaling: the scaler starts at 2**16 and skips the steps whose scaled
+    # gradients overflow (the weights, hence the loss, do not move), halving its scale each
+    # time; bfloat16 has float32's range and needs none.
     skipped = next(i for i, x in enumerate(losses) if x < 0.9 * losses[0]) - 1
-    assert skipped == 0 if dtype == torch.bfloat16 else skipped >= 1
-    # After that, same data and seed: the low-precision run tracks float32, not bit for bit.
-    effective = losses[skipped:]
-    assert effective != reference[: len(effective)]
-    assert effective[1:] == pytest.approx(reference[1: len(effective)], rel=0.1)
+    if dtype == torch.float16:
+        assert skipped >= 1
+        assert losses[-1] < 0.5 * losses[0]  # after the skipped steps it trains
+        return
+    assert skipped == 0
+    # Same data and seed: the low-precision run tracks float32, not bit for bit.
+    assert losses != reference
+    assert losses[1:] == pytest.approx(reference[1:], rel=0.1)
 
 
 @pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])

@@ -132,3 +132,45 @@ def test_a_killed_rank_fails_its_cell_and_the_run_resumes(sharded: Evidence,
     resumed = run_certify(*args)
     assert resumed.returncode == 1, resumed.stderr
     _same_cells(Evidence.read(out / "evidence.json"), sharded)
+
+
+def test_a_sharded_copy_keeps_weights_ties_and_buffers_and_steps_like_one_process(
+        tiny_chat: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process, a gang of one: the FSDP path itself, without the launcher."""
+    import copy
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from certify import train
+    from certify.models import fsdp
+    from certify.run.gang import _free_port
+
+    monkeypatch.setenv("RANK", "0")  # join() sets it; restore it afterwards
+    model = AutoModelForCausalLM.from_pretrained(tiny_chat).eval()
+    reference = copy.deepcopy(model)
+    group = fsdp.join(0, 1, _free_port(), "cpu")
+    try:
+        sharded = fsdp.sharded_copy(group, fsdp.skeleton_of(model, False), model)
+        assert sharded.lm_head.weight is sharded.model.embed_tokens.weight  # still tied
+        inv_freq = dict(model.named_buffers())["model.rotary_emb.inv_freq"]
+        assert torch.equal(dict(sharded.named_buffers())["model.rotary_emb.inv_freq"],
+                           inv_freq)
+        optim = train.Optim("adamw", 3e-3, max_steps=3)
+        sharded_step = train.Stepper(sharded, *optim.build(sharded.parameters()), group=group)
+        reference.train()
+        for p in reference.parameters():
+            p.requires_grad_(True)
+        plain_step = train.Stepper(reference, *optim.build(reference.parameters()))
+        encoded = [([1, 5, 6, 7, 8, 2], [-100, -100, -100, 7, 8, 2])] * 4
+        batches = train.batches(encoded, 4, seed=0, pad_id=0)
+        for step in range(1, 4):
+            batch = next(batches)
+            assert sharded_step(step, *batch) == pytest.approx(plain_step(step, *batch),
+                                                               rel=1e-5)
+        fsdp.gather_into(sharded, model)
+    finally:
+        fsdp.leave()
+    trained = reference.state_dict()
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, trained[name], rtol=1e-5, atol=1e-6)

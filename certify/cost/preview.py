@@ -92,10 +92,11 @@ def _reference_shape(spec: str | None, candidate: ModelShape, revision: str | No
         return candidate
 
 
-def _time(cell: CellCost, machine: hw.Hardware) -> float:
+def _time(cell: CellCost, machine: hw.Hardware, fsdp: int = 1) -> float:
     util = hw.UTILISATION[machine.device]
     over = hw.STEP_OVERHEAD[machine.device]
-    compute = (cell.train_flop / (machine.train_flops * util["train"])
+    devices = fsdp if cell.mode == "full" else 1  # a sharded cell trains on fsdp devices
+    compute = (cell.train_flop / (devices * machine.train_flops * util["train"])
                + cell.eval_flop / (machine.decode_flops * util["generate"]))
     overhead = cell.steps * over["train"] + cell.decode_steps * over["decode"]
     return compute + overhead if machine.device == "cpu" else max(compute, overhead)
@@ -109,7 +110,7 @@ def reference_gpu_seconds(cell: CellCost) -> float:
     return max(compute, cell.steps * over["train"] + cell.decode_steps * over["decode"])
 
 
-def _rows(costs: list[CellCost], machine: hw.Hardware) -> list[Row]:
+def _rows(costs: list[CellCost], machine: hw.Hardware, fsdp: int) -> list[Row]:
     rows: dict[tuple[str, str], Row] = {}
     for c in costs:
         row = rows.setdefault((c.attack_id, c.role), Row(c.attack_id, c.role, c.technique, c.mode))
@@ -119,24 +120,25 @@ def _rows(costs: list[CellCost], machine: hw.Hardware) -> list[Row]:
         row.tokens += c.train_tokens
         row.train_flop += c.train_flop
         row.eval_flop += c.eval_flop
-        row.seconds += _time(c, machine)
+        row.seconds += _time(c, machine, fsdp)
     return list(rows.values())
 
 
 def _memory(costs: list[CellCost], shape: ModelShape, opts: Any, machine: hw.Hardware,
             models_loaded: int) -> dict[str, Any]:
     worst: dict[str, float] = {}
-    worst_cell = None
+    worst_cell, worst_device = None, -1.0
     for c in costs:
-        need = memory_need(c, shape, opts.dtype, models_loaded, opts.gradient_checkpointing)
+        need = memory_need(c, shape, opts.dtype, models_loaded, opts.gradient_checkpointing,
+                           opts.fsdp)
         device = sum(v for k, v in need.items() if k != "snapshot" or machine.device == "cpu")
-        if device > sum(worst.values()) or worst_cell is None:
-            worst, worst_cell = need, c
+        if device > worst_device:
+            worst, worst_cell, worst_device = need, c, device
     parts = {k: v for k, v in worst.items() if machine.device == "cpu" or k != "snapshot"}
     device_need = sum(parts.values())
     host_need = device_need if machine.device == "cpu" else worst.get("snapshot", 0.0)
     return {"device": machine.device, "dtype": opts.dtype, "components": worst,
-            "gradient_checkpointing": bool(opts.gradient_checkpointing),
+            "gradient_checkpointing": bool(opts.gradient_checkpointing), "fsdp": opts.fsdp,
             "worst_mode": worst_cell.mode if worst_cell else "eval",
             "device_need": device_need, "device_available": machine.memory_available,
             "device_total": machine.memory_total, "host_need": host_need,
@@ -168,7 +170,7 @@ def dry_run(opts: Any, machine: hw.Hardware | None = None) -> DryRunReport:
         machine = hw.probe(opts.device, opts.dtype, shape.hidden, shape.ffn,
                            int(biggest.batch * biggest.seq_tokens) or 64,
                            max((e.batch for e in evals.values()), default=64))
-    rows = _rows(costs, machine)
+    rows = _rows(costs, machine, opts.fsdp)
     memory = _memory(costs, shape, opts, machine, 2 if reference else 1)
     seconds = sum(r.seconds for r in rows)
     total_flop = sum(c.train_flop + c.eval_flop for c in costs)

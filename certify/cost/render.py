@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 GIB = float(1 << 30)
 LABELS = {"weights": "weights", "gradients": "gradients", "optimizer": "optimizer states",
-          "activations": "activations", "snapshot": "weight snapshot for restores"}
+          "activations": "activations", "snapshot": "weight snapshot for restores",
+          "shard": "sharded training copy"}
 
 
 def num(x: float) -> str:
@@ -63,6 +64,8 @@ def _memory_options(report: DryRunReport) -> str:
     options = []
     if m["device"] == "cpu":
         options.append("a GPU with enough memory (--device cuda)")
+    elif m["worst_mode"] == "full":
+        options.append("sharding full fine-tuning over several GPUs (--fsdp N)")
     if m["dtype"] == "float32":
         options.append("--dtype bfloat16 (halves weights, gradients and optimizer states)")
     if not m["gradient_checkpointing"] and m["components"].get("activations", 0) > 0:

@@ -209,20 +209,26 @@ def dtype_bytes(dtype: str) -> int:
 
 
 def memory_need(cell: CellCost, shape: ModelShape, dtype: str, models_loaded: int,
-                gradient_checkpointing: bool) -> dict[str, float]:
+                gradient_checkpointing: bool, fsdp: int = 1) -> dict[str, float]:
     """Bytes one cell needs on the training device and in host RAM, by component.
 
     certify keeps each loaded model plus an in-memory snapshot of its weights (in
     host RAM) to restore between cells, and holds up to two models (candidate and
-    reference) at once.
+    reference) at once. With ``fsdp`` > 1 a full fine-tuning cell trains a sharded copy:
+    each device holds 1/fsdp of its weights, gradients and optimizer states and the
+    activations of its rows of the batch; rank 0, counted here, also holds the loaded
+    models it evaluates.
     """
     b = dtype_bytes(dtype)
     n = shape.n_params
+    sharded = fsdp > 1 and cell.mode == "full"
+    share = 1 / fsdp if sharded else 1.0
     weights = models_loaded * n * b
-    grads = n * b if cell.mode == "full" else 0
-    optimizer = OPTIMIZER_STATES.get(cell.optimizer, 2) * n * b if cell.mode == "full" else 0
+    grads = n * b * share if cell.mode == "full" else 0
+    optimizer = (OPTIMIZER_STATES.get(cell.optimizer, 2) * n * b * share
+                 if cell.mode == "full" else 0)
     per_token = shape.hidden * shape.layers * b
-    tokens = cell.batch * cell.seq_tokens
+    tokens = (math.ceil(cell.batch / fsdp) if sharded else cell.batch) * cell.seq_tokens
     if cell.mode == "eval":
         activations = 0.0
     elif gradient_checkpointing:
@@ -230,6 +236,9 @@ def memory_need(cell: CellCost, shape: ModelShape, dtype: str, models_loaded: in
     else:
         activations = tokens * ACTIVATION_ELEMENTS * per_token
     logits = tokens * shape.vocab * 4 * 2 if cell.mode != "eval" else 0.0  # fp32 logits + grad
-    return {"weights": float(weights), "gradients": float(grads), "optimizer": float(optimizer),
+    need = {"weights": float(weights), "gradients": float(grads), "optimizer": float(optimizer),
             "activations": float(activations + logits),
             "snapshot": float(models_loaded * n * b)}
+    if sharded:
+        need["shard"] = float(n * b * share)
+    return need

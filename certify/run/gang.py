@@ -31,6 +31,7 @@ import os
 import queue as queue_mod
 import signal
 import socket
+import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -46,6 +47,7 @@ from certify.run.rundir import RunDir
 log = logging.getLogger(__name__)
 
 _POLL_SECONDS = 1.0
+_EXIT_SECONDS = 5.0
 _PASSED_ON = {c.__name__: c for c in (InputError, ModelError, DataError)}
 
 
@@ -259,11 +261,14 @@ class Gang:
                         return ("died", rank, p.exitcode)
 
     def stop(self) -> None:
+        """Let finished ranks exit; end the others (a broken gang waits in collectives)."""
+        deadline = time.monotonic() + _EXIT_SECONDS
+        for p in self.processes:
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
         for p in self.processes:
             if p.is_alive():
                 p.terminate()
-        for p in self.processes:
-            p.join(timeout=30)
+                p.join(timeout=_EXIT_SECONDS)
             if p.is_alive():
                 p.kill()
                 p.join()
@@ -317,8 +322,10 @@ def _drive(gang: Gang, todo: list[CellSpec], run_dir: RunDir, progress: Progress
             return None, ""  # the cell's own error is recorded; a fresh gang takes the rest
         elif kind == "failed":
             rank, name, message, hint = args
-            if name in _PASSED_ON and current is None:
-                raise _PASSED_ON[name](message, hint=hint)  # e.g. an unusable eval dataset
+            if name in _PASSED_ON and rank == 0:
+                # A model or dataset the leader cannot load: the audit stops (exit 2), as
+                # the local executor's does; no cell is charged with it.
+                raise _PASSED_ON[name](message, hint=hint)
             if current is None:
                 raise RunError(f"FSDP rank {rank} failed before running a cell: {message}",
                                hint=hint or "see the log above; the run directory resumes")
