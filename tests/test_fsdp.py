@@ -114,24 +114,26 @@ def test_errors_every_rank_sees_are_cell_errors_and_the_gang_carries_on(
     assert len(_events(out, "fsdp_start")) == 1  # no process was lost or restarted
 
 
-def test_a_killed_rank_fails_its_cell_and_the_run_resumes(sharded: Evidence,
-                                                          tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    args = ("audit", "builtin:tiny-chat", "--policy", SCALE_POLICY, "--fsdp", "2", "--out",
-            str(out), "--format", "md")
+def test_a_killed_rank_fails_its_cell_and_the_run_resumes(
+        sharded: Evidence, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from certify.run.audit import AuditOptions, audit
+
+    options = AuditOptions(model="builtin:tiny-chat", policy=SCALE_POLICY, fsdp=2,
+                           out=tmp_path / "run", formats=("md",))
     # SIGKILL rank 1 (not the leader) after its 3rd optimizer step of the sharded cell.
-    killed = run_certify(*args, env={"CERTIFY_TEST_FAULT": "kill:train_step@3",
-                                     "CERTIFY_TEST_FAULT_RANK": "1"})
-    assert killed.returncode == 3, killed.stderr
-    ev = Evidence.read(out / "evidence.json")
-    status = {c.technique: (c.status, c.error and c.error.kind) for c in ev.cells}
+    with monkeypatch.context() as env:
+        env.setenv("CERTIFY_TEST_FAULT", "kill:train_step@3")
+        env.setenv("CERTIFY_TEST_FAULT_RANK", "1")
+        killed = audit(options)
+    assert killed.exit_code == 3
+    status = {c.technique: (c.status, c.error and c.error.kind) for c in killed.evidence.cells}
     assert status == {"sft": ("error", "worker_died"), "lora": ("ok", None),
                       "none": ("ok", None)}
     # A fresh gang took the cells left after the one that was lost.
-    assert len(_events(out, "fsdp_start")) == 2
-    resumed = run_certify(*args)
-    assert resumed.returncode == 1, resumed.stderr
-    _same_cells(Evidence.read(out / "evidence.json"), sharded)
+    assert len(_events(killed.run_dir, "fsdp_start")) == 2
+    resumed = audit(options)
+    assert resumed.exit_code == 1
+    _same_cells(resumed.evidence, sharded)
 
 
 def test_a_sharded_copy_keeps_weights_ties_and_buffers_and_steps_like_one_process(

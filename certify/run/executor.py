@@ -59,8 +59,7 @@ def run_local(todo: list[CellSpec], run_dir: RunDir, setup: Any, progress: Progr
     from certify.run.worker import Worker
 
     worker = Worker(setup)
-    for eval_id in sorted({e for spec in todo for e in spec.evaluate + spec.evaluate_final}):
-        worker.evaluator(eval_id)  # unusable evaluation data fails before any cell runs
+    worker.prepare(todo)
     for spec in todo:
         progress.cell_started(spec)
         run_dir.event("cell_start", cell=spec.id)

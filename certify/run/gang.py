@@ -186,8 +186,7 @@ def _lead(group: Any, setup: Any, specs: list[CellSpec], results: Any) -> None:
 
     leader = Leader(group)
     worker = Worker(setup, gang=leader)
-    for eval_id in sorted({e for spec in specs for e in spec.evaluate + spec.evaluate_final}):
-        worker.evaluator(eval_id)  # unusable evaluation data fails before any cell runs
+    worker.prepare(specs)
     for spec in specs:
         results.put(("started", spec.id))
         _fault.reached("cell_start")
@@ -260,9 +259,9 @@ class Gang:
                     if p.exitcode is not None and p.exitcode != 0:
                         return ("died", rank, p.exitcode)
 
-    def stop(self) -> None:
-        """Let finished ranks exit; end the others (a broken gang waits in collectives)."""
-        deadline = time.monotonic() + _EXIT_SECONDS
+    def stop(self, finished: bool) -> None:
+        """Let the ranks of a finished gang exit; end the others (they may wait forever)."""
+        deadline = time.monotonic() + (_EXIT_SECONDS if finished else 0.0)
         for p in self.processes:
             p.join(timeout=max(0.0, deadline - time.monotonic()))
         for p in self.processes:
@@ -285,10 +284,11 @@ def run_gang(todo: list[CellSpec], run_dir: RunDir, setup: Any, progress: Progre
         gang = Gang(world, setup, remaining)
         run_dir.event("fsdp_start", processes=world, device=setup.device,
                       pids=[p.pid for p in gang.processes])
+        current, why = None, "interrupted"
         try:
             current, why = _drive(gang, remaining, run_dir, progress, written)
         finally:
-            gang.stop()
+            gang.stop(finished=not why)
         if current is not None:
             log.error("FSDP gang lost running cell %s: %s", current.id, why)
             record = died_record(current, f"a process of the FSDP gang running this cell "
@@ -319,7 +319,7 @@ def _drive(gang: Gang, todo: list[CellSpec], run_dir: RunDir, progress: Progress
         elif kind == "finished":
             return None, ""
         elif kind == "broken":
-            return None, ""  # the cell's own error is recorded; a fresh gang takes the rest
+            return None, "broken"  # the cell's error is recorded; a fresh gang takes the rest
         elif kind == "failed":
             rank, name, message, hint = args
             if name in _PASSED_ON and rank == 0:

@@ -69,6 +69,11 @@ class Worker:
             self.evaluators[eval_id] = spec.fn(spec.params.model_validate(entry.params), ctx)
         return self.evaluators[eval_id]
 
+    def prepare(self, specs: list[CellSpec]) -> None:
+        """Build every evaluation the cells need: unusable evaluation data fails now."""
+        for eval_id in sorted({e for spec in specs for e in spec.evaluate + spec.evaluate_final}):
+            self.evaluator(eval_id)
+
     def run(self, spec: CellSpec) -> tuple[CellRecord, list[dict[str, Any]]]:
         import torch
 
