@@ -85,12 +85,12 @@ def sharded_copy(group: Group, skeleton: Skeleton, source: Any | None) -> Any:
     from torch.distributed.fsdp import fully_shard
     from transformers import AutoModelForCausalLM
 
+    from certify.models.load import enable_checkpointing
+
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(skeleton.config, dtype=skeleton.dtype)
     if skeleton.gradient_checkpointing:
-        enable = getattr(model, "activation_checkpointing_enable", None) or \
-            model.gradient_checkpointing_enable  # renamed in transformers 5
-        enable()
+        enable_checkpointing(model)
     units = set(getattr(model, "_no_split_modules", None) or [])
     for module in model.modules():
         if type(module).__name__ in units:

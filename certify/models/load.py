@@ -99,14 +99,19 @@ def load(role: str, source: ModelSource, identity: ModelIdentity,
     model.to(options.device)  # type: ignore[arg-type]  # transformers' stub types to() wrongly
     model.eval()
     if options.gradient_checkpointing:
-        enable = getattr(model, "activation_checkpointing_enable", None) or \
-            model.gradient_checkpointing_enable  # renamed in transformers 5
-        enable()
+        enable_checkpointing(model)
     for p in model.parameters():
         p.requires_grad_(False)
     handle = ModelHandle(role, source, identity, model, tokenizer, options)
     handle.take_snapshot()
     return handle
+
+
+def enable_checkpointing(model: Any) -> None:
+    """Recompute activations in the backward pass (trades compute for memory)."""
+    enable = getattr(model, "activation_checkpointing_enable", None) or \
+        model.gradient_checkpointing_enable  # renamed in transformers 5
+    enable()
 
 
 class ModelPool:

@@ -34,7 +34,6 @@ import socket
 import time
 import traceback
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from certify import _fault
@@ -64,7 +63,7 @@ class Leader:
 
     @property
     def world(self) -> int:
-        return int(self.group.world)
+        return self.group.world
 
     def _send(self, *message: Any) -> None:
         self._busy = True
@@ -81,7 +80,7 @@ class Leader:
         self._busy = False
         return self.model
 
-    @contextmanager
+    @contextlib.contextmanager
     def fitting(self, optim: Any, autocast_dtype: Any, batch_size: int,
                 target: Any) -> Iterator[Any]:
         """Train the sharded model: yields a function that relays each batch to the ranks."""
