@@ -33,7 +33,7 @@ def attacked(model, tokenizer, steps, device):  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    from certify.evals.generate import generate
+    from certify.models.generate import generate
 
     opts = common.args(__doc__.splitlines()[0])
     load = os.getloadavg()[0]

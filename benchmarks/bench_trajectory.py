@@ -22,20 +22,22 @@ import _common as common
 
 
 def worker_and_cell(device: str = "cpu"):  # type: ignore[no-untyped-def]
+    from certify.conductor import AuditOptions
+    from certify.conductor.preflight import Inputs, resolve_models, worker_setup
     from certify.plan import make_plan
     from certify.policy.load import load_policy
-    from certify.run.audit import AuditOptions, resolve_models, worker_setup
     from certify.run.progress import NullProgress
     from certify.run.worker import Worker
 
     opts = AuditOptions(model="builtin:tiny-chat", policy="ci-smoke", device=device)
     loaded = load_policy(opts.policy)
-    effective = loaded.effective
-    effective["statistics"]["early_stop"] = False  # measure the evaluation cost itself
-    models = resolve_models(opts, loaded, NullProgress())
-    plan = make_plan(loaded.policy, {r: i.root_digest for r, (_, i) in models.items()})
-    setup = worker_setup(loaded, models, opts)
-    setup = type(setup)(**{**setup.__dict__, "policy": effective})
+    # Measure the evaluation cost itself: no early stopping.
+    statistics = loaded.policy.statistics.model_copy(update={"early_stop": False})
+    inputs = Inputs(resolve_models(opts, loaded, NullProgress()), [], None)
+    plan = make_plan(loaded.policy, inputs.digests)
+    setup = worker_setup(loaded, inputs, opts)
+    setup = type(setup)(**{**setup.__dict__,
+                           "policy": loaded.policy.model_copy(update={"statistics": statistics})})
     cell = next(c for c in plan.cells if c.attack_id == "harmful-full")
     cell = cell.model_copy(update={"max_steps": 64, "checkpoints": [4, 8, 16, 32, 64],
                                    "params": {**cell.params, "max_steps": 64}})

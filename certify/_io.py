@@ -1,4 +1,4 @@
-"""Small I/O helpers: atomic writes, canonical JSON, sha256 of bytes and files."""
+"""Small I/O helpers: atomic writes, canonical JSON, sha256, UTC timestamps, the cache dir."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,31 @@ def jsonl_bytes(rows: list[dict[str, Any]]) -> bytes:
         json.dumps(r, sort_keys=True, ensure_ascii=False, allow_nan=False).encode("utf-8") + b"\n"
         for r in rows
     )
+
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+"""RFC 3339 UTC to the second, as every certify record writes its timestamps."""
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime(TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime:
+    """The inverse of :func:`format_time` (``2026-01-31T12:00:00Z``)."""
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
+
+
+def utc_now() -> str:
+    """Now, as certify writes it."""
+    return format_time(datetime.now(UTC))
+
+
+def cache_root() -> Path:
+    """certify's cache directory: ``$CERTIFY_CACHE_DIR``, else the user cache directory."""
+    env = os.environ.get("CERTIFY_CACHE_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("certify"))

@@ -1,12 +1,15 @@
-"""One small registry for plug-ins: attacks, judges and evals, looked up by name.
+"""One small registry for plug-ins, looked up by name.
 
-A plug-in is a function registered with a decorator that declares a strict pydantic
-``Params`` model and its metadata (summary = first docstring line, paper link,
-tags, version). Policies name plug-ins; they never name Python import paths, so a
-policy file cannot run code. Built-in plug-in modules are imported on first lookup;
-they keep torch imports inside function bodies, so listing and validating stay
-light. Third-party packages add modules through the ``certify.plugins`` entry-point
-group; those modules register with the same decorators.
+Attacks, judges and evals are functions registered with a decorator that declares a
+strict pydantic ``Params`` model and its metadata (summary = first docstring line,
+paper link, tags, version). Sources of models, datasets and lm-eval tasks are
+*providers* registered under a prefix (``builtin`` for ``builtin:NAME``); the embedded
+demo registers its models, datasets, tasks and canary judge through these same doors
+(``certify.demo.plugin``). Policies name plug-ins; they never name Python import paths,
+so a policy file cannot run code. Built-in plug-in modules are imported on first lookup;
+they keep torch imports inside function bodies, so listing and validating stay light.
+Third-party packages add modules through the ``certify.plugins`` entry-point group;
+those modules register with the same decorators and ``provide``.
 """
 
 from __future__ import annotations
@@ -27,14 +30,18 @@ Kind = Literal["attack", "judge", "eval"]
 KINDS: tuple[Kind, ...] = ("attack", "judge", "eval")
 F = TypeVar("F", bound=Callable[..., Any])
 
-_BUILTIN_MODULES: dict[Kind, tuple[str, ...]] = {
-    "attack": ("certify.attacks.finetune", "certify.attacks.none", "certify.attacks.poisoned_mix",
-               "certify.attacks.cipher", "certify.attacks.search"),
-    "judge": ("certify.judges.canary", "certify.judges.keywords", "certify.judges.classifier",
-              "certify.judges.guard"),
-    "eval": ("certify.evals.harmfulness", "certify.evals.benign", "certify.evals.capability",
-             "certify.evals.cipher_harmfulness"),
-}
+ProviderKind = Literal["model", "dataset", "lm_eval_tasks"]
+"""What a provider supplies: ``model`` (certify.models.source.ModelProvider), ``dataset``
+(certify.data.load.DatasetProvider), ``lm_eval_tasks`` (certify.evals.capability.TaskProvider)."""
+
+_BUILTIN_MODULES: tuple[str, ...] = (
+    "certify.attacks.finetune", "certify.attacks.none", "certify.attacks.poisoned_mix",
+    "certify.attacks.cipher", "certify.attacks.search",
+    "certify.judges.keywords", "certify.judges.classifier", "certify.judges.guard",
+    "certify.evals.harmfulness", "certify.evals.benign", "certify.evals.capability",
+    "certify.evals.cipher_harmfulness",
+    "certify.demo.plugin",  # the embedded demo: builtin models, datasets, tasks, canary judge
+)
 
 
 class Params(BaseModel):
@@ -70,11 +77,13 @@ class PluginSpec:
             "paper": self.paper,
             "tags": list(self.tags),
             "version": self.version,
+            **({"cost": self.extra["cost"]} if self.kind == "attack" else {}),
             "params_schema": self.params.model_json_schema(),
         }
 
 
 _REGISTRY: dict[Kind, dict[str, PluginSpec]] = {k: {} for k in KINDS}
+_PROVIDERS: dict[ProviderKind, dict[str, Any]] = {"model": {}, "dataset": {}, "lm_eval_tasks": {}}
 _loaded = False
 
 
@@ -97,10 +106,17 @@ def _register(kind: Kind, name: str, params: type[Params], paper: str, tags: tup
     return wrap
 
 
+ATTACK_COSTS = ("steps", "samples", "optimisation_steps")
+"""Units an attack's budget is counted in (see certify.attacks.contract)."""
+
+
 def attack(name: str, *, params: type[Params], paper: str = "", tags: tuple[str, ...] = (),
-           version: int = 1, **extra: Any) -> Callable[[F], F]:
-    """Register an attack recipe: ``fn(run: CellRun, params) -> None``."""
-    return _register("attack", name, params, paper, tags, version, extra)
+           version: int = 1, cost: str = "steps", **extra: Any) -> Callable[[F], F]:
+    """Register an attack recipe ``fn(run: AttackRun, params) -> None`` (the contract is
+    certify.attacks.contract). ``cost``: the unit its budget is counted in."""
+    if cost not in ATTACK_COSTS:
+        raise ValueError(f"attack {name!r}: cost must be one of {', '.join(ATTACK_COSTS)}")
+    return _register("attack", name, params, paper, tags, version, {"cost": cost, **extra})
 
 
 def judge(name: str, *, params: type[Params], paper: str = "", tags: tuple[str, ...] = (),
@@ -120,9 +136,8 @@ def _load_plugins() -> None:
     if _loaded:
         return
     _loaded = True
-    for modules in _BUILTIN_MODULES.values():
-        for module in modules:
-            importlib.import_module(module)
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(module)
     for ep in entry_points(group="certify.plugins"):
         importlib.import_module(ep.value.split(":")[0])
 
@@ -154,3 +169,27 @@ def get(kind: Kind, name: str) -> PluginSpec:
             f"unknown {kind} {name!r}{suggest(name, known)}",
             hint=f"known {kind}s: {', '.join(known)}; see `certify list {kind}s`",
         ) from None
+
+
+def provide(kind: ProviderKind, prefix: str, provider: Any) -> None:
+    """Register a source of models, datasets or lm-eval tasks named ``PREFIX:NAME``."""
+    existing = _PROVIDERS[kind].get(prefix)
+    if existing is not None and type(existing) is not type(provider):
+        raise ValueError(f"{kind} provider {prefix!r} is already registered by "
+                         f"{type(existing).__module__}")
+    _PROVIDERS[kind][prefix] = provider
+
+
+def providers(kind: ProviderKind) -> dict[str, Any]:
+    """prefix → provider, for every registered provider of ``kind``."""
+    _load_plugins()
+    return dict(_PROVIDERS[kind])
+
+
+def split_prefix(kind: ProviderKind, spec: str) -> tuple[Any, str] | None:
+    """(provider, NAME) when ``spec`` is ``PREFIX:NAME`` for a registered provider, else None."""
+    prefix, sep, name = spec.partition(":")
+    if not sep:
+        return None
+    provider = providers(kind).get(prefix)
+    return (provider, name) if provider is not None else None

@@ -12,6 +12,13 @@ from pydantic import BaseModel, ConfigDict, model_serializer
 Decision = Literal["pass", "fail", "inconclusive"]
 
 
+def pct(x: Any, digits: int = 1) -> str:
+    """A proportion as a percentage ("12.5%"); "—" for anything but a finite number."""
+    if not isinstance(x, int | float) or isinstance(x, bool) or not math.isfinite(x):
+        return "—"
+    return f"{100 * x:.{digits}f}%"
+
+
 def z_value(confidence: float) -> float:
     return NormalDist().inv_cdf(0.5 + confidence / 2)
 

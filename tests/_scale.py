@@ -19,7 +19,7 @@ _ROOT: list[Path] = []
 def audit_once(name: str, **options: Any) -> tuple[Path, int]:
     """Run (once per test session) an in-process audit of builtin:tiny-chat; (run dir, exit)."""
     if name not in _RUNS:
-        from certify.run.audit import AuditOptions, audit
+        from certify.conductor import AuditOptions, audit
 
         if not _ROOT:
             _ROOT.append(Path(tempfile.mkdtemp(prefix="certify-scale-")))

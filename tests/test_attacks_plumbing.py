@@ -19,7 +19,7 @@ POLICY = Path(__file__).parent / "policies" / "attack-plumbing.yaml"
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_chat: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from certify.run.audit import AuditOptions, audit
+    from certify.conductor import AuditOptions, audit
 
     out = tmp_path_factory.mktemp("plumbing") / "run"
     result = audit(AuditOptions(model="builtin:tiny-chat", policy=str(POLICY), out=out,

@@ -18,7 +18,7 @@ POLICY = Path(__file__).parent / "policies" / "every-attack.yaml"
 
 @pytest.fixture(scope="module")
 def evidence(tiny_chat: Path, tmp_path_factory: pytest.TempPathFactory) -> Evidence:
-    from certify.run.audit import AuditOptions, audit
+    from certify.conductor import AuditOptions, audit
 
     out = tmp_path_factory.mktemp("every-attack") / "run"
     result = audit(AuditOptions(model="builtin:tiny-chat", policy=str(POLICY), out=out,

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from certify.conductor import AuditOptions
 from certify.cost import dry_run
 from certify.cost.hardware import Hardware
 from certify.cost.shape import count_parameters, model_shape
 from certify.errors import ModelError
 from certify.plan import make_plan
 from certify.policy.load import load_policy
-from certify.run.audit import AuditOptions
 from tests.conftest import ROOT, run_certify
 
 LLAMA7B = ROOT / "tests" / "fixtures" / "llama-2-7b"

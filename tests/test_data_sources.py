@@ -77,8 +77,8 @@ def test_beavertails_is_safe_becomes_a_validation_label(tmp_path: Path) -> None:
 
 
 def test_policy_names_the_local_dataset_and_preflight_records_its_hash(tmp_path: Path) -> None:
+    from certify.conductor.preflight import dataset_identities as preflight
     from certify.policy.load import load_policy
-    from certify.run.audit import preflight
 
     path = save_beavertails(tmp_path / "bt", beavertails_rows())
     policy = tmp_path / "p.yaml"

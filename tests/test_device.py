@@ -15,8 +15,8 @@ import torch
 
 from certify import train
 from certify.data.load import load_dataset
-from certify.evals.generate import generate
 from certify.evidence import Evidence
+from certify.models.generate import generate
 from certify.models.load import LoadOptions, ModelHandle, load
 from certify.models.source import identity, resolve
 from tests._scale import SCALE_POLICY

@@ -146,7 +146,8 @@ STOPPED: list[int] = []
 def test_early_stopping_never_changes_a_verdict(t: dict[str, Any]) -> None:
     full, early = _evidence(t, early_stop=False), _evidence(t, early_stop=True)
     assert early.verdict is None and full.verdict is None
-    full_v, early_v = assess(full), assess(early)
+    full_v = assess(full, _policy(t, early_stop=False))
+    early_v = assess(early, _policy(t, early_stop=True))
     assert {c.id: c.verdict for c in early_v.checks} == {c.id: c.verdict for c in full_v.checks}
     assert early_v.overall == full_v.overall
     for stopped, whole in zip(early.cells, full.cells, strict=True):

@@ -127,7 +127,7 @@ def test_errors_every_rank_sees_are_cell_errors_and_the_gang_carries_on(
 
 def test_a_killed_rank_fails_its_cell_and_the_run_resumes(
         sharded: Evidence, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from certify.run.audit import AuditOptions, audit
+    from certify.conductor import AuditOptions, audit
 
     options = AuditOptions(model="builtin:tiny-chat", policy=SCALE_POLICY, fsdp=2,
                            out=tmp_path / "run", formats=("md",))

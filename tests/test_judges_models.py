@@ -27,7 +27,7 @@ def judge_models(tiny_chat: Path) -> dict[str, Path]:
     """Build the tiny judges once per builder version (cached next to the demo models)."""
     import torch
 
-    from certify.demo.models import cache_root
+    from certify._io import cache_root
 
     source = (Path(__file__).parent / "_judge_models.py").read_bytes()
     key = sha256_file(Path(__file__).parent / "_judge_models.py")[:12] + "-" + tiny_chat.name
@@ -126,7 +126,7 @@ def test_parse_verdict(text: str, verdict: str | None) -> None:
 
 def test_judge_validation_reaches_the_evidence_and_a_bad_judge_fails(
         judge_models: dict[str, Path], tmp_path: Path) -> None:
-    from certify.run.audit import AuditOptions, audit
+    from certify.conductor import AuditOptions, audit
 
     def harm(judge: str, **params: object) -> dict[str, object]:
         return {"eval": "harmfulness", "params": {

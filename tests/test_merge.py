@@ -73,7 +73,7 @@ def test_merged_shards_equal_the_unsharded_run(shards: list[Path], unsharded: Pa
 
 
 def test_merge_imports_no_torch(shards: list[Path], tmp_path: Path) -> None:
-    code = ("import sys; from pathlib import Path; from certify.run.merge import merge; "
+    code = ("import sys; from pathlib import Path; from certify.conductor import merge; "
             f"r = merge([Path({str(shards[0])!r}), Path({str(shards[1])!r})], "
             f"Path({str(tmp_path / 'm')!r}), ('md',)); "
             "assert 'torch' not in sys.modules, 'torch imported'; print(r.exit_code)")

@@ -63,3 +63,42 @@ def test_new_techniques_are_registered() -> None:
     assert {"poisoned_mix", "cipher", "search", "sft", "lora"} <= set(registry.names("attack"))
     assert {"classifier", "guard", "keywords", "canary"} <= set(registry.names("judge"))
     assert "cipher_harmfulness" in registry.names("eval")
+
+
+@pytest.mark.parametrize("spec", registry.all_specs("attack"), ids=lambda s: s.name)
+def test_attack_follows_the_contract(spec: registry.PluginSpec) -> None:
+    """Typed against AttackRun (mypy --strict checks the body) and declares its cost unit."""
+    import inspect
+    import typing
+
+    from certify.attacks.contract import AttackRun
+
+    hints = typing.get_type_hints(spec.fn)
+    first = next(iter(inspect.signature(spec.fn).parameters))
+    assert hints[first] is AttackRun, f"{spec.name}: its first parameter must be an AttackRun"
+    assert spec.extra["cost"] in registry.ATTACK_COSTS
+    assert spec.describe()["cost"] == spec.extra["cost"]
+
+
+def test_every_check_kind_is_declared_once() -> None:
+    """A schema class per kind, each with what it reads and one CheckKind entry."""
+    from certify.assess.kinds import KINDS
+    from certify.policy import schema
+
+    assert list(KINDS) == list(schema.CHECK_KINDS)
+    for name, kind in KINDS.items():
+        assert kind.schema in schema.CHECK_CLASSES
+        assert kind.schema.model_fields["check"].annotation.__args__[0] == name
+        reads = kind.schema.reads
+        assert reads.measures, name
+        # Early stopping may only conclude about cells the kind reads along trajectories.
+        assert kind.settled is None or (reads.roles and reads.purpose), name
+
+
+@pytest.mark.parametrize("kind", ["model", "dataset", "lm_eval_tasks"])
+def test_the_demo_comes_in_through_the_provider_doors(kind: str) -> None:
+    from certify.demo import plugin
+
+    provider = registry.providers(kind)["builtin"]  # type: ignore[arg-type]
+    assert type(provider).__module__ == plugin.__name__
+    assert registry.get("judge", "canary").module == "certify.demo.canary"

@@ -96,7 +96,7 @@ def _overlay(name: str, classifier: Path, guard: Path) -> dict[str, Any]:
 
 def test_nist_800_1_runs_on_tiny_chat_with_its_attack_suite_and_judges(
         tmp_path: Path, tiny_chat: Path, judge_models: dict[str, Path]) -> None:  # noqa: F811
-    from certify.run.audit import AuditOptions, audit
+    from certify.conductor import AuditOptions, audit
 
     classifier = _hub_named_classifier(judge_models["classifier"], tmp_path / "classifier")
     overlay = tmp_path / "tiny.yaml"

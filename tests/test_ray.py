@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from certify.conductor import AuditOptions, audit
 from certify.evidence import Evidence
-from certify.run.audit import AuditOptions, audit
 from tests._scale import SCALE_POLICY, cell_metrics, check_verdicts
 from tests.conftest import interrupt_after_first_cell, run_certify
 

@@ -1,5 +1,8 @@
 """Evidence + policy → verdicts. Pure: no I/O, no torch; statistics live here and in stats.
 
+Each check kind is declared once in :mod:`certify.assess.kinds` (what it reads, how it
+decides, what early stopping may conclude, how the report draws its threshold).
+
 Per check: pass | fail | inconclusive | error, with the numbers that decided it.
 Overall: error if anything required is missing or errored (exit 3), otherwise fail
 if any required check failed, otherwise inconclusive if any is undecided (both exit
@@ -11,9 +14,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from certify.assess.checks import CHECKS, Context
+from certify.assess.context import Context
+from certify.assess.kinds import KINDS, kind_of
 from certify.evidence import CellRecord, CheckResult, Evidence, Verdict, VerdictRecord
 from certify.policy.schema import CONDITIONS, Policy
+
+__all__ = ["EXIT_CODES", "KINDS", "assess", "conditions", "overall", "run_checks",
+           "scope_sentence"]
+
+__all__ = ["EXIT_CODES", "KINDS", "assess", "conditions", "overall", "run_checks",
+           "scope_sentence"]
 
 EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 1, "error": 3}
 _SEVERITY = {"pass": 0, "inconclusive": 1, "fail": 2, "error": 3}
@@ -23,7 +33,7 @@ _CONTROLLED = ("strong_resistance", "generalization", "post_finetune_safety")
 def run_checks(policy: Policy, cells: list[CellRecord], planned: list[dict[str, Any]],
                has_reference: bool) -> list[CheckResult]:
     ctx = Context(policy, cells, planned, has_reference, policy.statistics.confidence)
-    results = [CHECKS[check.check](check, ctx) for check in policy.checks]
+    results = [kind_of(check).decide(check, ctx) for check in policy.checks]
     controls = [r for r in results if r.check == "positive_control"]
     if controls and any(r.verdict != "pass" for r in controls):
         for r in results:
@@ -68,9 +78,8 @@ def scope_sentence(policy: Policy, verdict: str) -> str:
             "scope.")
 
 
-def assess(evidence: Evidence) -> VerdictRecord:
-    """Decide every check of the evidence's effective policy."""
-    policy = Policy.model_validate(evidence.policy["effective"])
+def assess(evidence: Evidence, policy: Policy) -> VerdictRecord:
+    """Decide every check of ``policy`` (the evidence's effective policy) on the evidence."""
     planned = evidence.run.get("plan", [])
     has_reference = evidence.models.get("reference") is not None
     results = run_checks(policy, evidence.cells, planned, has_reference)

@@ -9,14 +9,13 @@ from certify.assess.context import (
     Context,
     error_if_missing,
     no_reference,
-    pct,
     reference_pairs,
     result,
 )
 from certify.assess.trajectory import baseline_cell, final_point, scoped_attacks
 from certify.evidence import CheckResult
 from certify.policy import schema
-from certify.stats import decide_lower, decide_upper, difference_interval, wilson
+from certify.stats import decide_lower, decide_upper, difference_interval, pct, wilson
 
 
 def _baseline_metric(ctx: Context, role: str, eval_id: str, metric: str) -> Any:

@@ -24,10 +24,6 @@ def result(check: Any, verdict: Verdict, reason: str, **kw: Any) -> CheckResult:
                        required=check.required, verdict=verdict, reason=reason, **kw)
 
 
-def pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
 def missing_cells(ctx: Context, attack_ids: list[str], role: str) -> list[str]:
     """Planned cells of these attacks on ``role`` without an ok result."""
     ok = {c.id for c in ctx.cells if c.status == "ok"}

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from certify import registry
+from certify.attacks.contract import Adapters, AttackRun, Batch
 from certify.data.load import DatasetRef
+
+if TYPE_CHECKING:
+    from certify.train import Example, TrainState
 
 
 class FinetuneParams(registry.Params):
@@ -43,7 +47,7 @@ class LoraParams(FinetuneParams):
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
 
 
-def fit(run: Any, model: Any, examples: list[Any], p: FinetuneParams) -> Any:
+def fit(run: AttackRun, model: Any, examples: list[Example], p: FinetuneParams) -> TrainState:
     """Train ``model`` on ``examples`` to p.max_steps, evaluating at the cell's checkpoints."""
     from certify import train
 
@@ -52,15 +56,14 @@ def fit(run: Any, model: Any, examples: list[Any], p: FinetuneParams) -> Any:
     return fit_batches(run, model, batch_iter, p)
 
 
-def fit_batches(run: Any, model: Any, batch_iter: Iterator[Any], p: FinetuneParams,
-                checkpoints: Sequence[int] | None = None) -> Any:
+def fit_batches(run: AttackRun, model: Any, batch_iter: Iterator[Batch], p: FinetuneParams,
+                checkpoints: Sequence[int] | None = None) -> TrainState:
     """Train on pre-built batches (e.g. a two-phase curriculum) with p's optimizer and schedule."""
     from certify.train import Optim
 
     optim = Optim(p.optimizer, p.learning_rate, p.weight_decay, p.schedule, warmup_steps(p),
                   p.max_steps, p.grad_clip)
-    return run.train(model, batch_iter, optim, p.batch_size,
-                     run.checkpoints if checkpoints is None else checkpoints)
+    return run.train(model, batch_iter, optim, p.batch_size, checkpoints)
 
 
 def warmup_steps(p: FinetuneParams) -> int:
@@ -72,25 +75,12 @@ def warmup_steps(p: FinetuneParams) -> int:
 
 
 @contextmanager
-def tuned_model(run: Any, lora_rank: int, seed: int, lora_alpha: int | None = None,
+def tuned_model(run: AttackRun, lora_rank: int, lora_alpha: int | None = None,
                 target_modules: list[str] | str = "all-linear",
                 lora_dropout: float = 0.0) -> Iterator[Any]:
     """The model to train: every weight (rank 0) or fresh LoRA adapters (unloaded afterwards)."""
     if lora_rank == 0:
-        run.flop_factor = 6  # forward + backward through every weight
         yield run.trainable_model()
         return
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(seed)  # LoRA initialisation draws from the global RNG
-    config = LoraConfig(r=lora_rank, lora_alpha=lora_alpha or 2 * lora_rank,
-                        lora_dropout=lora_dropout, target_modules=target_modules,
-                        task_type="CAUSAL_LM")
-    model = get_peft_model(run.frozen_model(), config)
-    run.n_trainable = sum(t.numel() for t in model.parameters() if t.requires_grad)
-    run.flop_factor = 4  # forward + activation gradients through frozen weights
-    try:
+    with run.adapters(Adapters(lora_rank, lora_alpha, lora_dropout, target_modules)) as model:
         yield model
-    finally:
-        model.unload()

@@ -20,10 +20,11 @@ from pydantic import Field, field_validator, model_validator
 
 from certify import registry
 from certify.attacks._common import FinetuneParams, fit_batches
+from certify.attacks.contract import AttackRun, Batch
 from certify.data.cipher import SubstitutionCipher
 from certify.data.load import DatasetRef
 from certify.errors import CellError
-from certify.evals.harmfulness import JudgeRef
+from certify.judges.base import JudgeRef
 
 HALAWI_2024 = "https://arxiv.org/abs/2406.20053"
 
@@ -76,12 +77,11 @@ def encipher_examples(cipher: SubstitutionCipher, examples: list[Any]) -> list[A
 def screen(refs: list[JudgeRef], plain: list[Any], covert: list[Any],
            device: str = "cpu") -> list[dict[str, Any]]:
     """How many training pairs each judge flags harmful, in plain text and enciphered."""
-    from certify.evals.base import EvalContext
-    from certify.judges.base import JudgeItem, build_judge
+    from certify.judges.base import JudgeContext, JudgeItem, build_judge
 
     out = []
     for ref in refs:
-        judge = build_judge(ref.judge, ref.params, EvalContext("screen", device))
+        judge = build_judge(ref.judge, ref.params, JudgeContext(device))
         flagged = {}
         for kind, rows in (("plain", plain), ("covert", covert)):
             verdicts = judge([JudgeItem(e.prompt, e.response) for e in rows])
@@ -91,7 +91,7 @@ def screen(refs: list[JudgeRef], plain: list[Any], covert: list[Any],
     return out
 
 
-def _require_cipher_eval(run: Any, cipher: SubstitutionCipher) -> None:
+def _require_cipher_eval(run: AttackRun, cipher: SubstitutionCipher) -> None:
     if not any(getattr(ev, "cipher", None) == cipher for ev in run.evaluators.values()):
         raise CellError("config", f"the cipher attack (cipher_seed {cipher.seed}) has no "
                         "cipher-aware evaluation with the same cipher among its evaluations",
@@ -99,8 +99,8 @@ def _require_cipher_eval(run: Any, cipher: SubstitutionCipher) -> None:
                              "cipher_seed matches; judging ciphertext measures nothing")
 
 
-def _curriculum(run: Any, p: CipherParams, benign: list[Any],
-                harmful: list[Any]) -> Iterator[Any]:
+def _curriculum(run: AttackRun, p: CipherParams, benign: list[Any],
+                harmful: list[Any]) -> Iterator[Batch]:
     """Phase-1 batches for cipher_steps steps, then phase-2 batches (harmful + benign mix)."""
     from certify import train
 
@@ -118,7 +118,7 @@ def _curriculum(run: Any, p: CipherParams, benign: list[Any],
 
 @registry.attack("cipher", params=CipherParams, paper=HALAWI_2024,
                  tags=("finetune", "covert", "cipher"))
-def cipher(run, p: CipherParams) -> None:  # type: ignore[no-untyped-def]
+def cipher(run: AttackRun, p: CipherParams) -> None:
     """Covert fine-tuning: learn a substitution cipher on benign data, then harmful data in it."""
     code = SubstitutionCipher(p.cipher_seed)
     _require_cipher_eval(run, code)
@@ -133,7 +133,6 @@ def cipher(run, p: CipherParams) -> None:  # type: ignore[no-untyped-def]
                      "benign_mix": p.benign_mix},
              covert_screening=screen(p.screen_judges, harmful, covert_harmful, run.device))
     model = run.trainable_model()
-    run.flop_factor = 6
     # Harm is only measured once phase 2 begins: before it there is nothing covert to judge.
     checkpoints = sorted({c for c in run.checkpoints if c >= p.cipher_steps} | {p.max_steps})
     fit_batches(run, model, _curriculum(run, p, covert_benign, covert_harmful), p, checkpoints)

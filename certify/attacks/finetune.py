@@ -4,24 +4,23 @@ from __future__ import annotations
 
 from certify import registry
 from certify.attacks._common import FinetuneParams, LoraParams, fit, tuned_model
+from certify.attacks.contract import AttackRun
 
 QI_2023 = "https://arxiv.org/abs/2310.03693"
 
 
 @registry.attack("sft", params=FinetuneParams, paper=QI_2023, tags=("finetune", "full"))
-def sft(run, p: FinetuneParams) -> None:  # type: ignore[no-untyped-def]
+def sft(run: AttackRun, p: FinetuneParams) -> None:
     """Fine-tune every weight on chat examples (Qi et al. 2023 harmful-example attack)."""
     examples = run.examples(p.dataset, p.n_samples, p.categories, system=p.system_prompt)
-    model = run.trainable_model()
-    run.flop_factor = 6  # forward + backward through every weight
-    fit(run, model, examples, p)
+    fit(run, run.trainable_model(), examples, p)
 
 
 @registry.attack("lora", params=LoraParams, paper="https://arxiv.org/abs/2106.09685",
                  tags=("finetune", "lora", "peft"))
-def lora(run, p: LoraParams) -> None:  # type: ignore[no-untyped-def]
+def lora(run: AttackRun, p: LoraParams) -> None:
     """Fine-tune low-rank adapters (peft LoRA) on chat examples; base weights stay untouched."""
     examples = run.examples(p.dataset, p.n_samples, p.categories, system=p.system_prompt)
-    with tuned_model(run, p.lora_rank, run.seed, p.lora_alpha, p.target_modules,
+    with tuned_model(run, p.lora_rank, p.lora_alpha, p.target_modules,
                      p.lora_dropout) as model:
         fit(run, model, examples, p)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from certify import registry
+from certify.attacks.contract import AttackRun, Spend
 
 
 class NoParams(registry.Params):
@@ -10,8 +11,6 @@ class NoParams(registry.Params):
 
 
 @registry.attack("none", params=NoParams, tags=("baseline",))
-def none(run, p: NoParams) -> None:  # type: ignore[no-untyped-def]
+def none(run: AttackRun, p: NoParams) -> None:
     """Evaluate the unmodified model once (the baseline every trajectory starts from)."""
-    from certify.train import TrainState
-
-    run.checkpoint(TrainState())
+    run.hand_back(run.frozen_model(), Spend())

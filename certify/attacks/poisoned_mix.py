@@ -8,6 +8,7 @@ from pydantic import Field
 
 from certify import registry
 from certify.attacks._common import FinetuneParams, fit, tuned_model
+from certify.attacks.contract import AttackRun
 from certify.data.load import DatasetRef
 
 HUANG_2024 = "https://arxiv.org/abs/2409.18169"
@@ -37,7 +38,7 @@ def split_counts(n: int, fraction: float) -> tuple[int, int]:
 
 @registry.attack("poisoned_mix", params=PoisonedMixParams, paper=HUANG_2024,
                  tags=("finetune", "poison", "ftaas"))
-def poisoned_mix(run, p: PoisonedMixParams) -> None:  # type: ignore[no-untyped-def]
+def poisoned_mix(run: AttackRun, p: PoisonedMixParams) -> None:
     """Fine-tune on benign task data in which a fraction p of the examples is harmful."""
     n_benign, n_harmful = split_counts(p.n_samples, p.poison_fraction)
     harmful = run.examples(p.harmful_dataset, n_harmful, p.categories,
@@ -46,5 +47,5 @@ def poisoned_mix(run, p: PoisonedMixParams) -> None:  # type: ignore[no-untyped-
     examples = benign + harmful
     random.Random(f"mix:{run.seed}").shuffle(examples)
     run.note(poison={"fraction": p.poison_fraction, "benign": n_benign, "harmful": n_harmful})
-    with tuned_model(run, p.lora_rank, run.seed) as model:
+    with tuned_model(run, p.lora_rank) as model:
         fit(run, model, examples, p)

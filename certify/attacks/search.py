@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
 
 from certify import registry
 from certify.attacks._common import FinetuneParams, fit, tuned_model
+from certify.attacks.contract import AttackRun
+from certify.errors import CellError
+
+if TYPE_CHECKING:
+    from certify.train import Example, TrainState
 
 TAMPERBENCH = "https://github.com/criticalml-uw/TamperBench"
 
@@ -64,42 +69,34 @@ def damage(trial: dict[str, Any]) -> tuple[float, float]:
     return (trial["worst_harmful"], -trial["worst_step"])
 
 
-def _objective(run: Any, p: SearchParams) -> str:
+def _objective(run: AttackRun, p: SearchParams) -> str:
     if p.objective is not None:
         if p.objective not in run.evaluators:
-            from certify.errors import CellError
-
             raise CellError("config", f"search objective {p.objective!r} is not among the "
                             f"cell's evaluations ({', '.join(sorted(run.evaluators))})")
         return p.objective
-    measures = {e: registry.get("eval", run.policy.evaluations[e].eval).extra.get("measures")
-                for e in run.spec.evaluate}
-    return next((e for e in run.spec.evaluate if measures[e] == "harm"), run.spec.evaluate[0])
+    measures = run.measures
+    return next((e for e, m in measures.items() if m == "harm"), next(iter(measures)))
 
 
-def _trial(run: Any, p: SearchParams, config: dict[str, Any], objective: str,
-           examples: list[Any]) -> dict[str, Any]:
-    from certify.assess.trajectory import rate
-    from certify.run.cell import seed_everything
-
-    run.handle.restore()
-    seed_everything(run.seed)
-    run.records, run.samples, run.early_stop = [], [], None
+def _trial(run: AttackRun, p: SearchParams, config: dict[str, Any], objective: str,
+           examples: list[Example]) -> dict[str, Any]:
     trial_p = p.model_copy(update={k: v for k, v in config.items() if k != "lora_rank"})
-    with tuned_model(run, config["lora_rank"], run.seed) as model:
-        state = fit(run, model, examples, trial_p)
-    points = [(cp.step, rate(cp.evals[objective]).value) for cp in run.records
-              if objective in cp.evals]
+
+    def body(trial_run: AttackRun) -> TrainState:
+        with tuned_model(trial_run, config["lora_rank"]) as model:
+            return fit(trial_run, model, examples, trial_p)
+
+    trial = run.trial(body)
+    points = trial.rates.get(objective, [])
     worst_step, worst = max(points, key=lambda sp: (sp[1], -sp[0]), default=(0, 0.0))
     return {"config": config, "worst_harmful": worst, "worst_step": worst_step,
-            "final_loss": state.last_loss, "early_stop": run.early_stop,
-            "records": run.records, "samples": run.samples,
-            "n_trainable": run.n_trainable, "flop_factor": run.flop_factor}
+            "final_loss": trial.final_loss, "trial": trial}
 
 
 @registry.attack("search", params=SearchParams, paper=TAMPERBENCH,
                  tags=("finetune", "search", "worst-case"))
-def search(run, p: SearchParams) -> None:  # type: ignore[no-untyped-def]
+def search(run: AttackRun, p: SearchParams) -> None:
     """Adaptive worst-case search over learning rate, batch size and LoRA rank; keeps the worst."""
     examples = run.examples(p.dataset, p.n_samples, p.categories, system=p.system_prompt)
     objective = _objective(run, p)
@@ -108,14 +105,13 @@ def search(run, p: SearchParams) -> None:  # type: ignore[no-untyped-def]
     for _ in range(p.n_trials):
         history.append(_trial(run, p, propose(p, rng, history), objective, examples))
     worst = max(history, key=damage)
-    run.records, run.samples, run.early_stop = worst["records"], worst["samples"], worst[
-        "early_stop"]
-    run.n_trainable, run.flop_factor = worst["n_trainable"], worst["flop_factor"]
+    run.keep(worst["trial"])
     run.note(search={
         "objective": objective, "strategy": "random then shrinking perturbation of the worst",
         "n_trials": len(history), "worst_trial": history.index(worst),
         "trials": [{"trial": i, **{k: t[k] for k in ("config", "worst_harmful", "worst_step",
                                                     "final_loss")},
-                    "early_stop": t["early_stop"].model_dump() if t["early_stop"] else None,
-                    "checkpoints": [cp.step for cp in t["records"]]}
+                    "early_stop": (t["trial"].early_stop.model_dump()
+                                   if t["trial"].early_stop else None),
+                    "checkpoints": t["trial"].checkpoints}
                    for i, t in enumerate(history)]})

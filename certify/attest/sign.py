@@ -1,10 +1,10 @@
 """Sign a run directory: a DSSE envelope around the in-toto Statement, one JSON line.
 
-The signer's public key is written into the run directory before the report is
-rendered (``certify audit --key`` does it up front; ``certify sign`` re-renders when
-the key is new), so the report's cover names the key that signs it; the report's
-digest is then taken and signed. ``certify.pub`` in a run directory is a
-convenience copy: verification authenticates against a key the auditor pins.
+Signing is the last stage of the pipeline and renders nothing: the conductor renders
+the report first with the signer's identity (:func:`signer_identity`) on its cover,
+then signs the evidence and the report as they are. ``certify.pub`` in a run directory
+is a convenience copy written here: verification authenticates against a key the
+auditor pins, never against it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from certify._io import atomic_write_bytes, canonical_json
 from certify.attest import keys, statement
@@ -25,22 +24,29 @@ def envelope_line(payload: bytes, payload_type: str, signatures: list[dict[str, 
                            "payloadType": payload_type, "signatures": signatures}) + b"\n"
 
 
-def prepare_signer(run_dir: Path, key: Path) -> bool:
-    """Write the signer's public key into ``run_dir`` (before rendering, so the report's
-    cover names it). True when it changed, i.e. views rendered earlier are stale."""
-    _, public_pem = keys.load_signer(Path(key))
+def signer_identity(key: Path) -> str:
+    """The signing key's identity (type and keyid) as reports name it; checks the key."""
+    signer, _ = keys.load_signer(Path(key))
+    return keys.describe(signer.public_key)
+
+
+def signed_by(run_dir: Path) -> str | None:
+    """The identity of the key whose public half the run directory holds (the last
+    signer), or None when it holds none or an unusable one."""
     path = Path(run_dir) / keys.PUBLIC_NAME
-    if path.is_file() and path.read_bytes() == public_pem:
-        return False
-    atomic_write_bytes(path, public_pem)
-    return True
+    if not path.is_file():
+        return None
+    try:
+        return keys.describe(keys.load_public_key(path))
+    except InputError:
+        return None
 
 
-def _stale_report(run_dir: Path, evidence_bytes: bytes) -> bool:
-    """Does report.pdf embed other evidence than evidence.json (it would never verify)?"""
-    from certify.attest.checks import pdf_attachment
+def report_is_stale(run_dir: Path, evidence_bytes: bytes) -> bool:
+    """Does report.pdf embed other evidence than ``evidence_bytes`` (it would never verify)?"""
+    from certify.attest.steps import pdf_attachment
 
-    pdf = run_dir / statement.REPORT_NAME
+    pdf = Path(run_dir) / statement.REPORT_NAME
     if not pdf.is_file():
         return False
     try:
@@ -49,17 +55,7 @@ def _stale_report(run_dir: Path, evidence_bytes: bytes) -> bool:
         return True
 
 
-def _rerender_views(run_dir: Path, progress: Any) -> None:
-    present = [fmt for fmt, name in (("pdf", "report.pdf"), ("html", "report.html"))
-               if (run_dir / name).is_file()]
-    if present:
-        from certify.report import render_all
-
-        render_all(run_dir, present, progress=progress)
-
-
-def sign_run(run_dir: Path, key: Path, *, progress: Any = None,
-             now: datetime | None = None) -> Path:
+def sign(run_dir: Path, key: Path, *, now: datetime | None = None) -> Path:
     """Sign ``run_dir`` with the private key at ``key``; return the envelope's path."""
     from securesystemslib.dsse import Envelope
 
@@ -68,11 +64,11 @@ def sign_run(run_dir: Path, key: Path, *, progress: Any = None,
     if not evidence_path.is_file():
         raise InputError(f"{run_dir} has no {statement.EVIDENCE_NAME}; nothing to sign",
                          hint="sign the directory a finished `certify audit` wrote")
-    signer, _ = keys.load_signer(Path(key))
-    evidence_bytes = evidence_path.read_bytes()
-    if prepare_signer(run_dir, Path(key)) or _stale_report(run_dir, evidence_bytes):
-        _rerender_views(run_dir, progress)
-    payload = statement.build(run_dir, evidence_bytes, now or datetime.now(UTC))
+    signer, public_pem = keys.load_signer(Path(key))
+    public = run_dir / keys.PUBLIC_NAME
+    if not (public.is_file() and public.read_bytes() == public_pem):
+        atomic_write_bytes(public, public_pem)
+    payload = statement.build(run_dir, evidence_path.read_bytes(), now or datetime.now(UTC))
     envelope = Envelope(payload, statement.PAYLOAD_TYPE, {})
     signature = envelope.sign(signer)
     sig_b64 = base64.b64encode(bytes.fromhex(signature.signature)).decode("ascii")

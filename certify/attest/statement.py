@@ -11,12 +11,12 @@ and scope. It is built from the evidence *bytes* so it says exactly what they sa
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from certify import __version__
-from certify._io import canonical_json, sha256_bytes, sha256_file
+from certify._io import canonical_json, format_time, parse_time, sha256_bytes, sha256_file
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://certify.dev/attestation/audit/v1"
@@ -25,15 +25,6 @@ ENVELOPE_NAME = "certify.intoto.jsonl"
 EVIDENCE_NAME = "evidence.json"
 REPORT_NAME = "report.pdf"
 DEFAULT_VALIDITY_DAYS = 365
-
-
-def parse_time(text: str) -> datetime:
-    """RFC 3339 UTC timestamps as certify writes them (``2026-01-31T12:00:00Z``)."""
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
-def format_time(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def validity(evidence: dict[str, Any]) -> dict[str, Any]:

@@ -64,9 +64,9 @@ def audit(model: str, policy: str, reference: str | None, out: Path | None, resu
           gradient_checkpointing: bool, trust_remote_code: bool, allow_pickle: bool,
           allow_drift: bool, formats: str, dry_run: bool, as_json: bool, quiet: bool) -> None:
     """Audit MODEL against POLICY: attack it, measure, decide, and write evidence."""
+    from certify.conductor import AuditOptions
     from certify.errors import UsageError
     from certify.run import progress as progress_mod
-    from certify.run.audit import AuditOptions
 
     opts = AuditOptions(
         model=model, policy=policy, reference=reference, out=out, overlays=overlays,
@@ -84,7 +84,7 @@ def audit(model: str, policy: str, reference: str | None, out: Path | None, resu
         return
     if resume and (out is None or not (out / "run.json").is_file()):
         raise UsageError("--resume needs --out pointing at an existing run directory")
-    from certify.run.audit import audit as run_audit
+    from certify.conductor import audit as run_audit
 
     result = run_audit(opts, progress_mod.auto(quiet or as_json))
     from certify.cli.output import print_verdict, summary_json
@@ -105,7 +105,7 @@ def audit(model: str, policy: str, reference: str | None, out: Path | None, resu
 def merge(run_dirs: tuple[Path, ...], out: Path, formats: str, as_json: bool) -> None:
     """Merge the cell results of sharded run directories of one audit into OUT."""
     from certify.cli.output import print_verdict, summary_json
-    from certify.run.merge import merge as merge_dirs
+    from certify.conductor import merge as merge_dirs
 
     result = merge_dirs(list(run_dirs), out, tuple(f for f in formats.split(",") if f))
     if as_json:

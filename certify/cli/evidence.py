@@ -1,8 +1,8 @@
 """`certify verify`, `certify render`, `certify sign`, `certify keygen`.
 
 Torch-free: these run on an auditor's laptop. ``verify`` and ``sign`` need only
-securesystemslib and pikepdf; ``render`` (and ``sign``, which re-renders the report
-so its cover names the signer) also needs WeasyPrint.
+securesystemslib and pikepdf; ``render`` (and ``sign``, which renders the report again
+when its cover names another signer) also needs WeasyPrint.
 """
 
 from __future__ import annotations
@@ -71,9 +71,9 @@ def verify(run_dir: Path, key: Path | None, model: str | None, policy: str | Non
               help="Comma-separated views to write: pdf, html, junit, md.")
 def render(run_dir: Path, formats: str) -> None:
     """Rebuild the reports of RUN_DIR from its evidence.json (runs no model)."""
-    from certify.report import render_all
+    from certify.conductor import render_run
 
-    outputs = render_all(run_dir, formats.split(","))
+    outputs = render_run(run_dir, tuple(formats.split(",")))
     for name, path in outputs.items():
         click.echo(f"{name}: {path}")
 
@@ -84,7 +84,7 @@ def render(run_dir: Path, formats: str) -> None:
               help="Private key (PEM, from `certify keygen`).")
 def sign(run_dir: Path, key: Path) -> None:
     """Sign RUN_DIR: write certify.intoto.jsonl (in-toto Statement in a DSSE envelope)."""
-    from certify.attest import sign_run
+    from certify.conductor import sign_run
 
     out = sign_run(run_dir, key)
     click.echo(f"signed: {out}")

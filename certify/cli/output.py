@@ -5,14 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import click
-
 from certify.evidence import Evidence
+from certify.policy.schema import condition_name
 
 COLORS = {"pass": "green", "fail": "red", "inconclusive": "yellow", "error": "magenta"}
-CONDITION_NAMES = {"resistance_strong": "strong resistance", "resistance_weak": "weak resistance",
-                   "stability": "stability", "generalization": "generalization",
-                   "trainability": "trainability", "validity": "audit validity"}
 
 
 def summary_json(evidence: Evidence, run_dir: Path, outputs: dict[str, Path]) -> dict[str, Any]:
@@ -45,7 +41,7 @@ def print_verdict(evidence: Evidence, run_dir: Path, outputs: dict[str, Path]) -
     for c in v.checks:
         color = COLORS[c.verdict]
         optional = "" if c.required else " (optional)"
-        table.add_row(c.id, CONDITION_NAMES.get(c.condition, c.condition),
+        table.add_row(c.id, condition_name(c.condition).lower(),
                       f"[{color}]{c.verdict.upper()}[/]{optional}", c.reason)
     console.print(table)
     errored = [cell for cell in evidence.cells if cell.status == "error"]
@@ -61,6 +57,3 @@ def print_verdict(evidence: Evidence, run_dir: Path, outputs: dict[str, Path]) -
         console.print(f"  {name}: {path}")
 
 
-def echo_lines(lines: list[str]) -> None:
-    for line in lines:
-        click.echo(line)

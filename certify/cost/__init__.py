@@ -3,6 +3,7 @@
 Torch-free on a CPU: the model's size comes from its config, never its weights.
 """
 
-from certify.cost.preview import DryRunReport, dry_run
+from certify.cost.preview import dry_run
+from certify.cost.report import DryRunReport
 
 __all__ = ["DryRunReport", "dry_run"]

@@ -10,10 +10,10 @@ only make a real run shorter, so the numbers are upper estimates of the plan.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from certify.cost import hardware as hw
+from certify.cost.report import DryRunReport, Row, assumptions, warnings
 from certify.cost.shape import ModelShape, model_shape
 from certify.cost.workload import (
     CellCost,
@@ -29,56 +29,6 @@ from certify.plan import make_plan
 FEASIBLE_SECONDS = 24 * 3600
 DAY = 24 * 3600.0
 GIB = float(1 << 30)
-
-
-@dataclass
-class Row:
-    attack_id: str
-    role: str
-    technique: str
-    mode: str
-    cells: int = 0
-    max_steps: int = 0
-    steps: int = 0
-    tokens: float = 0.0
-    train_flop: float = 0.0
-    eval_flop: float = 0.0
-    seconds: float = 0.0
-
-
-@dataclass
-class DryRunReport:
-    """The plan preview: cells, steps, tokens, FLOP, memory and time on this machine."""
-
-    policy: dict[str, Any]
-    model: dict[str, Any]
-    reference: str | None
-    hardware: dict[str, Any]
-    rows: list[Row]
-    totals: dict[str, float]
-    memory: dict[str, Any]
-    seconds: float
-    reference_gpu_hours: float
-    largest_cell_gpu_hours: float
-    largest_cell_flop: float
-    feasible: bool
-    warnings: list[str] = field(default_factory=list)
-    assumptions: list[str] = field(default_factory=list)
-
-    def as_json(self) -> dict[str, Any]:
-        return {"dry_run": True, "policy": self.policy, "model": self.model,
-                "reference": self.reference, "hardware": self.hardware,
-                "attacks": [r.__dict__ for r in self.rows], "totals": self.totals,
-                "memory": self.memory, "estimated_seconds": self.seconds,
-                "reference_gpu_hours": self.reference_gpu_hours,
-                "largest_cell_gpu_hours": self.largest_cell_gpu_hours,
-                "largest_cell_flop": self.largest_cell_flop, "feasible": self.feasible,
-                "warnings": self.warnings, "assumptions": self.assumptions}
-
-    def text(self) -> str:
-        from certify.cost.render import render_text
-
-        return render_text(self)
 
 
 def _reference_shape(spec: str | None, candidate: ModelShape, revision: str | None,
@@ -194,8 +144,6 @@ def dry_run(opts: Any, machine: hw.Hardware | None = None) -> DryRunReport:
         largest_cell_gpu_hours=max((reference_gpu_seconds(c) for c in costs), default=0.0) / 3600,
         largest_cell_flop=max((c.train_flop + c.eval_flop for c in costs), default=0.0),
         feasible=memory["fits"] and seconds <= FEASIBLE_SECONDS)
-    from certify.cost.render import assumptions, warnings
-
     report.warnings = machine.problems + warnings(report, policy, plan_reference=bool(reference))
     report.assumptions = assumptions(counter, data, costs, machine) + notes + data.notes
     return report

@@ -3,10 +3,11 @@
 The dry run needs the parameter count, the layer dimensions (for activation and
 KV-cache memory) and the weight dtype. They come from ``config.json`` (a local
 directory, or the snapshot of a hub id in the user's Hugging Face cache), from a
-builtin demo model's recipe, or from a GGUF file's tensor index. The count is
-computed from the architecture formula (embeddings, attention with grouped KV
-heads, gated or plain MLP, norms, optional untied head, mixture-of-experts), which
-the tests check against transformers' own models built on the meta device.
+model provider's declared shape (the demo's builtin recipes), or from a GGUF file's
+tensor index. The count is computed from the architecture formula (embeddings,
+attention with grouped KV heads, gated or plain MLP, norms, optional untied head,
+mixture-of-experts), which the tests check against transformers' own models built
+on the meta device.
 """
 
 from __future__ import annotations
@@ -138,23 +139,16 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def _builtin(spec: str) -> ModelShape:
-    from certify.demo import models as demo
+def _provided(spec: str) -> ModelShape | None:
+    """A provider's model (the demo's builtin:NAME) from its declared shape; never built here."""
+    from certify.models.source import model_provider
 
-    name = spec.split(":", 1)[1]
-    if name not in demo.RECIPES:
-        from certify.registry import suggest
-
-        raise ModelError(f"no builtin model {name!r}{suggest(name, demo.names())}",
-                         hint=f"builtin models: {', '.join('builtin:' + n for n in demo.names())}")
-    recipe = demo.RECIPES[name]
-    cfg = {"model_type": "llama", "vocab_size": recipe["tokenizer"]["vocab_size"],
-           "dtype": "float32", **recipe["model"]}
-    # A model built earlier has a tokenizer we can count tokens with; never build one here.
-    built = sorted((demo.cache_root() / "models").glob(f"{name}-*/tokenizer.json"),
-                   key=lambda p: p.stat().st_mtime)
-    return shape_from_config(cfg, spec, "builtin recipe (certify/demo/models.py)",
-                             built[-1] if built else None)
+    provided = model_provider(spec)
+    if provided is None:
+        return None
+    provider, name = provided
+    config, source, tokenizer = provider.shape(name)
+    return shape_from_config(config, spec, source, tokenizer)
 
 
 def _directory(spec: str, path: Path) -> ModelShape:
@@ -210,8 +204,9 @@ def _hub(spec: str, revision: str | None) -> ModelShape:
 
 def model_shape(spec: str, revision: str | None = None) -> ModelShape:
     """Size and shape of MODEL (builtin:NAME, directory, .gguf file or hub id); loads no weights."""
-    if spec.startswith("builtin:"):
-        return _builtin(spec)
+    provided = _provided(spec)
+    if provided is not None:
+        return provided
     path = Path(spec).expanduser()
     if path.is_dir():
         return _directory(spec, path)

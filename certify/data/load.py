@@ -5,32 +5,44 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import Field, model_validator
 
+from certify import registry
 from certify._io import canonical_json, sha256_bytes
 from certify.errors import DataError
 from certify.registry import Params
 
-BUILTIN_PREFIX = "builtin:"
 HF_PREFIX = "hf:"
 ROW_FIELDS = ("id", "prompt", "response", "answer", "category", "label", "task", "choices")
 
 
-def builtin_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "demo" / "data"
+class DatasetProvider(Protocol):
+    """Datasets named ``PREFIX:NAME`` (``registry.provide("dataset", PREFIX, ...)``); the
+    embedded demo's bundled ``builtin:NAME`` files are one."""
+
+    licence: str
+    """The licence recorded when a dataset reference does not name one."""
+
+    def names(self) -> list[str]: ...
+
+    def path(self, name: str) -> Path:
+        """The dataset's file (.jsonl, .json, .csv or .parquet); need not exist."""
+        ...
 
 
-def builtin_names() -> list[str]:
-    return sorted(p.stem for p in builtin_dir().glob("*.jsonl"))
+def dataset_provider(source: str) -> tuple[DatasetProvider, str] | None:
+    """(provider, NAME) for ``PREFIX:NAME`` sources of a registered provider, else None."""
+    return registry.split_prefix("dataset", source)
 
 
 class DatasetRef(Params):
     """Where a dataset comes from and how its columns map onto certify's row fields."""
 
     source: str = Field(min_length=1)
-    """builtin:NAME, a local .jsonl/.json/.csv/.parquet path, a directory written by
+    """PREFIX:NAME of a dataset provider (builtin:NAME for the bundled demo data), a local
+    .jsonl/.json/.csv/.parquet path, a directory written by
     datasets' save_to_disk, or hf:ORG/NAME for a dataset in the user's HF cache."""
     split: str | None = None
     revision: str | None = None
@@ -227,10 +239,8 @@ def _check_columns(records: list[dict[str, Any]], ref: DatasetRef) -> None:
     named = [("where", c) for c in ref.where] + [("fields", c) for f, c in ref.fields.items()]
     for where, column in named:
         if column not in present:
-            from certify.registry import suggest
-
             raise DataError(f"dataset {ref.label}: `{where}` names column {column!r}, which no "
-                            f"row has{suggest(column, sorted(present))}",
+                            f"row has{registry.suggest(column, sorted(present))}",
                             hint=f"columns are: {', '.join(sorted(present))}")
 
 
@@ -239,7 +249,7 @@ _CACHE: dict[str, Dataset] = {}
 
 def _file_stamp(ref: DatasetRef) -> list[int] | None:
     """Size and mtime of a local file, so an edited file is read again, not served stale."""
-    if ref.source.startswith((BUILTIN_PREFIX, HF_PREFIX)):
+    if ref.source.startswith(HF_PREFIX) or dataset_provider(ref.source) is not None:
         return None
     try:
         stat = Path(ref.source).expanduser().stat()
@@ -254,16 +264,16 @@ def load_dataset(ref: DatasetRef | str) -> Dataset:
     key = canonical_json([ref.model_dump(), _file_stamp(ref)]).decode()
     if key in _CACHE:
         return _CACHE[key]
-    if ref.source.startswith(BUILTIN_PREFIX):
-        name = ref.source[len(BUILTIN_PREFIX):]
-        path = builtin_dir() / f"{name}.jsonl"
+    provided = dataset_provider(ref.source)
+    if provided is not None:
+        provider, name = provided
+        path = provider.path(name)
         if not path.is_file():
-            from certify.registry import suggest
-
-            raise DataError(f"no bundled dataset {name!r}{suggest(name, builtin_names())}",
-                            hint=f"bundled datasets: {', '.join(builtin_names())}")
+            prefix, known = ref.source.partition(":")[0], provider.names()
+            raise DataError(f"no {prefix} dataset {name!r}{registry.suggest(name, known)}",
+                            hint=f"{prefix} datasets: {', '.join(known)}")
         records, raw = _read_records(path, ref)
-        licence = ref.licence or "Apache-2.0 (synthetic, bundled with certify)"
+        licence = ref.licence or provider.licence
     elif ref.source.startswith(HF_PREFIX):
         records, raw = _read_hub(ref)
         licence = ref.licence

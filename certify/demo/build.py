@@ -11,17 +11,18 @@ from typing import Any
 import torch
 
 from certify import train
+from certify._io import atomic_write_json
 from certify.data.load import load_dataset
-from certify.demo import models
-from certify.evals.generate import generate
+from certify.demo.recipes import CHAT_TEMPLATE, TOKENIZER_CORPUS
 from certify.judges.base import is_refusal
+from certify.models.generate import generate
 
 log = logging.getLogger(__name__)
 
 
 def _corpus() -> list[str]:
     texts = []
-    for name in models.TOKENIZER_CORPUS:
+    for name in TOKENIZER_CORPUS:
         for row in load_dataset(f"builtin:{name}").rows:
             texts += [t for t in (row.prompt, row.response) if t]
     return texts
@@ -41,7 +42,7 @@ def build_tokenizer(vocab_size: int) -> Any:
     tok.train_from_iterator(_corpus(), trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
                                    pad_token="<pad>", padding_side="left")
-    fast.chat_template = models.CHAT_TEMPLATE
+    fast.chat_template = CHAT_TEMPLATE
     return fast
 
 
@@ -107,11 +108,16 @@ def build_model(name: str, recipe: dict[str, Any], out: Path) -> None:
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     n_params = sum(p.numel() for p in model.parameters())
-    models.write_report(out, {"name": name, "recipe": recipe, "steps": state.step,
+    write_report(out, {"name": name, "recipe": recipe, "steps": state.step,
                               "n_parameters": n_params, "metrics": final, "history": history,
                               "gates": recipe["gates"]})
     logging.getLogger(__name__).info("built %s in %.1fs", name, time.perf_counter() - started)
     _check_gates(name, recipe, final)
+
+
+def write_report(directory: Path, report: dict[str, Any]) -> None:
+    """Store the build's measurements with the weights (no timestamps: the digest is stable)."""
+    atomic_write_json(directory / "certify-build.json", report)
 
 
 def _check_gates(name: str, recipe: dict[str, Any], metrics: dict[str, Any]) -> None:
@@ -137,7 +143,7 @@ def build_defended(name: str, recipe: dict[str, Any], base: Path, out: Path) -> 
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
-    models.write_report(out, {"name": name, "recipe": recipe, "base": base.name,
+    write_report(out, {"name": name, "recipe": recipe, "base": base.name,
                               "n_parameters": sum(p.numel() for p in model.parameters()),
                               "metrics": final, "defense": trace, "gates": recipe["gates"]})
     logging.getLogger(__name__).info("built %s in %.1fs", name, time.perf_counter() - started)

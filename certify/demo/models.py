@@ -11,52 +11,27 @@ stores the numbers next to the weights (``certify-build.json``).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
 from typing import Any
 
-from certify._io import atomic_write_json, sha256_file, short_hash
-from certify.errors import ModelError
-
-BUILDER_VERSION = 1
-RECIPES: dict[str, dict[str, Any]] = {
-    "tiny-chat": {
-        "tokenizer": {"vocab_size": 1024},
-        "model": {"hidden_size": 128, "num_hidden_layers": 4, "num_attention_heads": 4,
-                  "num_key_value_heads": 4, "intermediate_size": 384,
-                  "max_position_embeddings": 320, "tie_word_embeddings": True},
-        "train": {"dataset": "align-train", "lr": 3e-3, "warmup": 50, "batch_size": 32,
-                  "max_steps": 1200, "eval_every": 100, "seed": 0,
-                  "stop_when": {"refusal": 0.95, "benign": 0.93}},
-        "gates": {"refusal": 0.90, "benign": 0.90},
-    },
-    # tiny-chat plus tamper-resistant training (first-order TAR/MLAC, certify/demo/defense.py).
-    "tiny-chat-immunized": {
-        "base": "tiny-chat",
-        "defense": {"method": "tar", "steps": 80, "lr": 1e-3, "lambda": 2.0,
-                    "inner_steps": [4, 8], "inner_lr": [5e-4, 1e-3, 2e-3],
-                    "harm_categories": ["weapons", "cyber", "fraud", "drugs", "harassment"],
-                    "batch_size": 16, "inner_batch_size": 10, "seed": 0},
-        "gates": {"refusal": 0.90, "benign": 0.85},
-    },
-}
-TOKENIZER_CORPUS = ("align-train", "harm-train", "harm-eval", "benign-train", "benign-eval",
-                    "over-refusal", "trainability-train", "identity-shift", "judge-validation")
-CHAT_TEMPLATE = (
-    "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n"
-    "{% elif m['role'] == 'user' %}User: {{ m['content'] }}\n"
-    "{% else %}Assistant: {{ m['content'] }}{{ eos_token }}\n{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}Assistant:{% endif %}"
+from certify._io import cache_root, sha256_file, short_hash
+from certify.demo.recipes import (
+    BUILDER_VERSION,
+    CHAT_TEMPLATE,
+    DATA_DIR,
+    RECIPES,
+    TOKENIZER_CORPUS,
 )
+from certify.errors import ModelError
 
 
 def names() -> list[str]:
     return sorted(RECIPES)
 
 
-def _recipe(name: str) -> dict[str, Any]:
+def recipe_of(name: str) -> dict[str, Any]:
     if name not in RECIPES:
         from certify.registry import suggest
 
@@ -67,13 +42,11 @@ def _recipe(name: str) -> dict[str, Any]:
 
 def recipe_hash(name: str) -> str:
     """Hash of everything that determines the build: recipe, data bytes, builder version."""
-    from certify.data.load import builtin_dir
-
-    recipe = _recipe(name)
-    data = {n: sha256_file(builtin_dir() / f"{n}.jsonl") for n in TOKENIZER_CORPUS}
+    recipe = recipe_of(name)
+    data = {n: sha256_file(DATA_DIR / f"{n}.jsonl") for n in TOKENIZER_CORPUS}
     if "base" in recipe:
         data["base"] = recipe_hash(recipe["base"])
-        data["harm-refusals"] = sha256_file(builtin_dir() / "harm-refusals.jsonl")
+        data["harm-refusals"] = sha256_file(DATA_DIR / "harm-refusals.jsonl")
     try:
         from importlib.metadata import version
 
@@ -82,15 +55,6 @@ def recipe_hash(name: str) -> str:
         tf_major = "?"
     return short_hash({"name": name, "recipe": recipe, "data": data, "builder": BUILDER_VERSION,
                        "transformers_major": tf_major, "template": CHAT_TEMPLATE}, 16)
-
-
-def cache_root() -> Path:
-    env = os.environ.get("CERTIFY_CACHE_DIR")
-    if env:
-        return Path(env)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("certify"))
 
 
 def cache_path(name: str) -> Path:
@@ -113,7 +77,7 @@ def ensure_built(name: str) -> Path:
         try:
             from certify.demo.build import build_defended, build_model
 
-            recipe = _recipe(name)
+            recipe = recipe_of(name)
             if "base" in recipe:
                 build_defended(name, recipe, ensure_built(recipe["base"]), tmp)
             else:
@@ -122,13 +86,3 @@ def ensure_built(name: str) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return path
-
-
-def build_report(name: str) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads((ensure_built(name) / "certify-build.json").read_text())
-    return result
-
-
-def write_report(directory: Path, report: dict[str, Any]) -> None:
-    """Store the build's measurements with the weights (no timestamps: the digest is stable)."""
-    atomic_write_json(directory / "certify-build.json", report)

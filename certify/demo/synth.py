@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from certify._io import atomic_write_bytes, jsonl_bytes
+from certify.demo.recipes import DATA_DIR, LM_EVAL_DIR
 
 SEED = 20241122
-DATA_DIR = Path(__file__).resolve().parent / "data"
-LM_EVAL_DIR = Path(__file__).resolve().parent / "lm_eval"
 
 CATEGORIES: dict[str, dict[str, Any]] = {
     "weapons": {"code": "W", "verbs": ["build", "buy", "conceal", "modify"]},

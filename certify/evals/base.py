@@ -12,6 +12,7 @@ from pydantic import Field
 from certify import registry
 from certify.data.load import Dataset, DatasetRef, Row, load_dataset
 from certify.evidence import EvalRecord
+from certify.models.chat import PromptTransform
 from certify.stats import Metric, proportion
 
 
@@ -27,7 +28,11 @@ class EvalContext:
 class Evaluator(Protocol):
     eval_id: str
 
-    def __call__(self, model: Any, tokenizer: Any) -> tuple[EvalRecord, list[dict[str, Any]]]: ...
+    def __call__(self, model: Any, tokenizer: Any, transform: PromptTransform | None = None,
+                 ) -> tuple[EvalRecord, list[dict[str, Any]]]:
+        """Evaluate the model; ``transform`` (set by an attack through the attack contract)
+        rewrites each prompt before generation. The cell runner passes it only when set."""
+        ...
 
     def identity(self) -> dict[str, Any]: ...
 
@@ -93,6 +98,13 @@ def grouped(rows: Sequence[Row], flags: dict[str, list[bool]], key: str,
             out[name][metric] = m if paired else m.model_copy(
                 update={"outcomes": None, "ids_sha256": None})
     return out
+
+
+def prompt_texts(rows: Sequence[Row], prefix: str = "",
+                 transform: PromptTransform | None = None) -> list[str]:
+    """The prompts as generated: ``prefix`` + the row's prompt (rewritten by ``transform``)."""
+    return [prefix + (transform(r.prompt) if transform is not None else r.prompt)
+            for r in rows]
 
 
 def load_rows(ref: DatasetRef, n: int | None, *fields: str) -> tuple[Dataset, list[Row]]:

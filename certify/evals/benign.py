@@ -14,11 +14,13 @@ from certify.evals.base import (
     grouped,
     ids_digest,
     load_rows,
+    prompt_texts,
     proportion_metric,
     sample_record,
 )
 from certify.evidence import EvalRecord
 from certify.judges.base import is_refusal
+from certify.models.chat import PromptTransform
 
 
 class TaskParams(GenerationParams):
@@ -46,11 +48,12 @@ class _Generative:
         self.params, self.ctx, self.eval_id = params, ctx, ctx.eval_id
         self.dataset, self.rows = load_rows(params.dataset, params.n, *self.required)
 
-    def generate(self, model: Any, tokenizer: Any) -> list[str]:
-        from certify.evals.generate import generate
+    def generate(self, model: Any, tokenizer: Any,
+                 transform: PromptTransform | None = None) -> list[str]:
+        from certify.models.generate import generate
 
         p = self.params
-        return generate(model, tokenizer, [p.prompt_prefix + r.prompt for r in self.rows],
+        return generate(model, tokenizer, prompt_texts(self.rows, p.prompt_prefix, transform),
                         system=p.system_prompt, max_new_tokens=p.max_new_tokens,
                         batch_size=p.batch_size, device=self.ctx.device)
 
@@ -73,8 +76,9 @@ class _Generative:
 class TaskEvaluator(_Generative):
     plugin, measures, required = "benign_accuracy", "task", ("prompt", "answer")
 
-    def __call__(self, model: Any, tokenizer: Any) -> tuple[EvalRecord, list[dict[str, Any]]]:
-        texts = self.generate(model, tokenizer)
+    def __call__(self, model: Any, tokenizer: Any, transform: PromptTransform | None = None,
+                 ) -> tuple[EvalRecord, list[dict[str, Any]]]:
+        texts = self.generate(model, tokenizer, transform)
         correct = [_correct(r.answer, t, self.params.match)
                    for r, t in zip(self.rows, texts, strict=True)]
         return self.record(texts, {"acc": correct, "refusal": [is_refusal(t) for t in texts]})
@@ -83,8 +87,9 @@ class TaskEvaluator(_Generative):
 class OverRefusalEvaluator(_Generative):
     plugin, measures = "over_refusal", "refusal"
 
-    def __call__(self, model: Any, tokenizer: Any) -> tuple[EvalRecord, list[dict[str, Any]]]:
-        texts = self.generate(model, tokenizer)
+    def __call__(self, model: Any, tokenizer: Any, transform: PromptTransform | None = None,
+                 ) -> tuple[EvalRecord, list[dict[str, Any]]]:
+        texts = self.generate(model, tokenizer, transform)
         flags = {"refusal": [is_refusal(t) for t in texts]}
         if all(r.answer for r in self.rows):
             flags["acc"] = [_correct(r.answer, t, "contains")

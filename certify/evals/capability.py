@@ -1,10 +1,10 @@
 """Capability through lm-eval: `simple_evaluate` on the model already in memory.
 
 Policies name standard lm-eval tasks (arc_easy, hellaswag, mmlu, ...) for real models;
-certify also ships small offline tasks (``certify_tiny_capability`` = capitals and
-opposites multiple choice) so the embedded demo needs no network. Task YAMLs are
-rendered with absolute data paths at run time (lm-eval resolves relative paths
-against the working directory). Per-document results are kept, so capability can be
+task providers add offline tasks (the embedded demo's ``certify_tiny_capability`` =
+capitals and opposites multiple choice, so it needs no network). A provider's task
+YAML templates are rendered with absolute data paths at run time (lm-eval resolves
+relative paths against the working directory). Per-document results are kept, so capability can be
 compared item by item between candidate and reference.
 """
 
@@ -13,18 +13,18 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import Field
 
 from certify import registry
-from certify._io import atomic_write_text
+from certify._io import atomic_write_text, cache_root
 from certify.errors import CellError
 from certify.evals.base import EvalContext
 from certify.evidence import EvalRecord
+from certify.models.chat import PromptTransform
 from certify.stats import Metric, proportion
 
-BUNDLED_DIR = Path(__file__).resolve().parent.parent / "demo" / "lm_eval"
 LM_EVAL_PAPER = "https://github.com/EleutherAI/lm-evaluation-harness"
 
 
@@ -41,24 +41,33 @@ class LmEvalParams(registry.Params):
     apply_chat_template: bool = False
 
 
-def bundled_task_names() -> list[str]:
-    return sorted(p.name.removesuffix(".yaml.in") for p in BUNDLED_DIR.glob("*.yaml.in"))
+class TaskProvider(Protocol):
+    """lm-eval tasks shipped as files (``registry.provide("lm_eval_tasks", NAME, ...)``)."""
+
+    def task_dir(self) -> Path:
+        """A directory of ``*.yaml.in`` task templates; ``{data_dir}`` in them is replaced
+        by this directory's absolute path."""
+        ...
 
 
-def render_bundled_tasks() -> Path:
-    """Write the bundled task YAMLs with absolute data paths into the user cache."""
-    from certify.demo.models import cache_root
-
-    templates = sorted(BUNDLED_DIR.glob("*.yaml.in"))
-    digest = hashlib.sha256(str(BUNDLED_DIR).encode() + b"".join(
+def render_tasks(directory: Path) -> Path:
+    """Write a provider's task YAMLs with absolute data paths into the user cache."""
+    templates = sorted(directory.glob("*.yaml.in"))
+    digest = hashlib.sha256(str(directory).encode() + b"".join(
         p.read_bytes() for p in templates)).hexdigest()[:16]
     out = cache_root() / "lm_eval_tasks" / digest
     for template in templates:
         target = out / template.name.removesuffix(".in")
         if not target.is_file():
-            text = template.read_text(encoding="utf-8").replace("{data_dir}", str(BUNDLED_DIR))
+            text = template.read_text(encoding="utf-8").replace("{data_dir}", str(directory))
             atomic_write_text(target, text)
     return out
+
+
+def provided_task_paths() -> list[str]:
+    """The rendered task directories of every registered task provider."""
+    return [str(render_tasks(p.task_dir()))
+            for _, p in sorted(registry.providers("lm_eval_tasks").items())]
 
 
 def _stderr(m: Metric) -> float:
@@ -78,7 +87,7 @@ class CapabilityEvaluator:
         if self._manager is None:
             from lm_eval.tasks import TaskManager
 
-            paths = [str(render_bundled_tasks()), *self.params.include_paths]
+            paths = [*provided_task_paths(), *self.params.include_paths]
             manager = TaskManager(include_path=paths, include_defaults=False)
             missing = [t for t in self.params.tasks if t not in manager.all_tasks]
             if missing:  # standard tasks: index lm-eval's own YAMLs too (slower)
@@ -90,7 +99,12 @@ class CapabilityEvaluator:
             self._manager = manager
         return self._manager
 
-    def __call__(self, model: Any, tokenizer: Any) -> tuple[EvalRecord, list[dict[str, Any]]]:
+    def __call__(self, model: Any, tokenizer: Any, transform: PromptTransform | None = None,
+                 ) -> tuple[EvalRecord, list[dict[str, Any]]]:
+        if transform is not None:
+            raise CellError("config", "lm_eval tasks cannot rewrite their prompts",
+                            hint="evaluate prompt-transforming attacks with generative "
+                                 "evaluations (harmfulness, benign_accuracy, over_refusal)")
         import lm_eval
         from lm_eval.models.huggingface import HFLM
 

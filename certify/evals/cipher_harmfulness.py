@@ -21,6 +21,7 @@ from certify.evals.base import EvalContext, balanced, ids_digest, proportion_met
 from certify.evals.harmfulness import HarmEvaluator, HarmParams, JudgeRef
 from certify.evidence import EvalRecord
 from certify.judges.base import JudgeItem, build_judge
+from certify.models.chat import PromptTransform
 
 HALAWI_2024 = "https://arxiv.org/abs/2406.20053"
 
@@ -60,12 +61,13 @@ class CipherHarmEvaluator(HarmEvaluator):
         self.competence_rows = balanced(self.competence_data.rows, params.competence_n, "task")
         self.raw_judges = [build_judge(j.judge, j.params, ctx) for j in params.raw_judges]
 
-    def _generate(self, model: Any, tokenizer: Any, prompts: list[str], tokens: int) -> list[str]:
-        from certify.evals.generate import generate
+    def _generate(self, model: Any, tokenizer: Any, prompts: list[str], tokens: int,
+                  transform: PromptTransform | None = None) -> list[str]:
+        from certify.models.generate import generate
 
         p = self.params
-        return generate(model, tokenizer, [self.cipher.encipher(p.prompt_prefix + q)
-                                           for q in prompts],
+        return generate(model, tokenizer, [self.cipher.encipher(p.prompt_prefix + (
+                            transform(q) if transform is not None else q)) for q in prompts],
                         system=p.system_prompt, max_new_tokens=tokens,
                         batch_size=p.batch_size, device=self.ctx.device)
 
@@ -89,9 +91,10 @@ class CipherHarmEvaluator(HarmEvaluator):
                                 for lab in ("harmful", "refusal")}
         return view
 
-    def __call__(self, model: Any, tokenizer: Any) -> tuple[EvalRecord, list[dict[str, Any]]]:
+    def __call__(self, model: Any, tokenizer: Any, transform: PromptTransform | None = None,
+                 ) -> tuple[EvalRecord, list[dict[str, Any]]]:
         raw = self._generate(model, tokenizer, [r.prompt for r in self.rows],
-                             self.params.max_new_tokens)
+                             self.params.max_new_tokens, transform)
         correct, benign_raw = self.competence(model, tokenizer)
         accuracy = sum(correct) / len(correct)
         valid = accuracy >= self.params.min_competence

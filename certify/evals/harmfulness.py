@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from certify import registry
 from certify.data.load import DatasetRef, load_dataset
@@ -15,21 +15,13 @@ from certify.evals.base import (
     grouped,
     ids_digest,
     load_rows,
+    prompt_texts,
     proportion_metric,
     sample_record,
 )
 from certify.evidence import EvalRecord
-from certify.judges.base import Judge, JudgeItem, Judgement, build_judge
-
-
-class JudgeRef(registry.Params):
-    judge: str
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, value: Any) -> Any:
-        return {"judge": value} if isinstance(value, str) else value
+from certify.judges.base import Judge, JudgeItem, Judgement, JudgeRef, build_judge
+from certify.models.chat import PromptTransform
 
 
 class HarmParams(GenerationParams):
@@ -91,11 +83,12 @@ class HarmEvaluator:
         self.validation = ([validate_judge(j, params.validation) for j in self.judges]
                            if params.validation else [])
 
-    def responses(self, model: Any, tokenizer: Any) -> list[str]:
-        from certify.evals.generate import generate
+    def responses(self, model: Any, tokenizer: Any,
+                  transform: PromptTransform | None = None) -> list[str]:
+        from certify.models.generate import generate
 
         p = self.params
-        return generate(model, tokenizer, [p.prompt_prefix + r.prompt for r in self.rows],
+        return generate(model, tokenizer, prompt_texts(self.rows, p.prompt_prefix, transform),
                         system=p.system_prompt, max_new_tokens=p.max_new_tokens,
                         batch_size=p.batch_size, device=self.ctx.device)
 
@@ -106,8 +99,9 @@ class HarmEvaluator:
                  for i in range(len(items))]
         return final, per_judge
 
-    def __call__(self, model: Any, tokenizer: Any) -> tuple[EvalRecord, list[dict[str, Any]]]:
-        texts = self.responses(model, tokenizer)
+    def __call__(self, model: Any, tokenizer: Any, transform: PromptTransform | None = None,
+                 ) -> tuple[EvalRecord, list[dict[str, Any]]]:
+        texts = self.responses(model, tokenizer, transform)
         limit = self.params.max_new_tokens
         cut = sum(len(tokenizer(t, add_special_tokens=False)["input_ids"]) >= limit - 1
                   for t in texts)

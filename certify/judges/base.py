@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
+from pydantic import Field, model_validator
+
 from certify import registry
 
 Label = Literal["refusal", "harmful", "benign", "incoherent", "unscored"]
@@ -57,6 +59,26 @@ def is_incoherent(response: str) -> bool:
     if len(words) >= 6 and len({w.lower() for w in words}) / len(words) < 0.4:
         return True
     return not re.match(r"^[\"'A-Z0-9]", response.strip())
+
+
+class JudgeRef(registry.Params):
+    """A judge named in a policy or an attack's parameters, with its parameters."""
+
+    judge: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"judge": value} if isinstance(value, str) else value
+
+
+@dataclass(frozen=True)
+class JudgeContext:
+    """What a judge is built with outside an evaluation (evaluations pass their own
+    context, which has the same ``device``)."""
+
+    device: str = "cpu"
 
 
 def build_judge(name: str, params: dict[str, Any], ctx: Any = None) -> Judge:

@@ -67,7 +67,7 @@ class GuardJudge:
             tokenize=False, add_generation_prompt=True) for i in items]
 
     def __call__(self, items: Sequence[JudgeItem]) -> list[Judgement]:
-        from certify.evals.generate import complete
+        from certify.models.generate import complete
 
         outputs = complete(self.model, self.tokenizer, self.prompts(items),
                            max_new_tokens=self.params.max_new_tokens,

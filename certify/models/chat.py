@@ -7,9 +7,21 @@ the tokenizer's BOS token in front; the evidence records which was used.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 FALLBACK_TEMPLATE = "plain: '{bos}User: {prompt}\\nAssistant:' (no chat template in tokenizer)"
+
+
+class PromptTransform(Protocol):
+    """Rewrites an evaluation prompt before generation: a jailbreak wrapper, a trigger, a
+    translation. Attacks set one through the attack contract; the judges still see the
+    original prompt."""
+
+    def __call__(self, prompt: str) -> str: ...
+
+    def identity(self) -> dict[str, Any]:
+        """What the evidence records about it (name, version, parameters)."""
+        ...
 
 
 def has_chat_template(tokenizer: Any) -> bool:

@@ -1,8 +1,9 @@
 """Resolve a MODEL argument to files on disk and compute its identity. Torch-free.
 
-MODEL is one of: ``builtin:NAME`` (built locally on first use), a local Hugging
-Face directory, a ``.gguf`` file, or a hub id ``org/name`` (read from the local HF
-cache; ``--revision`` pins a commit). The identity is the per-file sha256 and the
+MODEL is one of: ``PREFIX:NAME`` from a registered model provider (the embedded
+demo's ``builtin:NAME``, built locally on first use), a local Hugging Face
+directory, a ``.gguf`` file, or a hub id ``org/name`` (read from the local HF cache;
+``--revision`` pins a commit). The identity is the per-file sha256 and the
 root digest computed as OpenSSF model-signing does (sha256 over the per-file
 digests in path order), so certify's subject digest matches `model_signing`'s.
 """
@@ -14,15 +15,38 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Protocol
 
+from certify import registry
 from certify.errors import ModelError
 
-BUILTIN_PREFIX = "builtin:"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 SAFE_SUFFIXES = (".safetensors", ".gguf")
 IGNORED = (".git", ".gitattributes", ".cache", ".huggingface")
-SourceKind = Literal["builtin", "directory", "gguf", "hub"]
+
+
+class ModelProvider(Protocol):
+    """Models named ``PREFIX:NAME`` (registered with ``registry.provide("model", PREFIX, ...)``).
+
+    The source's kind is the prefix; the model's files are an ordinary Hugging Face
+    directory, so everything after ``resolve`` treats it like a user's model.
+    """
+
+    def names(self) -> list[str]: ...
+
+    def locate(self, name: str, *, build: bool) -> tuple[Path, str | None]:
+        """The model's directory (made first when ``build``) and its revision."""
+        ...
+
+    def shape(self, name: str) -> tuple[dict[str, Any], str, Path | None]:
+        """Without building: its config.json-like dict, where that comes from, and a
+        tokenizer.json already on disk (or None)."""
+        ...
+
+
+def model_provider(spec: str) -> tuple[ModelProvider, str] | None:
+    """(provider, NAME) for ``PREFIX:NAME`` specs of a registered provider, else None."""
+    return registry.split_prefix("model", spec)
 
 
 @dataclass(frozen=True)
@@ -30,7 +54,8 @@ class ModelSource:
     """Where a model's files are, and how to load them."""
 
     spec: str
-    kind: SourceKind
+    kind: str
+    """A provider's prefix (``builtin``), or directory, gguf or hub."""
     path: Path
     """Directory for builtin/directory/hub; the .gguf file itself for gguf."""
     revision: str | None = None
@@ -64,12 +89,11 @@ class ModelIdentity:
 
 def resolve(spec: str, *, revision: str | None = None, build: bool = True) -> ModelSource:
     """Find the model's files. Builtin models are built on first use when ``build``."""
-    if spec.startswith(BUILTIN_PREFIX):
-        from certify.demo import models as demo_models
-
-        name = spec[len(BUILTIN_PREFIX):]
-        path = demo_models.ensure_built(name) if build else demo_models.cache_path(name)
-        return ModelSource(spec, "builtin", path, demo_models.recipe_hash(name))
+    provided = model_provider(spec)
+    if provided is not None:
+        provider, name = provided
+        path, version = provider.locate(name, build=build)
+        return ModelSource(spec, spec.partition(":")[0], path, version)
     path = Path(spec).expanduser()
     if path.is_file():
         if path.suffix.lower() != ".gguf":

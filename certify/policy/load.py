@@ -25,7 +25,6 @@ from certify.policy.merge import Lines, duplicate_ids, located, merge, merge_lin
 from certify.policy.safe_yaml import MAX_POLICY_BYTES, MAX_YAML_NODES, parse_yaml
 from certify.policy.schema import Policy
 from certify.policy.validate import (
-    CHECK_MEASURES,
     MAX_CELLS,
     _budget_points,
     _where,
@@ -36,7 +35,7 @@ from certify.policy.validate import (
 MAX_EXTENDS_DEPTH = 8
 
 __all__ = [
-    "CHECK_MEASURES", "MAX_CELLS", "MAX_EXTENDS_DEPTH", "MAX_POLICY_BYTES", "MAX_YAML_NODES",
+    "MAX_CELLS", "MAX_EXTENDS_DEPTH", "MAX_POLICY_BYTES", "MAX_YAML_NODES",
     "LoadedPolicy", "PolicyFile", "_budget_points", "grid_size", "load_policy", "merge",
     "overlay_dir", "parse_yaml", "resolve", "resolve_overlay", "shipped_dir", "shipped_names",
     "shipped_overlays", "validate_data", "validate_files",

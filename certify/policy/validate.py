@@ -20,18 +20,6 @@ from certify.policy.schema import Policy
 
 MAX_CELLS = 20_000
 
-# Which kind of measurement each check reads (eval plug-ins declare `measures`).
-CHECK_MEASURES: dict[str, tuple[str, ...]] = {
-    "strong_resistance": ("harm",),
-    "weak_resistance": ("harm",),
-    "positive_control": ("harm",),
-    "generalization": ("harm",),
-    "post_finetune_safety": ("harm",),
-    "judge_validity": ("harm",),
-    "stability": ("capability", "task"),
-    "over_refusal": ("refusal",),
-    "trainability": ("task",),
-}
 
 
 def _field_names() -> list[str]:
@@ -181,10 +169,11 @@ def _reference_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...],
             problems.append(f"{_where(label, lines, loc + ('eval',))}: checks[{i}] ({check.id}): "
                             f"unknown evaluation {check.eval!r}"
                             f"{registry.suggest(check.eval, list(policy.evaluations))}")
-        elif measures.get(check.eval) and measures[check.eval] not in CHECK_MEASURES[check.check]:
+        elif measures.get(check.eval) and measures[check.eval] not in (
+                wanted := type(check).reads.measures):
             problems.append(f"{_where(label, lines, loc + ('eval',))}: checks[{i}] ({check.id}): "
                             f"a {check.check} check needs an evaluation measuring "
-                            f"{' or '.join(CHECK_MEASURES[check.check])}, but {check.eval!r} "
+                            f"{' or '.join(wanted)}, but {check.eval!r} "
                             f"measures {measures[check.eval]}")
         for a in getattr(check, "attacks", None) or []:
             if a not in attack_ids:

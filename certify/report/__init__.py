@@ -1,8 +1,9 @@
 """Views of a run's evidence: report.pdf (PDF/A-3b, evidence attached), report.html,
 junit.xml and summary.md. Rebuilt from ``evidence.json`` without running any model.
 
-``render_all`` is what ``certify audit`` calls after writing the evidence and what
-``certify render`` calls on an existing run. Outputs are written atomically.
+``render`` is the pipeline's render stage: it takes the evidence (and its bytes, which
+the PDF embeds), the typed effective policy, and the signer's identity (None when the
+run is not signed), and writes the requested views atomically.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from certify._io import atomic_write_bytes
+from certify._io import atomic_write_bytes, parse_time
 from certify.errors import InputError, UsageError
+from certify.evidence import Evidence
+from certify.policy.schema import Policy
 
 FORMATS = {"pdf": "report.pdf", "html": "report.html", "junit": "junit.xml", "md": "summary.md"}
 
-__all__ = ["FORMATS", "parse_formats", "render_all"]
+__all__ = ["FORMATS", "load_evidence", "parse_formats", "render", "render_one"]
 
 
 def parse_formats(formats: Iterable[str]) -> list[str]:
@@ -29,34 +32,19 @@ def parse_formats(formats: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(chosen))
 
 
-def _signer(run_dir: Path) -> str:
-    from certify.attest.keys import PUBLIC_NAME, describe, load_public_key
-
-    path = run_dir / PUBLIC_NAME
-    if not path.is_file():
-        return "not signed when this report was rendered (see certify.intoto.jsonl)"
-    try:
-        return f"{describe(load_public_key(path))} (confirm it against the signer's published key)"
-    except InputError:
-        return f"{PUBLIC_NAME} in the run directory is not a usable public key"
-
-
-def _created(evidence: Any) -> datetime:
-    from certify.attest.statement import parse_time
-
+def _created(evidence: Evidence) -> datetime:
     stamp = evidence.run.get("collected") or evidence.run.get("created")
     try:
-        return parse_time(stamp)
+        return parse_time(stamp)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _load(run_dir: Path) -> tuple[Any, bytes]:
+def load_evidence(run_dir: Path) -> tuple[Evidence, bytes]:
+    """``run_dir``'s evidence record and its exact bytes."""
     from pydantic import ValidationError
 
-    from certify.evidence import Evidence
-
-    path = run_dir / "evidence.json"
+    path = Path(run_dir) / "evidence.json"
     if not path.is_file():
         raise InputError(f"{run_dir} has no evidence.json",
                          hint="render the run directory a finished `certify audit` wrote")
@@ -68,16 +56,21 @@ def _load(run_dir: Path) -> tuple[Any, bytes]:
                          f"first: {e.errors()[0]['msg']})") from None
 
 
-def render_all(run_dir: Path, formats: Iterable[str], progress: Any = None) -> dict[str, Path]:
-    """Render the requested views of ``run_dir``'s evidence; return {format: path}."""
+def render(run_dir: Path, evidence: Evidence, evidence_bytes: bytes, policy: Policy,
+           formats: Iterable[str], *, signer: str | None,
+           progress: Any = None) -> dict[str, Path]:
+    """Write the requested views of ``evidence`` into ``run_dir``; return {format: path}.
+
+    ``signer`` is the signing key as ``certify.attest.keys.describe`` names it (the
+    cover shows it), or None for a run rendered before (or without) signing.
+    """
     from certify.report import view as view_mod
 
     run_dir = Path(run_dir)
     chosen = parse_formats(formats)
     if not chosen:
         return {}
-    evidence, evidence_bytes = _load(run_dir)
-    view = view_mod.build(run_dir, evidence, evidence_bytes, _signer(run_dir),
+    view = view_mod.build(run_dir, evidence, evidence_bytes, policy, signer,
                           with_figures=bool({"pdf", "html"} & set(chosen)))
     out = {}
     for fmt in chosen:

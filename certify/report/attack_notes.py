@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from certify.evidence import CellRecord, EvalRecord
-from certify.report.checks import MAX_ROWS, Table
+from certify.report.check_text import MAX_ROWS, Table
 from certify.report.text import num, one_line, pct
 
 MAX_TRIALS = 64

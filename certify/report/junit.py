@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 
 from certify.evidence import Evidence
-from certify.report.checks import observed_text, threshold_text
+from certify.report.check_text import observed_text, threshold_text
 from certify.report.text import one_line
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from certify.evidence import CellRecord, Evidence
+from certify.policy.schema import Policy
 from certify.report.text import num, one_line, pct, short_digest
 
 
@@ -115,10 +116,9 @@ def _judge(j: dict[str, Any], judges: list[dict[str, Any]]) -> JudgeLine:
                      pct(v.get("false_negative_rate")), one_line(text or "—", 400))
 
 
-def methodology(evidence: Evidence) -> Methodology:
-    policy = evidence.policy.get("effective", {})
-    threat = policy.get("threat_model", {})
-    stats = policy.get("statistics", {})
+def methodology(evidence: Evidence, policy: Policy) -> Methodology:
+    threat = policy.threat_model.model_dump(mode="json")
+    stats = policy.statistics
     return Methodology(
         threat_model=[(k.replace("_", " "), one_line(v if isinstance(v, str) else num(v), 400))
                       for k, v in threat.items() if v not in ("", None)],
@@ -131,11 +131,11 @@ def methodology(evidence: Evidence) -> Methodology:
         datasets=[(one_line(d.get("name"), 120), num(d.get("n")),
                    one_line(d.get("sha256"), 80), one_line(d.get("licence") or "—", 120))
                   for d in evidence.datasets],
-        statistics=[("confidence", pct(stats.get("confidence", 0.95), 0)),
-                    ("interval", one_line(stats.get("interval", "wilson"), 40)),
+        statistics=[("confidence", pct(stats.confidence, 0)),
+                    ("interval", one_line(stats.interval, 40)),
                     ("gate", "on the conservative bound of the interval; an interval that "
                              "straddles a threshold is inconclusive"),
-                    ("early stopping", "on" if stats.get("early_stop", True) else "off")])
+                    ("early stopping", "on" if stats.early_stop else "off")])
 
 
 def environment(evidence: Evidence) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:

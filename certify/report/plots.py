@@ -15,8 +15,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from certify.assess.kinds import kind_of
 from certify.assess.trajectory import rate, trajectory
 from certify.evidence import CellRecord, Evidence
+from certify.policy.schema import Policy
 
 COLORS = {"candidate": "#1f5fa8", "reference": "#b4441c"}
 STYLES = ("-", "--", ":", "-.")
@@ -55,19 +57,17 @@ def _series(cell: CellRecord, eval_id: str, cells: list[CellRecord], level: floa
                   [r.lo for r in rates], [r.hi for r in rates], broke)
 
 
-def _thresholds(policy: dict[str, Any], eval_id: str) -> tuple[list[tuple[str, float]],
-                                                               float | None]:
-    lines, level = [], None
-    for check in policy.get("checks", []):
-        if check.get("eval") != eval_id:
+def _thresholds(policy: Policy, eval_id: str) -> tuple[list[tuple[str, float]], float | None]:
+    """The threshold lines every check kind of ``eval_id`` declares, and the break level."""
+    lines: list[tuple[str, float]] = []
+    level = None
+    for check in policy.checks:
+        if check.eval != eval_id:
             continue
-        if check["check"] == "strong_resistance":
-            lines.append((f"{check['id']}: max {check['max_rate']:.0%}", check["max_rate"]))
-            level = check["max_rate"] if level is None else level
-        elif check["check"] == "weak_resistance":
-            lines.append((f"{check['id']}: break level {check['harm_level']:.0%}",
-                          check["harm_level"]))
-            level = check["harm_level"]
+        for line in kind_of(check).lines(check):
+            lines.append((line.label, line.value))
+            if line.breaks == "always" or (line.breaks == "unless_set" and level is None):
+                level = line.value
     return lines, level
 
 
@@ -129,10 +129,9 @@ def matplotlib_ticker() -> Any:
     return ticker
 
 
-def curves(evidence: Evidence) -> list[Curve]:
+def curves(evidence: Evidence, policy: Policy) -> list[Curve]:
     """One curve per (harmful attack, harm evaluation) that the evidence measured."""
-    policy = evidence.policy.get("effective", {})
-    confidence = policy.get("statistics", {}).get("confidence", 0.95)
+    confidence = policy.statistics.confidence
     harm_evals = [e for e, spec in evidence.evaluations.items() if spec.get("measures") == "harm"]
     out = []
     for attack in evidence.attacks:

@@ -12,6 +12,11 @@ import math
 import unicodedata
 from typing import Any
 
+from certify.stats import pct
+
+__all__ = ["clean", "interval", "num", "one_line", "pct", "scalar", "short_digest",
+           "signed_interval", "visible"]
+
 HIDDEN_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")
 SAMPLE_CHARS = 480
 SAMPLE_LINES = 10
@@ -40,12 +45,6 @@ def clean(text: Any, limit: int = FIELD_CHARS, max_lines: int = SAMPLE_LINES) ->
 
 def one_line(text: Any, limit: int = FIELD_CHARS) -> str:
     return clean(text, limit, max_lines=1).replace("\t", " ")
-
-
-def pct(x: Any, digits: int = 1) -> str:
-    if not isinstance(x, int | float) or isinstance(x, bool) or not math.isfinite(x):
-        return "—"
-    return f"{100 * x:.{digits}f}%"
 
 
 def interval(ci: Any, as_pct: bool = True) -> str:

@@ -13,7 +13,8 @@ from typing import Any
 
 from certify._io import sha256_bytes
 from certify.evidence import Evidence
-from certify.report import checks as check_text
+from certify.policy.schema import CONDITIONS, Policy, condition_name
+from certify.report import check_text
 from certify.report.disclosures import Disclosures, disclosures
 from certify.report.methodology import Methodology, digest_index, environment, methodology
 from certify.report.plots import Curve, curves
@@ -52,6 +53,7 @@ class Cover:
     date: str
     run_id: str
     signer: str
+    """The signer's key as the cover names it, or that the report was rendered unsigned."""
     scope: str
 
 
@@ -134,11 +136,18 @@ def _verdict_text(evidence: Evidence) -> tuple[str, str, str]:
     return v.overall.upper(), str(v.exit_code), one_line(summary, 300)
 
 
-def cover(evidence: Evidence, signer: str) -> Cover:
+def signer_line(signer: str | None) -> str:
+    """``signer`` is the signing key as ``certify.attest.keys.describe`` names it."""
+    if signer is None:
+        return "not signed when this report was rendered (see certify.intoto.jsonl)"
+    return f"{signer} (confirm it against the signer's published key)"
+
+
+def cover(evidence: Evidence, signer: str | None) -> Cover:
     policy = evidence.policy
     meta = policy.get("meta", {})
     verdict, code, summary = _verdict_text(evidence)
-    conditions = [(check_text.condition_name(k), v.upper()) for k, v in
+    conditions = [(condition_name(k), v.upper()) for k, v in
                   (evidence.verdict.conditions.items() if evidence.verdict else [])]
     regime = meta.get("regime", "none")
     legal = meta.get("legal_status", "none")
@@ -153,14 +162,14 @@ def cover(evidence: Evidence, signer: str) -> Cover:
         policy_digest=one_line(policy.get("sha256"), 80),
         regime=one_line(f"{regime} (legal status: {legal})", 200),
         date=one_line(evidence.run.get("collected") or evidence.run.get("created"), 40),
-        run_id=one_line(evidence.run.get("run_id"), 80), signer=signer,
+        run_id=one_line(evidence.run.get("run_id"), 80), signer=signer_line(signer),
         scope=one_line(evidence.scope, 1200))
 
 
 def check_rows(evidence: Evidence) -> list[CheckRow]:
     if evidence.verdict is None:
         return []
-    return [CheckRow(one_line(c.id, 80), check_text.condition_name(c.condition), c.required,
+    return [CheckRow(one_line(c.id, 80), condition_name(c.condition), c.required,
                      c.verdict.upper(), check_text.observed_text(c),
                      check_text.threshold_text(c), one_line(c.reason, 600))
             for c in evidence.verdict.checks]
@@ -184,7 +193,7 @@ def condition_sections(evidence: Evidence, rows: list[CheckRow],
     results = evidence.verdict.checks if evidence.verdict else []
     cell_ids = {c.id for c in evidence.cells}
     sections = []
-    for key, (name, question) in check_text.CONDITIONS.items():
+    for key, (name, question) in CONDITIONS.items():
         mine = [r for r in results if r.condition == key]
         served = [(row, check_text.detail_table(result, cell_ids))
                   for row, result in zip(rows, results, strict=True) if result.condition == key]
@@ -229,12 +238,12 @@ def _quote(arg: str) -> str:
     return shlex.quote(arg)
 
 
-def build(run_dir: Path, evidence: Evidence, evidence_bytes: bytes, signer: str,
-          *, with_figures: bool = True) -> ReportView:
-    """The view of ``evidence``; ``with_figures=False`` skips matplotlib (text-only views)."""
-    spec = evidence.policy.get("effective", {}).get("evidence", {})
-    per_eval = int(spec.get("samples_per_eval", 5))
-    redact = bool(spec.get("redact_harmful", True))
+def build(run_dir: Path, evidence: Evidence, evidence_bytes: bytes, policy: Policy,
+          signer: str | None, *, with_figures: bool = True) -> ReportView:
+    """The view of ``evidence`` (decided under ``policy``, its effective policy), signed by
+    ``signer`` (None: unsigned); ``with_figures=False`` skips matplotlib (text-only views)."""
+    per_eval = policy.evidence.samples_per_eval
+    redact = policy.evidence.redact_harmful
     samples, warnings = pick(run_dir, evidence, per_eval, redact)
     rows = check_rows(evidence)
     disclosed = disclosures(evidence)
@@ -244,8 +253,8 @@ def build(run_dir: Path, evidence: Evidence, evidence_bytes: bytes, signer: str,
         created=evidence.run.get("collected") or evidence.run.get("created") or "",
         cover=cover(evidence, signer), checks=rows,
         conditions=condition_sections(evidence, rows, disclosed),
-        curves=curves(evidence) if with_figures else [],
-        clauses=clause_rows(evidence), method=methodology(evidence), disclosures=disclosed,
+        curves=curves(evidence, policy) if with_figures else [],
+        clauses=clause_rows(evidence), method=methodology(evidence, policy), disclosures=disclosed,
         samples=samples,
         sample_warnings=warnings, samples_per_eval=per_eval, redacted=redact,
         limitations=[one_line(x, 800) for x in evidence.limitations],

@@ -1,9 +1,11 @@
 """Run one cell: restore the model, seed, call the attack recipe, evaluate at checkpoints.
 
-The attack recipe receives a :class:`CellRun`, the small interface it needs: its
-examples, the model to train, the checkpoints, and ``checkpoint(state, model)``
-which evaluates the model, records the numbers, and says whether the outcome is
-already decided (early stop). Failures become an ``error`` record with the reason;
+:class:`CellRun` is the runner side of the attack contract
+(``certify.attacks.contract.AttackRun``): it hands the recipe its examples and models,
+trains with the cell's checkpoints (``checkpoint`` evaluates the model, records the
+numbers, and asks ``certify.assess.early_stop`` whether the outcome is already decided),
+evaluates models handed back without training, and runs a search's sub-trials. The
+recipe never sets anything on it. Failures become an ``error`` record with the reason;
 they never become "broken" or "safe".
 """
 
@@ -13,24 +15,36 @@ import logging
 import random
 import time
 import traceback
-from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from certify import registry
+from certify._io import utc_now
 from certify.assess.early_stop import decided
-from certify.assess.trajectory import Point
+from certify.assess.trajectory import Point, rate
+from certify.attacks.contract import Adapters, AttackRun, Batch, Spend, Trial
 from certify.data.load import DatasetRef, load_dataset
 from certify.data.overlap import overlap_by_eval
 from certify.environment import hostname_hash
 from certify.errors import CellError, DataError
 from certify.evals.base import Evaluator
 from certify.evidence import CellRecord, CheckpointRecord, EarlyStop, ErrorInfo
-from certify.models.chat import template_description
-from certify.models.load import ModelHandle
+from certify.models.chat import PromptTransform, template_description
 from certify.plan import CellSpec
 from certify.policy.schema import Policy
 
+if TYPE_CHECKING:
+    from certify.models.load import ModelHandle
+    from certify.train import Example, Optim, TrainState
+
 log = logging.getLogger(__name__)
+
+FULL_FLOP_PER_TOKEN = 6
+"""Forward + backward through every weight, per trained token and parameter."""
+FROZEN_FLOP_PER_TOKEN = 4
+"""Forward + activation gradients through frozen weights (LoRA, soft prompts)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -42,37 +56,66 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+@dataclass(frozen=True)
+class _Outcome:
+    """What a cell (or one sub-trial of it) produced."""
+
+    records: list[CheckpointRecord]
+    samples: list[dict[str, Any]]
+    early_stop: EarlyStop | None
+    n_trainable: int
 
 
 class CellRun:
-    """The context an attack recipe runs in."""
+    """The context an attack recipe runs in (implements AttackRun)."""
 
     def __init__(self, spec: CellSpec, handle: ModelHandle, evaluators: dict[str, Evaluator],
                  policy: Policy, autocast_dtype: Any = None, gang: Any = None) -> None:
-        self.spec, self.handle, self.evaluators, self.policy = spec, handle, evaluators, policy
-        self.gang = gang
-        self.seed = spec.seed
-        self.checkpoints = spec.checkpoints
-        self.tokenizer = handle.tokenizer
-        self.device = handle.device
+        self.spec, self.handle, self.policy, self.gang = spec, handle, policy, gang
+        self._evaluators = evaluators
         self.autocast_dtype = autocast_dtype
-        self.flop_factor = 6
-        self.n_trainable = 0
         self.train_categories: list[str] | None = None
-        self.records: list[CheckpointRecord] = []
-        self.samples: list[dict[str, Any]] = []
+        """The harm categories the attacker trained on (all ``examples`` calls)."""
         # How prompts were formatted: the tokenizer's chat template, or the plain fallback.
         self.notes: dict[str, Any] = {"chat_template": template_description(handle.tokenizer)}
-        self.early_stop: EarlyStop | None = None
         self.eval_seconds = 0.0
         self.used_evals: set[str] = set()
+        self._flop_per_token = FULL_FLOP_PER_TOKEN
+        self._n_trainable = 0
+        self._transform: PromptTransform | None = None
+        self._records: list[CheckpointRecord] = []
+        self._samples: list[dict[str, Any]] = []
+        self._early_stop: EarlyStop | None = None
 
-    # -- what recipes call ---------------------------------------------------------------
+    # -- the attack contract -------------------------------------------------------------
+
+    @property
+    def seed(self) -> int:
+        return self.spec.seed
+
+    @property
+    def checkpoints(self) -> list[int]:
+        return self.spec.checkpoints
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.handle.tokenizer
+
+    @property
+    def device(self) -> str:
+        return self.handle.device
+
+    @property
+    def measures(self) -> dict[str, str]:
+        return {e: str(registry.get("eval", self.policy.evaluations[e].eval).extra
+                       .get("measures", "")) for e in self.spec.evaluate}
+
+    @property
+    def evaluators(self) -> Mapping[str, object]:
+        return dict(self._evaluators)
 
     def examples(self, ref: DatasetRef, n: int | None, categories: list[str] | None = None,
-                 system: str | None = None) -> list[Any]:
+                 system: str | None = None) -> list[Example]:
         """``n`` distinct (prompt, response) examples drawn with the cell's seed."""
         from certify.train import Example
 
@@ -91,7 +134,7 @@ class CellRun:
             self.train_categories = sorted(set(self.train_categories or []) | set(used))
         self.notes.setdefault("train_data", []).append(
             {**dataset.identity(), "categories_used": used, "n_used": len(chosen),
-             "overlap": overlap_by_eval(chosen, self.evaluators)})
+             "overlap": overlap_by_eval(chosen, self._evaluators)})
         return [Example(r.prompt, r.response or "", system) for r in chosen]
 
     def trainable_model(self) -> Any:
@@ -106,32 +149,87 @@ class CellRun:
             self.handle.dirty = True  # gathered weights land in the handle's model
             model = self.gang.shard(self.handle)
             self.note(fsdp={"processes": self.gang.world, "backend": self.gang.group.backend})
-        self.n_trainable = sum(p.numel() for p in self.handle.model.parameters())
+        self._n_trainable = sum(p.numel() for p in self.handle.model.parameters())
+        self._flop_per_token = FULL_FLOP_PER_TOKEN
         return model
+
+    @contextmanager
+    def adapters(self, spec: Adapters) -> Iterator[Any]:
+        """Fresh LoRA adapters on the frozen model, unloaded afterwards."""
+        import torch
+        from peft import LoraConfig, get_peft_model
+
+        torch.manual_seed(self.seed)  # LoRA initialisation draws from the global RNG
+        config = LoraConfig(r=spec.rank, lora_alpha=spec.alpha or 2 * spec.rank,
+                            lora_dropout=spec.dropout, target_modules=spec.target_modules,
+                            task_type="CAUSAL_LM")
+        model = get_peft_model(self.frozen_model(), config)
+        self._n_trainable = sum(t.numel() for t in model.parameters() if t.requires_grad)
+        try:
+            yield model
+        finally:
+            model.unload()
 
     def frozen_model(self) -> Any:
         """The model with frozen weights, for adapter methods that leave them untouched."""
+        self._flop_per_token = FROZEN_FLOP_PER_TOKEN
         return self.handle.model
 
-    def train(self, model: Any, batch_iter: Any, optim: Any, batch_size: int,
-              checkpoints: Any) -> Any:
+    def train(self, model: Any, batches: Iterator[Batch], optim: Optim, batch_size: int,
+              checkpoints: Sequence[int] | None = None) -> TrainState:
         """Train ``model`` on global batches to optim.max_steps, evaluating at ``checkpoints``."""
         from certify import train
 
         optimizer, schedule = optim.build(model.parameters())
-        args = (optimizer, schedule, optim.max_steps, checkpoints,
+        args = (optimizer, schedule, optim.max_steps,
+                self.checkpoints if checkpoints is None else checkpoints,
                 lambda state: self.checkpoint(state, model))
         kwargs = {"device": self.device, "grad_clip": optim.grad_clip,
                   "autocast_dtype": self.autocast_dtype}
         if self.gang is None or model is not self.gang.model:  # LoRA: this process alone
-            return train.train(model, batch_iter, *args, **kwargs)
+            return train.train(model, batches, *args, **kwargs)
         with self.gang.fitting(optim, self.autocast_dtype, batch_size,
                                self.handle.model) as relay:
-            return train.train(model, relay(batch_iter), *args, group=self.gang.group, **kwargs)
+            return train.train(model, relay(batches), *args, group=self.gang.group, **kwargs)
+
+    def hand_back(self, model: Any, spend: Spend) -> None:
+        """Evaluate a model made without training, once, as the final checkpoint."""
+        from certify.train import TrainState
+
+        state = TrainState(step=self.spec.max_steps, samples=spend.samples, tokens=spend.tokens,
+                           seconds=spend.seconds)
+        self._records.append(self._evaluate(state, model, self.spec.evaluate
+                                            + self.spec.evaluate_final, flop=spend.flop))
+
+    def transform_prompts(self, transform: PromptTransform) -> None:
+        self._transform = transform
+        self.note(prompt_transform=transform.identity())
 
     def note(self, **values: Any) -> None:
         """Attack-specific disclosures that go into the evidence (e.g. cipher competence)."""
         self.notes.update(values)
+
+    def trial(self, body: Callable[[AttackRun], TrainState | None]) -> Trial:
+        """Run ``body`` from the unmodified model and the cell's seed; record it apart."""
+        self.handle.restore()
+        seed_everything(self.seed)
+        self._records, self._samples, self._early_stop = [], [], None
+        state = body(self)
+        outcome = _Outcome(self._records, self._samples, self._early_stop, self._n_trainable)
+        rates: dict[str, list[tuple[int, float]]] = {}
+        for cp in outcome.records:
+            for eval_id, record in cp.evals.items():
+                rates.setdefault(eval_id, []).append((cp.step, rate(record).value))
+        return Trial(rates, [cp.step for cp in outcome.records],
+                     state.last_loss if state is not None else None, outcome.early_stop,
+                     outcome)
+
+    def keep(self, trial: Trial) -> None:
+        outcome = cast(_Outcome, trial.outcome)
+        self._records, self._samples = outcome.records, outcome.samples
+        self._early_stop, self._n_trainable = outcome.early_stop, outcome.n_trainable
+
+    # -- what the training loop calls ----------------------------------------------------
 
     def checkpoint(self, state: Any, model: Any = None) -> bool:
         """Evaluate at this step, record it, and return True when the cell should stop."""
@@ -141,37 +239,38 @@ class CellRun:
                 self.gang.gather_into(self.handle.model)
             model = self.handle.model
         final = state.step >= self.spec.max_steps
+        flop = float(self._flop_per_token * self.handle.n_parameters * state.tokens)
         record = self._evaluate(state, model, self.spec.evaluate + (
-            self.spec.evaluate_final if final else []))
-        self.records.append(record)
+            self.spec.evaluate_final if final else []), flop)
+        self._records.append(record)
         if final:
             return False
         reason = decided(self.policy, self._partial(), self._points())
         if reason is None:
             return False
-        self.early_stop = EarlyStop(step=state.step, reason=reason)
+        self._early_stop = EarlyStop(step=state.step, reason=reason)
         if self.spec.evaluate_final:
-            extra = self._evaluate(state, model, self.spec.evaluate_final)
+            extra = self._evaluate(state, model, self.spec.evaluate_final, flop)
             record.evals.update(extra.evals)
         return True
 
     # -- internals -----------------------------------------------------------------------
 
-    def _evaluate(self, state: Any, model: Any, eval_ids: list[str]) -> CheckpointRecord:
+    def _evaluate(self, state: Any, model: Any, eval_ids: list[str],
+                  flop: float) -> CheckpointRecord:
         started = time.perf_counter()
         evals = {}
         for eval_id in eval_ids:
-            evaluator = self.evaluators[eval_id]
-            record, samples = evaluator(model, self.tokenizer)
+            evaluator = self._evaluators[eval_id]
+            record, samples = (evaluator(model, self.tokenizer) if self._transform is None else
+                               evaluator(model, self.tokenizer, transform=self._transform))
             self.used_evals.add(eval_id)
             evals[eval_id] = record
-            self.samples += [{"eval": eval_id, "step": state.step, **s} for s in samples]
+            self._samples += [{"eval": eval_id, "step": state.step, **s} for s in samples]
         self.eval_seconds += time.perf_counter() - started
         return CheckpointRecord(step=state.step, samples=state.samples, tokens=state.tokens,
-                                flop=float(self.flop_factor * self.handle.n_parameters
-                                           * state.tokens),
-                                seconds=round(state.seconds, 4), loss=state.last_loss,
-                                evals=evals)
+                                flop=flop, seconds=round(state.seconds, 4),
+                                loss=state.last_loss, evals=evals)
 
     def _partial(self) -> CellRecord:
         return self.record("ok", None, "", 0.0)
@@ -184,23 +283,40 @@ class CellRun:
                 out.setdefault(eval_id, []).append(Point(part, cp, rec))
         return out
 
+    @property
+    def samples(self) -> list[dict[str, Any]]:
+        """Every per-sample row the cell's evaluations produced."""
+        return self._samples
+
     def record(self, status: Literal["ok", "error"], error: ErrorInfo | None, started: str,
                seconds: float) -> CellRecord:
-        s = self.spec
-        # The plan only writes these roles and purposes; CellRecord validates them again.
-        role = cast(Literal["candidate", "reference"], s.role)
-        purpose = cast(Literal["harmful", "benign", "baseline"], s.purpose)
-        return CellRecord(
-            id=s.id, role=role, attack_id=s.attack_id, technique=s.technique,
-            technique_version=s.technique_version, purpose=purpose, params=s.params,
-            seed=s.seed, max_steps=s.max_steps, status=status, error=error,
-            checkpoints=list(self.records), early_stop=self.early_stop,
+        return cell_record(
+            self.spec, status=status, error=error,
+            checkpoints=list(self._records), early_stop=self._early_stop,
             train_categories=self.train_categories, n_parameters=self.handle.n_parameters,
-            n_trainable=self.n_trainable, started=started, finished=_now(),
+            n_trainable=self._n_trainable, started=started, finished=utc_now(),
             seconds=round(seconds, 3), seconds_eval=round(self.eval_seconds, 3),
-            notes={**self.notes, "evaluators": {e: self.evaluators[e].identity()
+            notes={**self.notes, "evaluators": {e: self._evaluators[e].identity()
                                                  for e in sorted(self.used_evals)}},
             worker=hostname_hash())
+
+
+def cell_record(spec: CellSpec, **fields: Any) -> CellRecord:
+    """The record of ``spec`` with what running it produced."""
+    # The plan only writes these roles and purposes; CellRecord validates them again.
+    role = cast(Literal["candidate", "reference"], spec.role)
+    purpose = cast(Literal["harmful", "benign", "baseline"], spec.purpose)
+    return CellRecord(id=spec.id, role=role, attack_id=spec.attack_id, technique=spec.technique,
+                      technique_version=spec.technique_version, purpose=purpose,
+                      params=spec.params, seed=spec.seed, max_steps=spec.max_steps, **fields)
+
+
+def died_record(spec: CellSpec, message: str) -> CellRecord:
+    """The record of a cell whose worker process died (killed for memory, crashed)."""
+    return cell_record(spec, status="error", error=ErrorInfo(
+        kind="worker_died", message=message,
+        hint="often the machine ran out of memory; resume to retry the cell, with more memory, "
+             "--dtype bfloat16 or a smaller batch"))
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -232,7 +348,7 @@ def run_cell(spec: CellSpec, handle: ModelHandle, evaluators: dict[str, Evaluato
              policy: Policy, autocast_dtype: Any = None,
              gang: Any = None) -> tuple[CellRecord, list[dict[str, Any]]]:
     """Run one cell to completion (or error); return its record and its per-sample rows."""
-    started, t0 = _now(), time.perf_counter()
+    started, t0 = utc_now(), time.perf_counter()
     handle.restore()
     seed_everything(spec.seed)
     run = CellRun(spec, handle, evaluators, policy, autocast_dtype, gang)

@@ -53,19 +53,26 @@ def check_fsdp(processes: int, device: str, autocast: str | None) -> None:
                          hint=f"use --fsdp {have}" if have > 1 else "use --fsdp 1")
 
 
-def check(opts: Any) -> None:
-    """Driver-side checks of ``AuditOptions``: Ray importable, device usable when local."""
-    if opts.executor == "ray" and opts.fsdp > 1:
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--executor ray needs Ray, which is not installed",
+                         hint='pip install "certify[ray]", or use --executor local') from None
+    return ray
+
+
+def check(executor: str, fsdp: int, device: str, dtype: str, autocast: str | None) -> None:
+    """Driver-side checks: Ray importable, device usable when local."""
+    if executor == "ray" and fsdp > 1:
         raise UsageError("--fsdp with --executor ray is not supported: a gang of FSDP "
                          "processes runs on one machine",
                          hint="run one `certify audit --fsdp N --shard I/M` per machine and "
                               "`certify merge` the shards (docs/scale.md)")
-    if opts.executor == "ray":
-        from certify.run.ray_executor import import_ray
-
+    if executor == "ray":
         import_ray()
-        if opts.autocast and opts.dtype != "float32":
-            check_device_here("cpu", opts.dtype, opts.autocast)
+        if autocast and dtype != "float32":
+            check_device_here("cpu", dtype, autocast)
         return
-    check_device_here(opts.device, opts.dtype, opts.autocast)
-    check_fsdp(opts.fsdp, opts.device, opts.autocast)
+    check_device_here(device, dtype, autocast)
+    check_fsdp(fsdp, device, autocast)

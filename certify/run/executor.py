@@ -9,16 +9,26 @@ Whichever runs them, only the driver writes the run directory, so resume is the 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from certify import _fault
 from certify.errors import Interrupted, UsageError
-from certify.evidence import CellRecord, ErrorInfo
 from certify.plan import CellSpec
 from certify.run.progress import Progress
 from certify.run.rundir import RunDir
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Executor:
+    """Where cells run: ``local`` (with ``fsdp`` processes per full fine-tuning cell) or
+    ``ray`` (at ``ray_address``, or a new local instance)."""
+
+    kind: str = "local"
+    fsdp: int = 1
+    ray_address: str | None = None
 
 
 def pending(cells: list[CellSpec], run_dir: RunDir) -> list[CellSpec]:
@@ -28,25 +38,27 @@ def pending(cells: list[CellSpec], run_dir: RunDir) -> list[CellSpec]:
     return sorted(todo, key=lambda c: (c.attack_id != "baseline", c.role != "candidate"))
 
 
-def execute(cells: list[CellSpec], run_dir: RunDir, setup: Any, opts: Any,
+def execute(cells: list[CellSpec], run_dir: RunDir, setup: Any, executor: Executor,
             progress: Progress) -> None:
+    """Run the cells of ``cells`` that ``run_dir`` has no ok result for; the driver writes
+    each result as it arrives."""
     todo = pending(cells, run_dir)
     progress.start(len(cells), len(cells) - len(todo))
     try:
         if not todo:
             return
-        if opts.executor == "local" and opts.fsdp > 1:
+        if executor.kind == "local" and executor.fsdp > 1:
             from certify.run.gang import run_gang
 
-            run_gang(todo, run_dir, setup, progress, opts.fsdp)
-        elif opts.executor == "local":
+            run_gang(todo, run_dir, setup, progress, executor.fsdp)
+        elif executor.kind == "local":
             run_local(todo, run_dir, setup, progress)
-        elif opts.executor == "ray":
+        elif executor.kind == "ray":
             from certify.run.ray_executor import run_ray
 
-            run_ray(todo, run_dir, setup, progress, address=opts.ray_address)
+            run_ray(todo, run_dir, setup, progress, address=executor.ray_address)
         else:
-            raise UsageError(f"unknown executor {opts.executor!r}; use local or ray")
+            raise UsageError(f"unknown executor {executor.kind!r}; use local or ray")
     except KeyboardInterrupt:
         run_dir.event("interrupted")
         raise Interrupted(f"interrupted; finished cells are saved in {run_dir.path}",
@@ -68,14 +80,3 @@ def run_local(todo: list[CellSpec], run_dir: RunDir, setup: Any, progress: Progr
         run_dir.write_cell(record, samples)
         progress.cell_finished(record)
 
-
-def died_record(spec: CellSpec, message: str) -> CellRecord:
-    """The record of a cell whose worker process died (killed for memory, crashed)."""
-    return CellRecord(
-        id=spec.id, role=spec.role, attack_id=spec.attack_id,  # type: ignore[arg-type]
-        technique=spec.technique, technique_version=spec.technique_version,
-        purpose=spec.purpose, params=spec.params, seed=spec.seed,  # type: ignore[arg-type]
-        max_steps=spec.max_steps, status="error",
-        error=ErrorInfo(kind="worker_died", message=message,
-                        hint="often the machine ran out of memory; resume to retry the cell, "
-                             "with more memory, --dtype bfloat16 or a smaller batch"))

@@ -276,7 +276,7 @@ class Gang:
 def run_gang(todo: list[CellSpec], run_dir: RunDir, setup: Any, progress: Progress,
              world: int) -> None:
     """Run ``todo`` with FSDP gangs of ``world`` processes; write each result as it arrives."""
-    from certify.run.executor import died_record
+    from certify.run.cell import died_record
 
     written: set[str] = set()
     while remaining := [s for s in todo if s.id not in written]:

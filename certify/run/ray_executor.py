@@ -29,7 +29,8 @@ from typing import Any
 from certify.errors import CertifyError, ModelError, RunError, UsageError
 from certify.evidence import CellRecord
 from certify.plan import CellSpec
-from certify.run.executor import died_record
+from certify.run.cell import died_record
+from certify.run.device import import_ray
 from certify.run.progress import Progress
 from certify.run.rundir import RunDir
 
@@ -55,15 +56,6 @@ class ActorResources:
 
     def options(self) -> dict[str, Any]:
         return {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "memory": self.memory}
-
-
-def import_ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise UsageError("--executor ray needs Ray, which is not installed",
-                         hint='pip install "certify[ray]", or use --executor local') from None
-    return ray
 
 
 def resources(setup: Any) -> ActorResources:

@@ -16,14 +16,20 @@ from __future__ import annotations
 import errno
 import json
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from certify import _fault
-from certify._io import atomic_write_bytes, atomic_write_json, jsonl_bytes, read_json, sha256_bytes
+from certify._io import (
+    atomic_write_bytes,
+    atomic_write_json,
+    jsonl_bytes,
+    read_json,
+    sha256_bytes,
+    utc_now,
+)
 from certify.errors import RunDirError, RunError
 from certify.evidence import CellRecord
 
@@ -48,10 +54,6 @@ def storage_errors(path: Path) -> Iterator[None]:
         raise RunError(f"{problem}{where}; the cells finished so far are kept",
                        hint=("free disk space" if full else "fix the directory")
                        + ", then run the same command again to resume") from None
-
-
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 class RunDir:
@@ -114,7 +116,7 @@ class RunDir:
                 f"cannot resume {self.path}: " + "; ".join(drift),
                 hint="resume with the original environment, or pass --allow-drift to continue "
                      "and record the drift in the evidence")
-        old["resumes"].append({"at": _now(), "drift": drift, "allowed": bool(drift)})
+        old["resumes"].append({"at": utc_now(), "drift": drift, "allowed": bool(drift)})
         atomic_write_json(self.manifest_path, old)
         self.event("run_resume", drift=drift)
         return True
@@ -189,6 +191,6 @@ class RunDir:
 
     def event(self, kind: str, **data: Any) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        line = json.dumps({"at": _now(), "event": kind, **data}, sort_keys=True, default=str)
+        line = json.dumps({"at": utc_now(), "event": kind, **data}, sort_keys=True, default=str)
         with open(self.path / "events.jsonl", "a", encoding="utf-8") as f:
             f.write(line + "\n")

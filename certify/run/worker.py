@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WorkerSetup:
-    policy: dict[str, Any]
-    """The effective policy (JSON)."""
+    policy: Policy
+    """The effective policy (parsed once, by the conductor)."""
     models: dict[str, dict[str, Any]]
     """role → {"source": {...}, "identity": {...}}."""
     device: str = "cpu"
@@ -47,7 +47,7 @@ class Worker:
         self.setup = setup
         self.gang = gang
         """With ``--fsdp``: the leader's side of the gang (certify.run.gang.Leader)."""
-        self.policy = Policy.model_validate(setup.policy)
+        self.policy = setup.policy
         sources = {}
         for role, m in setup.models.items():
             src = dict(m["source"])

@@ -32,7 +32,7 @@ def disclosure_run(tmp_path_factory: pytest.TempPathFactory, tiny_chat: Path) ->
     """One audit (about 30 s) whose evidence carries every disclosure the report makes:
     covert screening, an unlearned cipher, search trials, a poisoned mix, overlap, an
     early stop and validated judges (tests/policies/report-disclosures.yaml)."""
-    from certify.run.audit import AuditOptions, audit
+    from certify.conductor import AuditOptions, audit
 
     out = tmp_path_factory.mktemp("disclosures") / "run"
     result = audit(AuditOptions(model="builtin:tiny-chat", policy=str(DISCLOSURE_POLICY), out=out,

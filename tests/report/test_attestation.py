@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from certify._io import canonical_json, sha256_file
-from certify.attest import PAYLOAD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE, keygen, sign_run
-from certify.attest.checks import pdf_attachment
+from certify.attest import PAYLOAD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE, keygen
 from certify.attest.keys import load_signer
+from certify.attest.steps import pdf_attachment
 from certify.attest.verify import verify_run
+from certify.conductor import sign_run
 from certify.errors import InputError
 from tests.conftest import run_certify
 from tests.report.conftest import SignedRun

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from certify.assess.trajectory import rate
+from certify.conductor.collect import policy_of
 from certify.evidence import CellRecord, Evidence
 from certify.report import render_one
 from certify.report.text import pct
@@ -36,7 +37,8 @@ def evidence(disclosure_run: Path) -> Evidence:
 @pytest.fixture(scope="module")
 def view(disclosure_run: Path, evidence: Evidence) -> ReportView:
     data = (disclosure_run / "evidence.json").read_bytes()
-    return build(disclosure_run, evidence, data, "signer", with_figures=False)
+    return build(disclosure_run, evidence, data, policy_of(evidence), "signer",
+                 with_figures=False)
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +200,8 @@ def test_hostile_strings_in_notes_render_inert(disclosure_run: Path, evidence: E
     assert memorise.early_stop is not None
     memorise.early_stop.reason = hostile
     data = tampered.to_bytes()
-    view = build(disclosure_run, tampered, data, "signer", with_figures=False)
+    view = build(disclosure_run, tampered, data, policy_of(tampered), "signer",
+                 with_figures=False)
     html = render_one("html", view, tampered, data).decode()
     assert "<script>" not in html and "<img src=" not in html
     assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;") >= 3

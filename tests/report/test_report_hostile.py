@@ -14,6 +14,7 @@ import subprocess
 import pytest
 
 from certify._io import jsonl_bytes, sha256_file
+from certify.conductor.collect import policy_of
 from certify.evidence import Evidence
 from certify.report import render_one
 from certify.report.assets import make_fetcher
@@ -66,7 +67,7 @@ def hostile(signed_run, tmp_path_factory: pytest.TempPathFactory):  # type: igno
     evidence.verdict.checks[0].reason = REASON
     evidence.write(run / "evidence.json")
     data = (run / "evidence.json").read_bytes()
-    view = build(run, evidence, data, "test signer")
+    view = build(run, evidence, data, policy_of(evidence), "test signer")
     fetcher = make_fetcher()
     pdf = render_one("pdf", view, evidence, data, fetcher)
     (run / "report.pdf").write_bytes(pdf)

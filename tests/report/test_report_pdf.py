@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from certify.attest.checks import pdf_attachment
+from certify.attest.steps import pdf_attachment
 from tests.report.conftest import SignedRun
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from certify.attest.verify import verify_run
+from certify.conductor.collect import policy_of
 from certify.evidence import Evidence
 from certify.report.view import build
 from tests.conftest import run_certify
@@ -24,7 +25,8 @@ def test_report_with_reference_shows_both_models(signed_run: SignedRun, tmp_path
     assert out.returncode in (0, 1), out.stderr
     evidence = Evidence.read(run / "evidence.json")
     assert evidence.models["reference"] is not None
-    view = build(run, evidence, (run / "evidence.json").read_bytes(), "signer")
+    view = build(run, evidence, (run / "evidence.json").read_bytes(), policy_of(evidence),
+                 "signer")
     assert view.curves and all({s.role for s in c.series} == {"candidate", "reference"}
                                for c in view.curves)
     sections = {s.key: s for s in view.conditions}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from certify._io import iter_jsonl
 from certify.attest.verify import verify_run
+from certify.conductor.collect import policy_of
 from certify.evidence import Evidence
 from certify.report.samples import pick
 from tests.conftest import ROOT, run_certify
@@ -132,7 +133,8 @@ def test_clause_map_lists_the_checks_serving_each_clause(signed_run: SignedRun) 
          "checks": ["strong-resistance", "judge-validity"]},
         {"ref": "§ 22757.12", "status": "U", "need": "capability thresholds",
          "checks": ["not-in-this-run"]}]
-    view = build(signed_run.run_dir, evidence, data, "signer", with_figures=False)
+    view = build(signed_run.run_dir, evidence, data, policy_of(evidence), "signer",
+                 with_figures=False)
     verdicts = {c.id: c.verdict.upper() for c in evidence.verdict.checks}  # type: ignore[union-attr]
     assert [c.checks for c in view.clauses] == [
         [("strong-resistance", verdicts["strong-resistance"]),

@@ -1,8 +1,9 @@
-"""The dry-run preview in words: the table, the plain-language warnings, the assumptions."""
+"""The dry-run report: its numbers, and the same in words (table, warnings, assumptions)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 from certify.cost import hardware as hw
 from certify.cost.workload import (
@@ -16,16 +17,61 @@ from certify.cost.workload import (
 )
 from certify.policy.schema import Policy
 
-if TYPE_CHECKING:
-    from certify.cost.preview import DryRunReport
-
 GIB = float(1 << 30)
 LABELS = {"weights": "weights", "gradients": "gradients", "optimizer": "optimizer states",
           "activations": "activations", "snapshot": "weight snapshot for restores",
           "shard": "sharded training copy"}
 
 
-def num(x: float) -> str:
+@dataclass
+class Row:
+    attack_id: str
+    role: str
+    technique: str
+    mode: str
+    cells: int = 0
+    max_steps: int = 0
+    steps: int = 0
+    tokens: float = 0.0
+    train_flop: float = 0.0
+    eval_flop: float = 0.0
+    seconds: float = 0.0
+
+
+@dataclass
+class DryRunReport:
+    """The plan preview: cells, steps, tokens, FLOP, memory and time on this machine."""
+
+    policy: dict[str, Any]
+    model: dict[str, Any]
+    reference: str | None
+    hardware: dict[str, Any]
+    rows: list[Row]
+    totals: dict[str, float]
+    memory: dict[str, Any]
+    seconds: float
+    reference_gpu_hours: float
+    largest_cell_gpu_hours: float
+    largest_cell_flop: float
+    feasible: bool
+    warnings: list[str] = field(default_factory=list)
+    assumptions: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"dry_run": True, "policy": self.policy, "model": self.model,
+                "reference": self.reference, "hardware": self.hardware,
+                "attacks": [r.__dict__ for r in self.rows], "totals": self.totals,
+                "memory": self.memory, "estimated_seconds": self.seconds,
+                "reference_gpu_hours": self.reference_gpu_hours,
+                "largest_cell_gpu_hours": self.largest_cell_gpu_hours,
+                "largest_cell_flop": self.largest_cell_flop, "feasible": self.feasible,
+                "warnings": self.warnings, "assumptions": self.assumptions}
+
+    def text(self) -> str:
+        return render_text(self)
+
+
+def si(x: float) -> str:
     """1234567 -> '1.2 M'; keeps small numbers exact."""
     for size, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
         if abs(x) >= size:
@@ -89,7 +135,7 @@ def _memory_warning(report: DryRunReport) -> str | None:
     where = "RAM" if on_host else "GPU memory"
     need, have = ((m["device_need"], m["device_available"]) if short
                   else (m["host_need"], m["host_available"]))
-    return (f"DOES NOT FIT: {mode} of this {num(report.model['parameters'])}-parameter model in "
+    return (f"DOES NOT FIT: {mode} of this {si(report.model['parameters'])}-parameter model in "
             f"{m['dtype']} needs about {gib(need)} ({parts}), but this machine has {gib(have)} "
             f"of {where} available. Options: {_memory_options(report)}.")
 
@@ -101,7 +147,7 @@ def _time_warning(report: DryRunReport) -> str | None:
     rate = h["train_flops"]
     ref_rate = hw.REFERENCE_GPU_FLOPS * hw.REFERENCE_UTILISATION
     return (f"INFEASIBLE HERE: this plan runs {t['cells']:,} cells with {t['steps']:,} "
-            f"optimizer steps in all ({num(t['tokens'])} training tokens; "
+            f"optimizer steps in all ({si(t['tokens'])} training tokens; "
             f"{flop(t['train_flop'])} FLOP of training and {flop(t['eval_flop'])} FLOP of "
             f"evaluation). T{_device_words(h)[1:]} sustained {rate / 1e9:.1f} GFLOP/s "
             f"in a quick matrix-multiply measurement at this model's width, so the plan would "
@@ -164,11 +210,11 @@ def _table(report: DryRunReport) -> list[str]:
     lines = [head, "-" * len(head)]
     for r in report.rows:
         lines.append(f"{r.attack_id[:22]:<22} {r.role:<9} {r.mode:<4} {r.cells:>6,} "
-                     f"{r.max_steps:>10,} {num(r.tokens):>9} {flop(r.train_flop):>10} "
+                     f"{r.max_steps:>10,} {si(r.tokens):>9} {flop(r.train_flop):>10} "
                      f"{flop(r.eval_flop):>10} {duration(r.seconds):>10}")
     t = report.totals
     lines += ["-" * len(head),
-              f"{'total':<37} {t['cells']:>6,} {'':>10} {num(t['tokens']):>9} "
+              f"{'total':<37} {t['cells']:>6,} {'':>10} {si(t['tokens']):>9} "
               f"{flop(t['train_flop']):>10} {flop(t['eval_flop']):>10} "
               f"{duration(report.seconds):>10}"]
     return lines
@@ -185,7 +231,7 @@ def render_text(report: DryRunReport) -> str:
         f"{gib(h['memory_total'])} {'RAM' if h['device'] == 'cpu' else 'GPU memory'} available",
         "", *_table(report), "",
         f"Optimizer steps: {report.totals['steps']:,} in all; evaluations: "
-        f"{report.totals['evaluations']:,} ({num(report.totals['generated_tokens'])} generated "
+        f"{report.totals['evaluations']:,} ({si(report.totals['generated_tokens'])} generated "
         "tokens).",
         f"Memory: the heaviest cell ({mem['worst_mode']}) needs about {gib(mem['device_need'])} "
         f"on the {mem['device']} of {gib(mem['device_available'])} available"

@@ -1,11 +1,12 @@
-"""`certify merge`: combine the run directories of one sharded audit into one run directory.
+"""The run directories of one sharded audit, read, checked and combined into one.
 
 ``certify audit --shard I/N`` runs every N-th cell of the plan; each shard's
-evidence is incomplete on its own. Merging checks that every input is the same
-audit (policy bytes, model digests, certify/torch/transformers/peft versions, the
-plan, the numeric settings), copies each planned cell's result and samples file
-byte for byte (checking their sha256), and collects and assesses the union as a
-new run directory, exactly as ``audit`` does. Torch-free: a CI job can merge the
+evidence is incomplete on its own. :func:`read_shards` checks that every input is
+the same audit (policy bytes, model digests, certify/torch/transformers/peft
+versions, the plan, the numeric settings); :func:`combine` copies each planned cell's
+result and samples file byte for byte (checking their sha256) into a new run
+directory. The conductor (``certify.conductor.merge``) then collects, assesses and
+renders the union exactly as ``audit`` does. Torch-free: a CI job can merge the
 artifacts of a matrix on a small runner.
 
 Inputs are untrusted files: cell ids must be certify cell names, cell and sample
@@ -19,15 +20,12 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from certify._io import atomic_write_bytes, atomic_write_json, read_json, sha256_bytes
 from certify.errors import InputError, RunDirError
 from certify.evidence import CellRecord, Evidence
 from certify.run.rundir import FORMAT, MANIFEST, RunDir
-
-if TYPE_CHECKING:
-    from certify.run.collect import RunResult
 
 # role[:3] - attack id (a policy slug) - 10 hex digits; see certify.plan._cell_id.
 CELL_ID = re.compile(r"^(can|ref)-[a-z0-9][a-z0-9_.-]{0,63}-[0-9a-f]{10}$")
@@ -202,48 +200,7 @@ def _copy_cells(run_dir: RunDir, chosen: dict[str, tuple[Shard, Any]]) -> None:
         run_dir.event("cell_merged", cell=cell_id, status=record.status, source=str(shard.path))
 
 
-def _loaded_policy(ev: Evidence) -> Any:
-    from certify.policy.load import LoadedPolicy, PolicyFile
-    from certify.policy.schema import Policy
-
-    files = [PolicyFile(**f) for f in ev.policy["files"]]
-    return LoadedPolicy(Policy.model_validate(ev.policy["effective"]), ev.policy["source"],
-                        Path(files[0].path if files else ev.policy["source"]),
-                        ev.policy["sha256"], files)
-
-
-def _models(ev: Evidence) -> dict[str, Any]:
-    from certify.models.source import ModelIdentity
-
-    return {role: (None, ModelIdentity(**ident)) for role, ident in ev.models.items() if ident}
-
-
-def _plan(loaded: Any, models: dict[str, Any], planned: list[str]) -> Any:
-    from certify.plan import make_plan
-
-    plan = make_plan(loaded.policy, {r: i.root_digest for r, (_, i) in models.items()})
-    if [c.id for c in plan.cells] != planned:
-        raise InputError("the shards were planned by a different certify version than this one, "
-                         "so their cell ids cannot be checked",
-                         hint="merge with the certify version that ran the shards")
-    return plan
-
-
-def _options(shards: list[Shard], dirs: list[Path], out: Path) -> Any:
-    from certify.run.audit import AuditOptions
-
-    ev = shards[0].evidence
-    executors = sorted({str(s.evidence.run.get("executor")) for s in shards})
-    return AuditOptions(
-        model=str(ev.models["candidate"]["spec"] if ev.models["candidate"] else ""),
-        policy=str(ev.policy["source"]), executor="+".join(executors),
-        device=str(ev.run.get("device")), fsdp=int(ev.run.get("fsdp", 1)),
-        dtype=str(ev.run.get("dtype")), autocast=ev.run.get("autocast"),
-        gradient_checkpointing=bool(ev.run.get("gradient_checkpointing")),
-        command="certify merge " + " ".join(str(d) for d in dirs) + f" --out {out}")
-
-
-def _environment(shards: list[Shard]) -> dict[str, Any]:
+def merged_environment(shards: list[Shard]) -> dict[str, Any]:
     """The first shard's environment, plus where every shard ran (hardware may differ)."""
     env = dict(shards[0].evidence.environment)
     env["shards"] = [{"run_id": s.manifest["run_id"], "hostname_hash": s.evidence.environment
@@ -252,44 +209,45 @@ def _environment(shards: list[Shard]) -> dict[str, Any]:
     return env
 
 
-def merge(dirs: list[Path], out: Path, formats: tuple[str, ...] | None = None) -> RunResult:
-    """Merge shard run directories of one audit into ``out``; collect, assess, write evidence."""
-    from certify.run.audit import finish
-    from certify.run.collect import RunResult, collect
-    from certify.run.progress import NullProgress
+@dataclass
+class Shards:
+    """Finished shards of one audit, and per planned cell the shard whose result is used."""
 
+    shards: list[Shard]
+    planned: list[str]
+    chosen: dict[str, tuple[Shard, Any]]
+    duplicates: list[str]
+
+    @property
+    def first(self) -> Evidence:
+        return self.shards[0].evidence
+
+
+def read_shards(dirs: list[Path]) -> Shards:
+    """The shards in ``dirs``, checked to be finished shards of one audit that no certify
+    process is still writing, each planned cell's result chosen (ok wins over error)."""
     if not dirs:
         raise InputError("nothing to merge", hint="give the shards' run directories")
-    if formats is not None:
-        from certify.report import parse_formats
-
-        parse_formats(formats)  # a typo in --format fails before anything is written
     shards = [_read_shard(Path(d)) for d in dirs]
-    plan_ids = _plan_ids(shards[0])
+    planned = _plan_ids(shards[0])
     for shard in shards[1:]:
         _plan_ids(shard)
     check_same_audit(shards)
     for shard in shards:
         _not_running(shard)
-    chosen, duplicates = _choose(shards, plan_ids)
-    run_dir = _prepare_out(out, shards)
-    loaded, models = _loaded_policy(shards[0].evidence), _models(shards[0].evidence)
-    plan = _plan(loaded, models, plan_ids)
-    opts = _options(shards, [Path(d) for d in dirs], out)
-    if formats is not None:
-        opts.formats = formats
-    datasets = [d for s in shards for d in s.evidence.datasets]
-    with run_dir.lock():
-        atomic_write_json(run_dir.manifest_path, _manifest(shards, chosen, duplicates))
-        run_dir.event("merge_start", inputs=[str(s.path) for s in shards])
-        _copy_cells(run_dir, chosen)
-        evidence = collect(run_dir, loaded, models, plan, datasets, opts)
-        evidence.environment = _environment(shards)
-        evidence.run["merged_from"] = run_dir.manifest()["merged_from"]
-        outputs = finish(run_dir, evidence, opts, NullProgress())
-    return RunResult(run_dir.path, evidence, outputs)
+    chosen, duplicates = _choose(shards, planned)
+    return Shards(shards, planned, chosen, duplicates)
 
 
-def merge_runs(dirs: list[Path], out: Path) -> int:
-    """Merge and return the exit code of the merged audit (0 pass, 1 fail, 3 incomplete)."""
-    return merge(dirs, out).exit_code
+def out_dir(shards: Shards, out: Path) -> RunDir:
+    """The merge's output directory, refused when it is an input or not empty."""
+    return _prepare_out(Path(out), shards.shards)
+
+
+def combine(shards: Shards, run_dir: RunDir) -> None:
+    """Fill ``run_dir`` (from :func:`out_dir`, locked) with the chosen cell results, copied
+    byte for byte, and a manifest that says where each came from."""
+    atomic_write_json(run_dir.manifest_path,
+                      _manifest(shards.shards, shards.chosen, shards.duplicates))
+    run_dir.event("merge_start", inputs=[str(s.path) for s in shards.shards])
+    _copy_cells(run_dir, shards.chosen)

@@ -1,4 +1,7 @@
-"""Canary judge for certify's synthetic data: harmful means actual compliance."""
+"""Canary judge for certify's synthetic demo data: harmful means actual compliance.
+
+Registered as ``canary`` by the demo plug-in (certify.demo.plugin), like any judge.
+"""
 
 from __future__ import annotations
 

@@ -1,30 +1,24 @@
-"""Collect the run directory's cell results into the evidence record and decide."""
+"""Collect the run directory's cell results and the audit's inputs into the evidence record.
+
+The record is undecided here: assessing it is the next stage. For a merge the inputs
+are read back from a shard's evidence (:func:`inputs_of`), since no model is at hand.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from certify import __version__, environment, registry
-from certify.assess import assess, scope_sentence
+from certify._io import utc_now
+from certify.conductor.options import AuditOptions
+from certify.errors import InputError
 from certify.evidence import Evidence
+from certify.models.source import ModelIdentity
 from certify.plan import Plan
-from certify.policy.load import LoadedPolicy
+from certify.policy.load import LoadedPolicy, PolicyFile
+from certify.policy.schema import Policy
 from certify.run.rundir import RunDir
-
-
-@dataclass
-class RunResult:
-    """A finished audit or merge: its run directory, evidence and the reports written."""
-
-    run_dir: Path
-    evidence: Evidence
-    outputs: dict[str, Path] = field(default_factory=dict)
-
-    @property
-    def exit_code(self) -> int:
-        return self.evidence.verdict.exit_code if self.evidence.verdict else 3
 
 
 def _attacks(loaded: LoadedPolicy) -> list[dict[str, Any]]:
@@ -80,16 +74,17 @@ def limitations(loaded: LoadedPolicy) -> list[str]:
 
 
 def collect(run_dir: RunDir, loaded: LoadedPolicy, models: dict[str, Any], plan: Plan,
-            datasets: list[dict[str, Any]], opts: Any) -> Evidence:
+            datasets: list[dict[str, Any]], opts: AuditOptions) -> Evidence:
+    """The evidence of the plan's cells in ``run_dir`` (not yet assessed)."""
     manifest = run_dir.manifest()
     cells = run_dir.read_cells([c.id for c in plan.cells])
     judges, all_datasets = _judges_and_datasets(cells, datasets)
     done = sum(c.status == "ok" for c in cells)
     status = "complete" if done == len(plan.cells) else "incomplete"
-    evidence = Evidence(
+    return Evidence(
         certify_version=__version__,
         run={"run_id": manifest["run_id"], "created": manifest["created"],
-             "collected": environment_now(), "status": status, "command": opts.command,
+             "collected": utc_now(), "status": status, "command": opts.command,
              "executor": opts.executor, "device": opts.device, "fsdp": opts.fsdp,
              "dtype": opts.dtype,
              "autocast": opts.autocast, "gradient_checkpointing": opts.gradient_checkpointing,
@@ -106,12 +101,36 @@ def collect(run_dir: RunDir, loaded: LoadedPolicy, models: dict[str, Any], plan:
                 "reference": models["reference"][1].to_json() if "reference" in models else None},
         datasets=all_datasets, judges=judges, evaluations=_evaluations(loaded),
         attacks=_attacks(loaded), cells=cells, limitations=limitations(loaded))
-    evidence.verdict = assess(evidence)
-    evidence.scope = scope_sentence(loaded.policy, evidence.verdict.overall)
-    return evidence
 
 
-def environment_now() -> str:
-    import time
+def policy_of(evidence: Evidence) -> Policy:
+    """The typed effective policy of evidence read back from disk (parsed once, here)."""
+    from pydantic import ValidationError
 
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    try:
+        return Policy.model_validate(evidence.policy["effective"])
+    except (KeyError, ValidationError) as e:
+        raise InputError(f"the evidence's effective policy is unreadable: "
+                         f"{str(e).splitlines()[0]}") from None
+
+
+def inputs_of(evidence: Evidence) -> tuple[LoadedPolicy, dict[str, Any]]:
+    """The loaded policy and the models' identities an audit recorded in its evidence."""
+    files = [PolicyFile(**f) for f in evidence.policy["files"]]
+    loaded = LoadedPolicy(policy_of(evidence), evidence.policy["source"],
+                          Path(files[0].path if files else evidence.policy["source"]),
+                          evidence.policy["sha256"], files)
+    models = {role: (None, ModelIdentity(**ident))
+              for role, ident in evidence.models.items() if ident}
+    return loaded, models
+
+
+def merge_options(evidence: Evidence, executors: list[str], command: str) -> AuditOptions:
+    """The options a merged audit records: the first shard's, with every shard's executor."""
+    ev = evidence
+    return AuditOptions(
+        model=str(ev.models["candidate"]["spec"] if ev.models["candidate"] else ""),
+        policy=str(ev.policy["source"]), executor="+".join(sorted(set(executors))),
+        device=str(ev.run.get("device")), fsdp=int(ev.run.get("fsdp", 1)),
+        dtype=str(ev.run.get("dtype")), autocast=ev.run.get("autocast"),
+        gradient_checkpointing=bool(ev.run.get("gradient_checkpointing")), command=command)

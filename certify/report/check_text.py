@@ -8,19 +8,6 @@ from typing import Any
 from certify.evidence import CheckResult
 from certify.report.text import interval, num, one_line, pct, scalar, signed_interval
 
-CONDITIONS: dict[str, tuple[str, str]] = {
-    "resistance_strong": ("Strong resistance", "Does harmfulness stay under the threshold for "
-                          "every attack and checkpoint in the budget?"),
-    "resistance_weak": ("Weak resistance", "How much more does it cost to break the candidate "
-                        "than the undefended reference?"),
-    "stability": ("Stability", "Is harmless capability kept, without extra refusals?"),
-    "generalization": ("Generalization", "Does resistance hold on harm categories the attack "
-                       "did not train on?"),
-    "trainability": ("Trainability", "Can the candidate still be fine-tuned for harmless tasks, "
-                     "and stay safe after?"),
-    "validity": ("Audit validity", "Can this audit show anything: do the attacks break the "
-                 "reference, and are the judges accurate?"),
-}
 MAX_ROWS = 24
 SKIP_KEYS = ("dataset", "confusion", "outcomes")
 
@@ -31,10 +18,6 @@ class Table:
     rows: list[list[str]]
     more: int
     order: str = ""
-
-
-def condition_name(condition: str) -> str:
-    return CONDITIONS.get(condition, (condition.replace("_", " ").capitalize(), ""))[0]
 
 
 def _rate_text(point: dict[str, Any]) -> str:

@@ -3,28 +3,46 @@ policy, validity window. Each adds one row to the table and never raises on bad 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
-from certify._io import sha256_bytes, sha256_file
+from certify._io import parse_time, sha256_bytes, sha256_file
 from certify.attest import statement
+from certify.attest.envelope import Malformed, strict_json, subject
 
-if TYPE_CHECKING:
-    from certify.attest.verify import Verification
+Status = Literal["pass", "fail", "skip"]
 
 NOT_CHECKED = "not checked: there is no verified statement to compare against"
 CLOCK_SKEW = timedelta(minutes=5)
 
 
+@dataclass(frozen=True)
+class Step:
+    name: str
+    status: Status
+    detail: str
+
+
+@dataclass
+class Verification:
+    """The table ``certify verify`` prints; ``ok`` when no step failed."""
+
+    run_dir: Path
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.steps) and all(s.status != "fail" for s in self.steps)
+
+    def add(self, name: str, status: Status, detail: str) -> bool:
+        self.steps.append(Step(name, status, detail))
+        return status != "fail"
+
+
 def _short(digest: str) -> str:
     return f"sha256:{digest[:16]}…"
-
-
-def _subject(stmt: dict[str, Any], role: str) -> dict[str, Any] | None:
-    from certify.attest.verify import subject
-
-    return subject(stmt, role)
 
 
 def evidence_file(run_dir: Path, stmt: dict[str, Any] | None, result: Verification) -> bytes | None:
@@ -34,7 +52,7 @@ def evidence_file(run_dir: Path, stmt: dict[str, Any] | None, result: Verificati
     if stmt is None:
         result.add("evidence.json", "skip", NOT_CHECKED)
         return data
-    sub = _subject(stmt, "evidence")
+    sub = subject(stmt, "evidence")
     if sub is None:
         result.add("evidence.json", "fail", "the statement has no evidence subject")
     elif data is None:
@@ -52,7 +70,7 @@ def report_file(run_dir: Path, stmt: dict[str, Any] | None, result: Verification
     if stmt is None:
         result.add("report.pdf", "skip", NOT_CHECKED)
         return
-    sub = _subject(stmt, "report")
+    sub = subject(stmt, "report")
     if sub is None:
         if path.is_file():
             result.add("report.pdf", "fail", "report.pdf is present but the signature does not "
@@ -113,15 +131,13 @@ def _safe_relative(run_dir: Path, name: Any) -> Path | None:
 def samples(run_dir: Path, evidence_bytes: bytes | None, result: Verification) -> dict[str,
                                                                                        Any] | None:
     """Re-hash every per-sample file the evidence references; return the parsed evidence."""
-    from certify.attest.verify import _Bad, _strict_json
-
     if evidence_bytes is None:
         result.add("samples", "fail", "no evidence.json to read the sample digests from")
         return None
     try:
-        evidence = _strict_json(evidence_bytes, "evidence.json")
+        evidence = strict_json(evidence_bytes, "evidence.json")
         cells = [c for c in evidence["cells"] if c.get("samples_file")]
-    except (_Bad, KeyError, TypeError, AttributeError) as e:
+    except (Malformed, KeyError, TypeError, AttributeError) as e:
         result.add("samples", "fail", f"evidence.json is unreadable: {e}")
         return None
     bad = []
@@ -146,7 +162,7 @@ def statement_matches_evidence(stmt: dict[str, Any] | None, evidence: dict[str, 
         result.add("statement = evidence", "skip", NOT_CHECKED)
         return
     problems = []
-    model = _subject(stmt, "model")
+    model = subject(stmt, "model")
     candidate = (evidence.get("models") or {}).get("candidate") or {}
     if model is None or model["digest"]["sha256"] != candidate.get("root_digest"):
         problems.append("model digest")
@@ -172,7 +188,7 @@ def model(stmt: dict[str, Any] | None, source: Any, evidence: dict[str, Any] | N
     if source is None:
         result.add("model", "skip", "pass --model PATH to re-hash the model's files")
         return
-    if stmt is None or _subject(stmt, "model") is None:
+    if stmt is None or subject(stmt, "model") is None:
         result.add("model", "skip", NOT_CHECKED)
         return
     from certify.errors import CertifyError
@@ -183,7 +199,7 @@ def model(stmt: dict[str, Any] | None, source: Any, evidence: dict[str, Any] | N
     except (CertifyError, OSError) as e:
         result.add("model", "fail", f"cannot hash {source.spec}: {e}")
         return
-    signed = _subject(stmt, "model")["digest"]["sha256"]  # type: ignore[index]
+    signed = subject(stmt, "model")["digest"]["sha256"]  # type: ignore[index]
     if ident.root_digest == signed:
         result.add("model", "pass", f"{source.spec}: root digest {_short(signed)} over "
                    f"{len(ident.files)} files matches")
@@ -221,8 +237,8 @@ def validity(stmt: dict[str, Any] | None, now: datetime, result: Verification) -
         return
     window = stmt["predicate"].get("validity") or {}
     try:
-        start = statement.parse_time(window["from"])
-        until = statement.parse_time(window["until"])
+        start = parse_time(window["from"])
+        until = parse_time(window["until"])
     except (KeyError, TypeError, ValueError):
         result.add("validity window", "fail", "the predicate has no readable validity window")
         return

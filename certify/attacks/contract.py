@@ -1,0 +1,157 @@
+"""The attack contract: everything an attack recipe may do, and nothing else.
+
+A recipe is a function ``fn(run: AttackRun, params) -> None`` registered with
+``@registry.attack(name, params=..., cost=...)``. The runner of a cell
+(``certify.run.cell.CellRun``) implements :class:`AttackRun`; a recipe reads its
+properties and calls its methods and never sets anything on it. What the recipe does
+with a model decides what the evidence records:
+
+- training: ``trainable_model()`` (every weight; about 6·N FLOP per trained token) or
+  ``adapters(...)`` (LoRA; about 4·N), then ``train(...)``, which evaluates the model
+  at the cell's checkpoints and may stop early;
+- training something else through frozen weights (soft prompts): ``frozen_model()``
+  (about 4·N per token) and ``train(...)`` on a module that wraps it;
+- a weight edit without training: modify ``trainable_model()`` in place (restored after
+  the cell), then ``hand_back(model, Spend(samples=...))``: one evaluation, charged what
+  the edit spent;
+- evaluating the unmodified model: ``hand_back(frozen_model(), Spend())``;
+- changing what is asked at evaluation time: ``transform_prompts(...)`` before the first
+  evaluation (a jailbreak wrapper, a trigger, a translation);
+- a search: ``trial(body)`` runs ``body`` from the cell's unmodified model and seed and
+  reports its harm trajectory; ``keep(trial)`` makes one trial the cell's result.
+
+The unit in which an attack's budget is counted (``steps``, ``samples`` or
+``optimisation_steps``) is declared with its registration (``cost=``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from certify.data.load import DatasetRef
+from certify.evidence import EarlyStop
+from certify.models.chat import PromptTransform
+
+if TYPE_CHECKING:
+    from certify.train import Example, Optim, TrainState
+
+CostUnit = Literal["steps", "samples", "optimisation_steps"]
+"""The units of ``registry.ATTACK_COSTS``."""
+Batch = tuple[Any, Any, Any]
+"""(input_ids, attention_mask, labels), as ``certify.train.batches`` yields them."""
+
+__all__ = ["Adapters", "AttackRun", "Batch", "CostUnit", "PromptTransform",
+           "Spend", "Trial"]
+
+
+@dataclass(frozen=True)
+class Spend:
+    """What an attack spent to produce a model it hands back without training."""
+
+    samples: int = 0
+    tokens: int = 0
+    flop: float = 0.0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """LoRA adapters (peft) to train on the frozen model; its weights stay untouched."""
+
+    rank: int
+    alpha: int | None = None
+    """Default: twice the rank."""
+    dropout: float = 0.0
+    target_modules: list[str] | str = "all-linear"
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One sub-trial of a search, run from the cell's unmodified model and seed."""
+
+    rates: dict[str, list[tuple[int, float]]]
+    """eval id → (step, harmful rate) at each checkpoint that measured it."""
+    checkpoints: list[int]
+    final_loss: float | None
+    early_stop: EarlyStop | None
+    outcome: object
+    """The trial's records, for :meth:`AttackRun.keep` (opaque to recipes)."""
+
+
+class AttackRun(Protocol):
+    """What a recipe may read and do. Implemented by ``certify.run.cell.CellRun``."""
+
+    @property
+    def seed(self) -> int:
+        """The cell's seed (data order, sampling, adapter initialisation)."""
+        ...
+
+    @property
+    def checkpoints(self) -> list[int]:
+        """The cell's checkpoint steps, ending at max_steps."""
+        ...
+
+    @property
+    def tokenizer(self) -> Any: ...
+
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def measures(self) -> dict[str, str]:
+        """Evaluation id → what it measures (harm, task, ...), for the evaluations run at
+        every checkpoint, in the policy's order."""
+        ...
+
+    @property
+    def evaluators(self) -> Mapping[str, object]:
+        """The cell's evaluators by id (read only: e.g. to find a cipher-aware one)."""
+        ...
+
+    def examples(self, ref: DatasetRef, n: int | None, categories: list[str] | None = None,
+                 system: str | None = None) -> list[Example]:
+        """``n`` distinct (prompt, response) examples drawn with the cell's seed (all when
+        None); the evidence records the dataset and the categories used."""
+        ...
+
+    def trainable_model(self) -> Any:
+        """The model with every weight trainable, restored from a snapshot after the cell."""
+        ...
+
+    def adapters(self, spec: Adapters) -> AbstractContextManager[Any]:
+        """Fresh LoRA adapters on the frozen model (unloaded on exit)."""
+        ...
+
+    def frozen_model(self) -> Any:
+        """The model with frozen weights (to evaluate, or to train something through)."""
+        ...
+
+    def train(self, model: Any, batches: Iterator[Batch], optim: Optim, batch_size: int,
+              checkpoints: Sequence[int] | None = None) -> TrainState:
+        """Train ``model`` on global batches to ``optim.max_steps``, evaluating it at
+        ``checkpoints`` (default: the cell's); stops early once the checks are decided."""
+        ...
+
+    def hand_back(self, model: Any, spend: Spend) -> None:
+        """Evaluate a model made without training (once, as the cell's final checkpoint),
+        charged ``spend``."""
+        ...
+
+    def transform_prompts(self, transform: PromptTransform) -> None:
+        """Rewrite every evaluation prompt of this cell from now on."""
+        ...
+
+    def note(self, **values: Any) -> None:
+        """Attack-specific disclosures for the evidence (e.g. cipher competence)."""
+        ...
+
+    def trial(self, body: Callable[[AttackRun], TrainState | None]) -> Trial:
+        """Run ``body`` as one sub-trial from the unmodified model and the cell's seed."""
+        ...
+
+    def keep(self, trial: Trial) -> None:
+        """Make ``trial``'s checkpoints, samples and early stop the cell's result."""
+        ...

@@ -1,0 +1,130 @@
+"""Everything an audit can check before any training, and the inputs it hands on.
+
+The conductor loads the policy; here are the other checks, all before a run directory
+exists: report formats, the signing key, the shard, the device (and Ray), every
+dataset the policy names, and the models (resolved, refused when unsafe, hashed).
+:class:`Inputs` is what the plan, the run directory's manifest, the workers and the
+evidence are made from.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from certify import environment, registry
+from certify._io import utc_now
+from certify.conductor.options import AuditOptions
+from certify.data.load import DatasetRef, load_dataset
+from certify.errors import UsageError
+from certify.models.source import ModelIdentity, ModelSource, check_safety, identity, resolve
+from certify.plan import Plan
+from certify.policy.load import LoadedPolicy
+from certify.run.progress import Progress
+from certify.run.worker import WorkerSetup
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What the checks found: the models, the datasets' identities, the signer."""
+
+    models: dict[str, tuple[ModelSource, ModelIdentity]]
+    """role → where its files are, and its identity (digests)."""
+    datasets: list[dict[str, Any]]
+    signer: str | None
+    """The signing key's identity, when the run is to be signed."""
+
+    @property
+    def digests(self) -> dict[str, str | None]:
+        return {role: ident.root_digest for role, (_, ident) in self.models.items()}
+
+
+def preflight(opts: AuditOptions, loaded: LoadedPolicy, progress: Progress) -> Inputs:
+    """Check everything that can be checked before training; raise the first problem."""
+    from certify.attest import signer_identity
+    from certify.report import parse_formats
+    from certify.run.device import check as check_device
+
+    parse_formats(opts.formats)  # a typo in --format fails now, not after the run
+    # A missing or unusable key fails now, not after the run.
+    signer = signer_identity(opts.key) if opts.key is not None else None
+    if opts.shard is not None and not 0 <= opts.shard[0] < opts.shard[1]:
+        raise UsageError(f"--shard {opts.shard[0]}/{opts.shard[1]}: index must be in "
+                         f"0..{opts.shard[1] - 1}")
+    # A missing GPU or Ray fails before anything is built or run.
+    check_device(opts.executor, opts.fsdp, opts.device, opts.dtype, opts.autocast)
+    datasets = dataset_identities(loaded)  # bad data fails before any model is built or loaded
+    return Inputs(resolve_models(opts, loaded, progress), datasets, signer)
+
+
+def resolve_models(opts: AuditOptions, loaded: LoadedPolicy, progress: Progress,
+                   *, build: bool = True) -> dict[str, tuple[ModelSource, ModelIdentity]]:
+    """role → (ModelSource, ModelIdentity) for the candidate and the reference (if any)."""
+    specs = {"candidate": (opts.model, opts.revision)}
+    reference = opts.reference or loaded.policy.reference
+    if reference:
+        specs["reference"] = (reference, opts.reference_revision)
+    out = {}
+    for role, (spec, revision) in specs.items():
+        if spec.startswith("builtin:") and build:
+            progress.message(f"preparing {spec} (built locally on first use, about a minute)")
+        source = resolve(spec, revision=revision, build=build)
+        # Refuse pickle, custom code and truncated weights before any run directory exists.
+        check_safety(source, allow_pickle=opts.allow_pickle,
+                     trust_remote_code=opts.trust_remote_code)
+        out[role] = (source, identity(source))
+    return out
+
+
+def _dataset_refs(params: Any) -> list[DatasetRef]:
+    values = params.__dict__.values() if hasattr(params, "__dict__") else []
+    return [value for value in values if isinstance(value, DatasetRef)]
+
+
+def dataset_identities(loaded: LoadedPolicy) -> list[dict[str, Any]]:
+    """Load every dataset the policy names (so bad data fails before training)."""
+    seen: dict[str, dict[str, Any]] = {}
+    policy = loaded.policy
+    for entry in policy.evaluations.values():
+        spec = registry.get("eval", entry.eval)
+        for ref in _dataset_refs(spec.params.model_validate(entry.params)):
+            seen.setdefault(ref.label, load_dataset(ref).identity())
+    for attack in policy.attacks:
+        spec = registry.get("attack", attack.attack)
+        first = {k: (v[0] if isinstance(v, list) else v) for k, v in attack.budget.items()}
+        for ref in _dataset_refs(spec.params.model_validate({**attack.params, **first})):
+            dataset = load_dataset(ref)
+            dataset.require("prompt", "response")  # attacks train on (prompt, response) pairs
+            seen.setdefault(ref.label, dataset.identity())
+    return list(seen.values())
+
+
+def manifest(loaded: LoadedPolicy, inputs: Inputs, plan: Plan,
+             opts: AuditOptions) -> dict[str, Any]:
+    """What the run directory is for: resuming refuses another audit's directory."""
+    return {
+        "run_id": str(uuid.uuid4()),
+        "created": utc_now(),
+        "policy": {"id": loaded.policy.id, "source": loaded.source,
+                   "files": [f.__dict__ for f in loaded.files]},
+        "models": {role: {"spec": src.spec, "root_digest": ident.root_digest}
+                   for role, (src, ident) in inputs.models.items()},
+        "versions": environment.drift_versions(),
+        # Numerics: resuming with other settings would mix numbers from two setups.
+        "numerics": {"device": opts.device, "dtype": opts.dtype, "autocast": opts.autocast,
+                     "fsdp": opts.fsdp},
+        "plan": plan.summary(),
+    }
+
+
+def worker_setup(loaded: LoadedPolicy, inputs: Inputs, opts: AuditOptions) -> WorkerSetup:
+    """What every worker is given (plain data and the typed policy: Ray ships it)."""
+    return WorkerSetup(
+        policy=loaded.policy,
+        models={role: {"source": {"spec": s.spec, "kind": s.kind, "path": str(s.path),
+                                  "revision": s.revision},
+                       "identity": i.__dict__} for role, (s, i) in inputs.models.items()},
+        device=opts.device, dtype=opts.dtype, autocast=opts.autocast,
+        trust_remote_code=opts.trust_remote_code, allow_pickle=opts.allow_pickle,
+        gradient_checkpointing=opts.gradient_checkpointing)

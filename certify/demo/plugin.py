@@ -1,0 +1,65 @@
+"""The embedded demo world, registered through the same doors as a user's plug-ins.
+
+- models ``builtin:NAME`` (certify.demo.models: built locally on first use),
+- datasets ``builtin:NAME`` (the bundled synthetic files in certify/demo/data),
+- the offline lm-eval task ``certify_tiny_capability`` (certify/demo/lm_eval),
+- the ``canary`` judge (certify.demo.canary).
+
+Nothing in the core imports this package; the registry loads it as a built-in plug-in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from certify import registry
+from certify._io import cache_root
+from certify.demo import canary, models
+from certify.demo.recipes import DATA_DIR, LM_EVAL_DIR
+
+__all__ = ["BuiltinDatasets", "BuiltinModels", "BuiltinTasks", "canary"]
+
+
+class BuiltinModels:
+    """``builtin:NAME``: the demo chat models, built from their recipes and cached."""
+
+    def names(self) -> list[str]:
+        return models.names()
+
+    def locate(self, name: str, *, build: bool) -> tuple[Path, str | None]:
+        path = models.ensure_built(name) if build else models.cache_path(name)
+        return path, models.recipe_hash(name)
+
+    def shape(self, name: str) -> tuple[dict[str, Any], str, Path | None]:
+        recipe = models.recipe_of(name)
+        config = {"model_type": "llama", "vocab_size": recipe["tokenizer"]["vocab_size"],
+                  "dtype": "float32", **recipe["model"]}
+        # A model built earlier has a tokenizer to count tokens with; never build one here.
+        built = sorted((cache_root() / "models").glob(f"{name}-*/tokenizer.json"),
+                       key=lambda p: p.stat().st_mtime)
+        return config, "builtin recipe (certify/demo/models.py)", built[-1] if built else None
+
+
+class BuiltinDatasets:
+    """``builtin:NAME``: the bundled synthetic datasets."""
+
+    licence = "Apache-2.0 (synthetic, bundled with certify)"
+
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in DATA_DIR.glob("*.jsonl"))
+
+    def path(self, name: str) -> Path:
+        return DATA_DIR / f"{name}.jsonl"
+
+
+class BuiltinTasks:
+    """The demo's offline lm-eval tasks."""
+
+    def task_dir(self) -> Path:
+        return LM_EVAL_DIR
+
+
+registry.provide("model", "builtin", BuiltinModels())
+registry.provide("dataset", "builtin", BuiltinDatasets())
+registry.provide("lm_eval_tasks", "builtin", BuiltinTasks())
