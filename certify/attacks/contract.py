@@ -140,8 +140,10 @@ class AttackRun(Protocol):
         charged ``spend``."""
         ...
 
-    def transform_prompts(self, transform: PromptTransform) -> None:
-        """Rewrite every evaluation prompt of this cell from now on."""
+    def transform_prompts(self, transform: PromptTransform,
+                          evals: Sequence[str] | None = None) -> None:
+        """Rewrite the prompts of the cell's evaluations ``evals`` (default: all) from now
+        on; the others still ask the original prompts (e.g. a translation beside English)."""
         ...
 
     def note(self, **values: Any) -> None:
@@ -149,7 +151,8 @@ class AttackRun(Protocol):
         ...
 
     def trial(self, body: Callable[[AttackRun], TrainState | None]) -> Trial:
-        """Run ``body`` as one sub-trial from the unmodified model and the cell's seed."""
+        """Run ``body`` as one sub-trial from the unmodified model and the cell's seed
+        (prompt transforms it sets end with it)."""
         ...
 
     def keep(self, trial: Trial) -> None:

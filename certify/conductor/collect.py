@@ -125,6 +125,19 @@ def inputs_of(evidence: Evidence) -> tuple[LoadedPolicy, dict[str, Any]]:
     return loaded, models
 
 
+def plan_of(loaded: LoadedPolicy, models: dict[str, Any], planned: list[str]) -> Plan:
+    """The plan a run recorded (its cell ids), made again from its policy and model digests:
+    the CellSpecs a merge checks and a replay runs. Refused when the ids differ."""
+    from certify.plan import make_plan
+
+    plan = make_plan(loaded.policy, {r: i.root_digest for r, (_, i) in models.items()})
+    if [c.id for c in plan.cells] != planned:
+        raise InputError("the run was planned by a different certify version than this one, "
+                         "so its cell ids cannot be checked",
+                         hint="use the certify version that ran it")
+    return plan
+
+
 def merge_options(evidence: Evidence, executors: list[str], command: str) -> AuditOptions:
     """The options a merged audit records: the first shard's, with every shard's executor."""
     ev = evidence

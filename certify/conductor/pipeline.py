@@ -12,10 +12,9 @@ from pathlib import Path
 from certify._io import atomic_write_bytes
 from certify.assess import assess, scope_sentence
 from certify.attest import report_is_stale, sign, signed_by, signer_identity
-from certify.conductor.collect import collect, inputs_of, merge_options, policy_of
+from certify.conductor.collect import collect, inputs_of, merge_options, plan_of, policy_of
 from certify.conductor.options import AuditOptions, RunResult, default_out
 from certify.conductor.preflight import manifest, preflight, worker_setup
-from certify.errors import InputError
 from certify.evidence import Evidence
 from certify.plan import make_plan
 from certify.policy.load import load_policy
@@ -68,11 +67,7 @@ def merge(dirs: list[Path], out: Path, formats: tuple[str, ...] | None = None) -
     shards = shard_dirs.read_shards(dirs)
     run_dir = shard_dirs.out_dir(shards, out)
     loaded, models = inputs_of(shards.first)
-    plan = make_plan(loaded.policy, {r: i.root_digest for r, (_, i) in models.items()})
-    if [c.id for c in plan.cells] != shards.planned:
-        raise InputError("the shards were planned by a different certify version than this one, "
-                         "so their cell ids cannot be checked",
-                         hint="merge with the certify version that ran the shards")
+    plan = plan_of(loaded, models, shards.planned)
     opts = merge_options(shards.first, [str(s.evidence.run.get("executor"))
                                         for s in shards.shards],
                          "certify merge " + " ".join(str(d) for d in dirs) + f" --out {out}")

@@ -82,7 +82,7 @@ class CellRun:
         self.used_evals: set[str] = set()
         self._flop_per_token = FULL_FLOP_PER_TOKEN
         self._n_trainable = 0
-        self._transform: PromptTransform | None = None
+        self._transforms: dict[str, PromptTransform] = {}
         self._records: list[CheckpointRecord] = []
         self._samples: list[dict[str, Any]] = []
         self._early_stop: EarlyStop | None = None
@@ -201,20 +201,32 @@ class CellRun:
         self._records.append(self._evaluate(state, model, self.spec.evaluate
                                             + self.spec.evaluate_final, flop=spend.flop))
 
-    def transform_prompts(self, transform: PromptTransform) -> None:
-        self._transform = transform
-        self.note(prompt_transform=transform.identity())
+    def transform_prompts(self, transform: PromptTransform,
+                          evals: Sequence[str] | None = None) -> None:
+        chosen = list(self._evaluators) if evals is None else list(evals)
+        unknown = [e for e in chosen if e not in self._evaluators]
+        if unknown:
+            raise CellError("config", f"prompt transform for unknown evaluation(s) "
+                            f"{', '.join(unknown)} (the cell runs {', '.join(self._evaluators)})")
+        self._transforms.update(dict.fromkeys(chosen, transform))
+        self.note(prompt_transform={**self.notes.get("prompt_transform", {}),
+                                    **{e: transform.identity() for e in chosen}})
 
     def note(self, **values: Any) -> None:
         """Attack-specific disclosures that go into the evidence (e.g. cipher competence)."""
         self.notes.update(values)
 
     def trial(self, body: Callable[[AttackRun], TrainState | None]) -> Trial:
-        """Run ``body`` from the unmodified model and the cell's seed; record it apart."""
+        """Run ``body`` from the unmodified model and the cell's seed; record it apart.
+        Prompt transforms set inside ``body`` end with the trial."""
         self.handle.restore()
         seed_everything(self.seed)
         self._records, self._samples, self._early_stop = [], [], None
-        state = body(self)
+        transforms = dict(self._transforms)  # a transform set inside the trial is its own
+        try:
+            state = body(self)
+        finally:
+            self._transforms = transforms
         outcome = _Outcome(self._records, self._samples, self._early_stop, self._n_trainable)
         rates: dict[str, list[tuple[int, float]]] = {}
         for cp in outcome.records:
@@ -262,8 +274,9 @@ class CellRun:
         evals = {}
         for eval_id in eval_ids:
             evaluator = self._evaluators[eval_id]
-            record, samples = (evaluator(model, self.tokenizer) if self._transform is None else
-                               evaluator(model, self.tokenizer, transform=self._transform))
+            transform = self._transforms.get(eval_id)
+            record, samples = (evaluator(model, self.tokenizer) if transform is None else
+                               evaluator(model, self.tokenizer, transform=transform))
             self.used_evals.add(eval_id)
             evals[eval_id] = record
             self._samples += [{"eval": eval_id, "step": state.step, **s} for s in samples]
