@@ -38,7 +38,7 @@ class BuiltinModels:
         # A model built earlier has a tokenizer to count tokens with; never build one here.
         built = sorted((cache_root() / "models").glob(f"{name}-*/tokenizer.json"),
                        key=lambda p: p.stat().st_mtime)
-        return config, "builtin recipe (certify/demo/models.py)", built[-1] if built else None
+        return config, "builtin recipe (certify/demo/recipes.py)", built[-1] if built else None
 
 
 class BuiltinDatasets:
