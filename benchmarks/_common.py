@@ -31,7 +31,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 
 def machine() -> dict[str, Any]:
     """What the numbers were measured on."""
-    from certify.cost.hardware import cpu_name
+    from certify.environment import cpu_name
 
     info: dict[str, Any] = {"cpu": cpu_name(), "cores": os.cpu_count(),
                             "python": platform.python_version(), "platform": platform.platform(),

@@ -1,4 +1,5 @@
-"""What the audit ran on: Python, platform, hardware, package versions, certify's revision."""
+"""What the audit ran on: Python, platform, hardware, package versions, certify's revision,
+and what influences a cell's float arithmetic (:func:`numerics`)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,75 @@ def git_revision() -> dict[str, Any] | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit, "dirty": dirty}
+
+
+NUMERICS_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "ATEN_CPU_CAPABILITY", "DNNL_MAX_CPU_ISA",
+                "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS", "CUBLAS_WORKSPACE_CONFIG",
+                "NVIDIA_TF32_OVERRIDE")
+"""Environment variables that change which kernels run, or how many threads split a sum."""
+CPU_FLAGS = ("avx", "avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16",
+             "fma", "f16c", "asimd", "sve")
+"""The CPU features that select vectorised kernels (x86 and Arm)."""
+
+
+def cpu_name() -> str:
+    """The CPU model ("model name" in /proc/cpuinfo on Linux), else the platform's word."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """Which of :data:`CPU_FLAGS` this CPU has (empty where /proc/cpuinfo is absent)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    have = set(line.split(":", 1)[1].split())
+                    return [flag for flag in CPU_FLAGS if flag in have]
+    except OSError:
+        pass
+    return []
+
+
+def _blas(torch: Any) -> str:
+    """The BLAS library torch was built with, as its build configuration names it."""
+    config = torch.__config__.show()
+    for line in config.splitlines():
+        line = line.strip()
+        if line.startswith(("- BLAS_INFO=", "BLAS_INFO=")):
+            return line.split("=", 1)[1]
+    if torch.backends.mkl.is_available():
+        return "mkl"
+    return "unknown"
+
+
+def numerics(device: str, dtype: str, autocast: str | None) -> dict[str, Any]:
+    """What decides a cell's float arithmetic on this worker: two workers that agree on all
+    of it compute the same numbers from the same seeds; where any of it differs, judged
+    counts and break points may move (docs/reliability.md measures how far). Needs torch."""
+    import torch
+
+    out: dict[str, Any] = {
+        "torch": torch.__version__, "device": device, "dtype": dtype, "autocast": autocast,
+        "threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "cpu": cpu_name(), "cpu_flags": cpu_flags(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "blas": _blas(torch), "mkldnn": torch.backends.mkldnn.is_available(),
+        "env": {k: os.environ[k] for k in NUMERICS_ENV if k in os.environ},
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name(0)
+        out["cuda"] = torch.version.cuda
+        out["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
+        out["cudnn_deterministic"] = torch.backends.cudnn.deterministic
+    return out
 
 
 def hardware() -> dict[str, Any]:

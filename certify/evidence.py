@@ -91,6 +91,9 @@ class CellRecord(Record):
     samples_sha256: str | None = None
     notes: dict[str, Any] = Field(default_factory=dict)
     worker: str = ""
+    numerics: dict[str, Any] = Field(default_factory=dict)
+    """What decided this cell's float arithmetic (certify.environment.numerics): torch, threads,
+    deterministic mode, CPU model and flags, kernel capability, BLAS, dtype, device."""
 
 
 class CheckResult(Record):

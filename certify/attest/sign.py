@@ -57,22 +57,27 @@ def report_is_stale(run_dir: Path, evidence_bytes: bytes) -> bool:
 
 def sign(run_dir: Path, key: Path, *, now: datetime | None = None) -> Path:
     """Sign ``run_dir`` with the private key at ``key``; return the envelope's path."""
-    from securesystemslib.dsse import Envelope
-
     run_dir = Path(run_dir)
     evidence_path = run_dir / statement.EVIDENCE_NAME
     if not evidence_path.is_file():
         raise InputError(f"{run_dir} has no {statement.EVIDENCE_NAME}; nothing to sign",
                          hint="sign the directory a finished `certify audit` wrote")
-    signer, public_pem = keys.load_signer(Path(key))
+    _, public_pem = keys.load_signer(Path(key))
     public = run_dir / keys.PUBLIC_NAME
     if not (public.is_file() and public.read_bytes() == public_pem):
         atomic_write_bytes(public, public_pem)
     payload = statement.build(run_dir, evidence_path.read_bytes(), now or datetime.now(UTC))
-    envelope = Envelope(payload, statement.PAYLOAD_TYPE, {})
-    signature = envelope.sign(signer)
-    sig_b64 = base64.b64encode(bytes.fromhex(signature.signature)).decode("ascii")
     out = run_dir / statement.ENVELOPE_NAME
-    atomic_write_bytes(out, envelope_line(payload, statement.PAYLOAD_TYPE,
-                                          [{"keyid": signature.keyid, "sig": sig_b64}]))
+    atomic_write_bytes(out, signed_envelope(payload, Path(key)))
     return out
+
+
+def signed_envelope(payload: bytes, key: Path) -> bytes:
+    """One DSSE envelope line around an in-toto Statement's ``payload``, signed with ``key``."""
+    from securesystemslib.dsse import Envelope
+
+    signer, _ = keys.load_signer(Path(key))
+    signature = Envelope(payload, statement.PAYLOAD_TYPE, {}).sign(signer)
+    sig_b64 = base64.b64encode(bytes.fromhex(signature.signature)).decode("ascii")
+    return envelope_line(payload, statement.PAYLOAD_TYPE,
+                         [{"keyid": signature.keyid, "sig": sig_b64}])

@@ -27,6 +27,8 @@ COMMANDS = {
     "audit": ("certify.cli.audit", "audit", "Audit a model's resistance to harmful fine-tuning."),
     "verify": ("certify.cli.evidence", "verify", "Verify a signed run directory offline."),
     "render": ("certify.cli.evidence", "render", "Rebuild reports from a run's evidence."),
+    "replay": ("certify.cli.replay", "replay",
+               "Re-run cells of a signed audit and compare with its numbers."),
     "sign": ("certify.cli.evidence", "sign", "Sign an existing run directory."),
     "keygen": ("certify.cli.evidence", "keygen", "Write a signing key pair."),
     "merge": ("certify.cli.audit", "merge", "Merge sharded run directories into one."),

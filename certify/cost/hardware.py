@@ -10,10 +10,11 @@ PyTorch in the run's dtype. A measurement takes well under a second.
 from __future__ import annotations
 
 import os
-import platform
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from certify.environment import cpu_name
 
 # Datasheet dense bf16 throughput of one H100 SXM GPU; used only to translate a budget
 # into "GPU-hours" for comparison, never to estimate this machine.
@@ -56,18 +57,6 @@ class Hardware:
 
     def as_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
-
-
-def cpu_name() -> str:
-    """The CPU model ("model name" in /proc/cpuinfo on Linux), else the platform's word."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def host_memory() -> tuple[int, int]:

@@ -295,6 +295,26 @@ CHECK_KINDS: tuple[str, ...] = tuple(
     for c in CHECK_CLASSES)
 
 
+class Reproducibility(Strict):
+    """How far a measurement may move when the same cell runs again from the same seeds on
+    other hardware, threads or kernels (docs/reliability.md measures it). `certify replay`
+    compares within it; a check whose verdict flips when every count moves this far is
+    reported as a limitation."""
+
+    judged_share: float = Field(default=0.05, ge=0, le=1)
+    """A judged count may move by this share of its sample size, ..."""
+    judged_min: int = Field(default=2, ge=0)
+    """... or by this many items, whichever is larger."""
+    loss_rel: float = Field(default=0.05, ge=0)
+    """A recorded training loss may move by this relative amount."""
+    break_checkpoints: int = Field(default=1, ge=0)
+    """A break point may move by this many evaluated checkpoints."""
+
+    def judged(self, n: int) -> int:
+        """The count tolerance for a sample of ``n`` items."""
+        return max(self.judged_min, math.ceil(self.judged_share * n - 1e-9))
+
+
 class Statistics(Strict):
     """How numbers become verdicts."""
 
@@ -302,6 +322,7 @@ class Statistics(Strict):
     interval: Literal["wilson"] = "wilson"
     early_stop: bool = True
     """Stop a cell once every check reading it is decided; never changes a verdict."""
+    reproducibility: Reproducibility = Field(default_factory=Reproducibility)
 
     @field_validator("confidence")
     @classmethod

@@ -77,9 +77,12 @@ class Worker:
     def run(self, spec: CellSpec) -> tuple[CellRecord, list[dict[str, Any]]]:
         import torch
 
+        from certify.environment import numerics
         from certify.run.cell import run_cell
 
         evaluators = {e: self.evaluator(e) for e in spec.evaluate + spec.evaluate_final}
         autocast = getattr(torch, self.setup.autocast) if self.setup.autocast else None
-        return run_cell(spec, self.pool.get(spec.role), evaluators, self.policy, autocast,
-                        gang=self.gang)
+        record, samples = run_cell(spec, self.pool.get(spec.role), evaluators, self.policy,
+                                   autocast, gang=self.gang)
+        record.numerics = numerics(self.setup.device, self.setup.dtype, self.setup.autocast)
+        return record, samples
