@@ -84,7 +84,7 @@ def _blas(torch: Any) -> str:
     for line in config.splitlines():
         line = line.strip()
         if line.startswith(("- BLAS_INFO=", "BLAS_INFO=")):
-            return line.split("=", 1)[1]
+            return str(line.split("=", 1)[1])
     if torch.backends.mkl.is_available():
         return "mkl"
     return "unknown"
@@ -102,7 +102,7 @@ def numerics(device: str, dtype: str, autocast: str | None) -> dict[str, Any]:
         "deterministic": torch.are_deterministic_algorithms_enabled(),
         "cpu": cpu_name(), "cpu_flags": cpu_flags(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "blas": _blas(torch), "mkldnn": torch.backends.mkldnn.is_available(),
+        "blas": _blas(torch), "mkldnn": bool(torch.backends.mkldnn.is_available()),  # type: ignore[no-untyped-call]
         "env": {k: os.environ[k] for k in NUMERICS_ENV if k in os.environ},
     }
     if device.startswith("cuda") and torch.cuda.is_available():
