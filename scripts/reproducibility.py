@@ -115,9 +115,9 @@ def table(result: dict[str, object]) -> str:
              "| largest loss move (relative) | largest break-point move (checkpoints) |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for r in result["rows"]:  # type: ignore[attr-defined]
-        lines.append(f"| {r['setting']} | {str(r['overall']).upper()} | "
-                     f"{len(r['verdicts_flipped'])}"
-                     f"{' (' + ', '.join(r['verdicts_flipped']) + ')' if r['verdicts_flipped'] else ''}"
+        flipped = r["verdicts_flipped"]
+        named = f" ({', '.join(flipped)})" if flipped else ""
+        lines.append(f"| {r['setting']} | {str(r['overall']).upper()} | {len(flipped)}{named}"
                      f" | {r['cells_moved']} of {r['cells']} | {r['max_count_move']:g} items "
                      f"({r['max_count_share']:.1%} of n) | {r['max_loss_rel']:.1e} | "
                      f"{r['max_break_move']:g} |")

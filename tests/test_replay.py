@@ -147,7 +147,7 @@ def test_agreement_is_within_the_declared_tolerance(signed):
 
 
 def test_replay_refuses_what_it_cannot_run(signed, certify_cli, tmp_path):
-    run_dir, private, public = signed
+    run_dir, _, _ = signed
     bad_cell = certify_cli("replay", str(run_dir), "--cell", "can-nope-000")
     assert bad_cell.returncode == 2 and "can-nope-000" in bad_cell.stderr
     assert _cell(run_dir, "sft") in bad_cell.stderr  # it lists the cells there are
