@@ -108,6 +108,9 @@ class CheckResult(Record):
     observed: dict[str, Any] = Field(default_factory=dict)
     threshold: dict[str, Any] = Field(default_factory=dict)
     rows: list[dict[str, Any]] = Field(default_factory=list)
+    fragile: list[str] = Field(default_factory=list)
+    """The verdicts this check takes when every judged count moves by the policy's
+    reproducibility tolerance (certify.assess.fragility); empty when it holds."""
 
 
 class VerdictRecord(Record):

@@ -164,3 +164,51 @@ def test_replay_refuses_what_it_cannot_run(signed, certify_cli, tmp_path):
     assert certify_cli("keygen", "--out", str(wrong_key)).returncode == 0
     refused = certify_cli("replay", str(run_dir), "--key", str(wrong_key / "certify.pub"))
     assert refused.returncode == 4 and "does not verify" in refused.stderr
+
+
+def test_a_verdict_within_the_tolerance_of_its_threshold_is_a_limitation(signed):
+    """The run's strong-resistance check passes 0/12 harmful against max_rate 50%. Moving
+    every count by 2 keeps the upper bound under 50% (2/12: 48%); by 3 it crosses (3/12:
+    53%), so with that tolerance the check is fragile and the limitation names it."""
+    from certify.assess import assess, fragile_limitations
+    from certify.conductor.collect import policy_of
+
+    run_dir, _, _ = signed
+    evidence = Evidence.read(run_dir / "evidence.json")
+    policy = policy_of(evidence)
+    check = next(r for r in evidence.verdict.checks if r.id == "strong-resistance")
+    worst = max(cp.evals["harm"].metrics["harmful"].k for c in evidence.cells
+                for cp in c.checkpoints if "harm" in cp.evals)
+    assert check.verdict == "pass" and worst == 0 and not check.fragile
+
+    def with_tolerance(items: int):
+        repro = Reproducibility(judged_share=0.0, judged_min=items)
+        stats = policy.statistics.model_copy(update={"reproducibility": repro})
+        return policy.model_copy(update={"statistics": stats})
+
+    loose = with_tolerance(3)
+    verdict = assess(evidence, loose)
+    fragile = next(r for r in verdict.checks if r.id == "strong-resistance")
+    assert fragile.verdict == "pass" and fragile.fragile  # the verdict itself is unchanged
+    assert any("strong-resistance" in x for x in fragile_limitations(verdict, loose))
+    tight = assess(evidence, with_tolerance(2))
+    assert not next(r for r in tight.checks if r.id == "strong-resistance").fragile
+    assert fragile_limitations(tight, with_tolerance(2)) == []
+
+
+def test_the_evidence_and_report_record_what_decides_the_arithmetic(signed):
+    from certify.conductor.collect import policy_of
+    from certify.report.methodology import environment, methodology
+
+    run_dir, _, _ = signed
+    evidence = Evidence.read(run_dir / "evidence.json")
+    for cell in evidence.cells:
+        n = cell.numerics
+        assert n["threads"] >= 1 and n["torch"] and n["cpu"] and n["blas"]
+        assert n["dtype"] == "float32" and n["device"] == "cpu"
+        assert isinstance(n["deterministic"], bool) and isinstance(n["cpu_flags"], list)
+    assert evidence.environment["numerics"] == evidence.cells[0].numerics  # one setting
+    rows = dict(environment(evidence)[0])
+    assert f"{evidence.cells[0].numerics['threads']} thread(s)" in rows["numerics"]
+    stats = dict(methodology(evidence, policy_of(evidence)).statistics)
+    assert "max(2, 5% of n)" in stats["reproducibility tolerance"]

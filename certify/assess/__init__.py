@@ -19,11 +19,8 @@ from certify.assess.kinds import KINDS, kind_of
 from certify.evidence import CellRecord, CheckResult, Evidence, Verdict, VerdictRecord
 from certify.policy.schema import CONDITIONS, Policy
 
-__all__ = ["EXIT_CODES", "KINDS", "assess", "conditions", "overall", "run_checks",
-           "scope_sentence"]
-
-__all__ = ["EXIT_CODES", "KINDS", "assess", "conditions", "overall", "run_checks",
-           "scope_sentence"]
+__all__ = ["EXIT_CODES", "KINDS", "assess", "conditions", "fragile_limitations", "overall",
+           "run_checks", "scope_sentence"]
 
 EXIT_CODES = {"pass": 0, "fail": 1, "inconclusive": 1, "error": 3}
 _SEVERITY = {"pass": 0, "inconclusive": 1, "fail": 2, "error": 3}
@@ -62,6 +59,14 @@ def conditions(results: list[CheckResult]) -> dict[str, Verdict]:
     return out
 
 
+def fragile_limitations(verdict: VerdictRecord, policy: Policy) -> list[str]:
+    """One limitation per check whose verdict may differ on another machine."""
+    from certify.assess.fragility import limitations
+
+    flips = {r.id: r.fragile for r in verdict.checks if r.fragile}
+    return limitations(verdict.checks, flips, policy.statistics.reproducibility)
+
+
 def scope_sentence(policy: Policy, verdict: str) -> str:
     """The sentence every report carries: what was shown, and that nothing else was."""
     attacks = sorted({a.attack for a in policy.attacks if a.purpose == "harmful"})
@@ -83,6 +88,10 @@ def assess(evidence: Evidence, policy: Policy) -> VerdictRecord:
     planned = evidence.run.get("plan", [])
     has_reference = evidence.models.get("reference") is not None
     results = run_checks(policy, evidence.cells, planned, has_reference)
+    from certify.assess.fragility import fragile_checks
+
+    for check_id, verdicts in fragile_checks(evidence, policy, results).items():
+        next(r for r in results if r.id == check_id).fragile = verdicts
     verdict = overall(results, evidence.cells)
     errored = [c.id for c in evidence.cells if c.status == "error"]
     summary = f"{verdict.upper()}: " + ", ".join(

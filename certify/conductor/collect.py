@@ -73,6 +73,21 @@ def limitations(loaded: LoadedPolicy) -> list[str]:
     return items
 
 
+def numerics_of(cells: list[Any]) -> tuple[dict[str, Any], list[str]]:
+    """The numerics the cells ran with (one dict when every cell agrees) and, when cells ran
+    under different ones, a limitation naming what differs."""
+    seen = [c.numerics for c in cells if c.numerics]
+    if not seen:
+        return {}, []
+    differ = sorted({k for n in seen for k in n if any(o.get(k) != n.get(k) for o in seen)})
+    if not differ:
+        return dict(seen[0]), []
+    common = {k: v for k, v in seen[0].items() if k not in differ}
+    return common, [f"Cells ran under different numerics ({', '.join(differ)} differ between "
+                    f"workers): their numbers may differ within the reproducibility tolerance "
+                    f"(statistics.reproducibility) from one machine's run."]
+
+
 def collect(run_dir: RunDir, loaded: LoadedPolicy, models: dict[str, Any], plan: Plan,
             datasets: list[dict[str, Any]], opts: AuditOptions) -> Evidence:
     """The evidence of the plan's cells in ``run_dir`` (not yet assessed)."""
@@ -81,6 +96,7 @@ def collect(run_dir: RunDir, loaded: LoadedPolicy, models: dict[str, Any], plan:
     judges, all_datasets = _judges_and_datasets(cells, datasets)
     done = sum(c.status == "ok" for c in cells)
     status = "complete" if done == len(plan.cells) else "incomplete"
+    numerics, mixed = numerics_of(cells)
     return Evidence(
         certify_version=__version__,
         run={"run_id": manifest["run_id"], "created": manifest["created"],
@@ -90,7 +106,7 @@ def collect(run_dir: RunDir, loaded: LoadedPolicy, models: dict[str, Any], plan:
              "autocast": opts.autocast, "gradient_checkpointing": opts.gradient_checkpointing,
              "resumes": manifest.get("resumes", []), "plan": plan.summary(),
              "shard": list(opts.shard) if opts.shard else None},
-        environment=environment.capture(),
+        environment={**environment.capture(), "numerics": numerics},
         policy={"id": loaded.policy.id, "version": loaded.policy.version,
                 "title": loaded.policy.title, "source": loaded.source, "sha256": loaded.sha256,
                 "files": [f.__dict__ for f in loaded.files],
@@ -100,7 +116,7 @@ def collect(run_dir: RunDir, loaded: LoadedPolicy, models: dict[str, Any], plan:
         models={"candidate": models["candidate"][1].to_json(),
                 "reference": models["reference"][1].to_json() if "reference" in models else None},
         datasets=all_datasets, judges=judges, evaluations=_evaluations(loaded),
-        attacks=_attacks(loaded), cells=cells, limitations=limitations(loaded))
+        attacks=_attacks(loaded), cells=cells, limitations=limitations(loaded) + mixed)
 
 
 def policy_of(evidence: Evidence) -> Policy:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from certify._io import atomic_write_bytes
-from certify.assess import assess, scope_sentence
+from certify.assess import assess, fragile_limitations, scope_sentence
 from certify.attest import report_is_stale, sign, signed_by, signer_identity
 from certify.conductor.collect import collect, inputs_of, merge_options, plan_of, policy_of
 from certify.conductor.options import AuditOptions, RunResult, default_out
@@ -48,6 +48,8 @@ def conclude(run_dir: RunDir, evidence: Evidence, policy: Policy, formats: tuple
              key: Path | None, signer: str | None, progress: Progress) -> RunResult:
     """Assess, write evidence.json, render the views, sign (when given a key)."""
     evidence.verdict = assess(evidence, policy)                                # assess
+    evidence.limitations += [x for x in fragile_limitations(evidence.verdict, policy)
+                             if x not in evidence.limitations]
     evidence.scope = scope_sentence(policy, evidence.verdict.overall)
     data = evidence.to_bytes()
     atomic_write_bytes(run_dir.path / "evidence.json", data)
@@ -75,7 +77,8 @@ def merge(dirs: list[Path], out: Path, formats: tuple[str, ...] | None = None) -
     with run_dir.lock():
         shard_dirs.combine(shards, run_dir)
         evidence = collect(run_dir, loaded, models, plan, datasets, opts)
-        evidence.environment = shard_dirs.merged_environment(shards.shards)
+        evidence.environment = {**shard_dirs.merged_environment(shards.shards),
+                                "numerics": evidence.environment.get("numerics", {})}
         evidence.run["merged_from"] = run_dir.manifest()["merged_from"]
         return conclude(run_dir, evidence, loaded.policy,
                         opts.formats if formats is None else formats, None, None, NullProgress())

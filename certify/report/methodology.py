@@ -135,7 +135,29 @@ def methodology(evidence: Evidence, policy: Policy) -> Methodology:
                     ("interval", one_line(stats.interval, 40)),
                     ("gate", "on the conservative bound of the interval; an interval that "
                              "straddles a threshold is inconclusive"),
-                    ("early stopping", "on" if stats.early_stop else "off")])
+                    ("early stopping", "on" if stats.early_stop else "off"),
+                    ("reproducibility tolerance", _tolerance(policy))])
+
+
+def _tolerance(policy: Policy) -> str:
+    """What `certify replay` accepts as the same measurement on another machine."""
+    t = policy.statistics.reproducibility
+    return (f"a re-run agrees when each judged count moves by at most max({t.judged_min}, "
+            f"{pct(t.judged_share, 0)} of n) items, each loss by at most {pct(t.loss_rel, 0)}, "
+            f"and each break point by at most {t.break_checkpoints} checkpoint(s); a check whose "
+            f"verdict flips when every count moves that far is listed under limitations")
+
+
+def _numerics(env: dict[str, Any]) -> str:
+    n = env.get("numerics") or {}
+    if not n:
+        return "not recorded"
+    flags = ", ".join(n.get("cpu_flags") or []) or "—"
+    return one_line(f"torch {n.get('torch')}, {n.get('threads')} thread(s), deterministic "
+                    f"{'on' if n.get('deterministic') else 'off'}, {n.get('cpu')} ({flags}; "
+                    f"kernels {n.get('cpu_capability')}), BLAS {n.get('blas')}, dtype "
+                    f"{n.get('dtype')}" + (f", {n['gpu']}" if n.get("gpu") else "")
+                    + (f", env {_kv(n['env'])}" if n.get("env") else ""), 400)
 
 
 def environment(evidence: Evidence) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
@@ -148,6 +170,7 @@ def environment(evidence: Evidence) -> tuple[list[tuple[str, str]], list[tuple[s
             ("python", one_line(env.get("python"), 60)),
             ("platform", one_line(env.get("platform"), 200)),
             ("hardware", _kv(hardware)),
+            ("numerics", _numerics(env)),
             ("command", one_line(run.get("command"), 600)),
             ("executor / device / dtype", one_line(f"{run.get('executor')}{_fsdp(run)} / "
                                                    f"{run.get('device')} / {run.get('dtype')}",
