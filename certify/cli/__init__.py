@@ -32,6 +32,7 @@ COMMANDS = {
     "sign": ("certify.cli.evidence", "sign", "Sign an existing run directory."),
     "keygen": ("certify.cli.evidence", "keygen", "Write a signing key pair."),
     "merge": ("certify.cli.audit", "merge", "Merge sharded run directories into one."),
+    "diff": ("certify.cli.diff", "diff", "Compare the audits of two releases."),
     "policy": ("certify.cli.policy", "policy", "Validate, list, show and describe policies."),
     "list": ("certify.cli.plugins", "list_plugins", "List attacks, judges or evals."),
     "digest": ("certify.cli.plugins", "digest", "Print a model's root digest."),
