@@ -301,11 +301,11 @@ class Reproducibility(Strict):
     compares within it; a check whose verdict flips when every count moves this far is
     reported as a limitation."""
 
-    judged_share: float = Field(default=0.05, ge=0, le=1)
+    judged_share: float = Field(default=0.15, ge=0, le=1)
     """A judged count may move by this share of its sample size, ..."""
     judged_min: int = Field(default=2, ge=0)
     """... or by this many items, whichever is larger."""
-    loss_rel: float = Field(default=0.05, ge=0)
+    loss_rel: float = Field(default=0.02, ge=0)
     """A recorded training loss may move by this relative amount."""
     break_checkpoints: int = Field(default=1, ge=0)
     """A break point may move by this many evaluated checkpoints."""
