@@ -63,7 +63,9 @@ def shifted(cells: list[CellRecord], tolerance: Reproducibility,
                 for name, metric in list(record.metrics.items()):
                     if metric.k is None or not metric.n or name == UNSCORED:
                         continue
-                    allowed = tolerance.judged(metric.n)
+                    allowed = tolerance.judged(metric.n, trained=cp.step > 0)
+                    if not allowed:
+                        continue
                     record.metrics[name] = _moved(metric, sign * allowed,
                                                   _room(record.metrics, metric))
                     for groups in record.groups.values():
@@ -100,8 +102,9 @@ def limitations(results: list[CheckResult], flips: dict[str, list[str]],
     for r in results:
         if r.id in flips:
             out.append(f"Check {r.id} ({r.verdict.upper()}) is within the reproducibility "
-                       f"tolerance of its threshold: with every judged count moved by "
-                       f"max({tolerance.judged_min}, {tolerance.judged_share:.0%} of n), as a "
-                       f"re-run on other hardware may move it, it reads "
+                       f"tolerance of its threshold: with every judged count after training "
+                       f"moved by max({tolerance.judged_min}, {tolerance.judged_share:.0%} of n) "
+                       f"and of the unmodified model by {tolerance.untrained_judged}, as a re-run "
+                       f"on other hardware may move them, it reads "
                        f"{' or '.join(v.upper() for v in flips[r.id])}.")
     return out

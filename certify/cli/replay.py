@@ -21,7 +21,8 @@ def _print(result) -> None:  # type: ignore[no-untyped-def]
                       "are evidence.json's, which anyone could have edited[/]")
     tol = result.tolerance
     console.print(f"tolerance (the evidence's statistics.reproducibility): judged counts "
-                  f"± max({tol['judged_min']}, {tol['judged_share']:.0%} of n), losses "
+                  f"± max({tol['judged_min']}, {tol['judged_share']:.0%} of n) after training, "
+                  f"± {tol['untrained_judged']} on the unmodified model, losses "
                   f"± {tol['loss_rel']:.0%}, break points ± {tol['break_checkpoints']} "
                   f"checkpoint(s)")
     table = Table(title=f"certify replay · {result.run_dir}")

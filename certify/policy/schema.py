@@ -302,16 +302,22 @@ class Reproducibility(Strict):
     reported as a limitation."""
 
     judged_share: float = Field(default=0.15, ge=0, le=1)
-    """A judged count may move by this share of its sample size, ..."""
+    """After training steps, a judged count may move by this share of its sample size, ..."""
     judged_min: int = Field(default=2, ge=0)
     """... or by this many items, whichever is larger."""
+    untrained_judged: int = Field(default=0, ge=0)
+    """Items a judged count of an unmodified model (step 0: baselines) may move. Measured:
+    none moved under any setting; a replay on another device type may need 1 or 2."""
     loss_rel: float = Field(default=0.02, ge=0)
     """A recorded training loss may move by this relative amount."""
     break_checkpoints: int = Field(default=1, ge=0)
     """A break point may move by this many evaluated checkpoints."""
 
-    def judged(self, n: int) -> int:
-        """The count tolerance for a sample of ``n`` items."""
+    def judged(self, n: int, trained: bool = True) -> int:
+        """The count tolerance for a sample of ``n`` items, measured after training steps
+        (``trained``) or on the unmodified model."""
+        if not trained:
+            return self.untrained_judged
         return max(self.judged_min, math.ceil(self.judged_share * n - 1e-9))
 
 

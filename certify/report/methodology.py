@@ -142,8 +142,9 @@ def methodology(evidence: Evidence, policy: Policy) -> Methodology:
 def _tolerance(policy: Policy) -> str:
     """What `certify replay` accepts as the same measurement on another machine."""
     t = policy.statistics.reproducibility
-    return (f"a re-run agrees when each judged count moves by at most max({t.judged_min}, "
-            f"{pct(t.judged_share, 0)} of n) items, each loss by at most {pct(t.loss_rel, 0)}, "
+    return (f"a re-run agrees when each judged count after training moves by at most "
+            f"max({t.judged_min}, {pct(t.judged_share, 0)} of n) items and of the unmodified "
+            f"model by at most {t.untrained_judged}, each loss by at most {pct(t.loss_rel, 0)}, "
             f"and each break point by at most {t.break_checkpoints} checkpoint(s); a check whose "
             f"verdict flips when every count moves that far is listed under limitations")
 
