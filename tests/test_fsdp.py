@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from certify.evidence import Evidence
+from certify.policy.schema import Reproducibility
 from certify.report.methodology import environment
 from tests._scale import SCALE_POLICY, audit_once, cell_metrics, check_verdicts
 from tests.conftest import ROOT, run_certify
@@ -52,11 +53,13 @@ def _same_cells(a: Evidence, b: Evidence) -> None:
     cells_a, losses_a, counts_a = _split(cell_metrics(a))
     cells_b, losses_b, counts_b = _split(cell_metrics(b))
     assert cells_b == cells_a  # statuses, early stops, checkpoints, samples and tokens spent
-    assert losses_b == pytest.approx(losses_a, rel=1e-3, abs=1e-4, nan_ok=True)
+    # Another reduction order moves a loss: within the declared reproducibility tolerance
+    # (docs/reliability.md measured up to 0.5% across kernels; FSDP moved 0.0394 → 0.0395).
+    assert losses_b == pytest.approx(losses_a, rel=Reproducibility().loss_rel, nan_ok=True)
     assert counts_b.keys() == counts_a.keys()
     for key, k in counts_a.items():
         n = key[-1]
-        assert abs(counts_b[key] - k) <= max(2, n // 10), (key, k, counts_b[key])
+        assert abs(counts_b[key] - k) <= Reproducibility().judged(n), (key, k, counts_b[key])
 
 
 @pytest.fixture(scope="module")
