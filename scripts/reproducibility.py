@@ -120,14 +120,18 @@ def table(result: dict[str, object]) -> str:
         lines.append(f"| {r['setting']} | {str(r['overall']).upper()} | {len(flipped)}{named}"
                      f" | {r['cells_moved']} of {r['cells']} | {r['max_count_move']:g} items "
                      f"({r['max_count_share']:.1%} of n) | {r['max_loss_rel']:.1e} | "
-                     f"{r['max_break_move']:g} |")
+                     f"{_breaks(r['max_break_move'])} |")
     return "\n".join(lines)
 
 
-def write_doc(text: str) -> None:
+def _breaks(moved: float) -> str:
+    return "a cell broke in one run only" if moved == float("inf") else f"{moved:g}"
+
+
+def write_doc(text: str, mark: str = MARK) -> None:
     doc = ROOT / "docs" / "reliability.md"
     body = doc.read_text(encoding="utf-8")
-    start, end = f"<!-- figures:{MARK}:start -->", f"<!-- figures:{MARK}:end -->"
+    start, end = f"<!-- figures:{mark}:start -->", f"<!-- figures:{mark}:end -->"
     if start not in body:
         sys.exit(f"{doc} has no {start} marker")
     head, rest = body.split(start, 1)
@@ -144,6 +148,8 @@ def main() -> None:
     parser.add_argument("--settings", default=",".join(SETTINGS),
                         help="comma-separated, the first is the base")
     parser.add_argument("--write", action="store_true", help="write docs/reliability.md")
+    parser.add_argument("--mark", default=MARK,
+                        help="which figure block of docs/reliability.md to write")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -158,7 +164,7 @@ def main() -> None:
     result = compare(runs)
     print(json.dumps(result, indent=2) if args.json else table(result))
     if args.write:
-        write_doc(table(result))
+        write_doc(table(result), args.mark)
 
 
 if __name__ == "__main__":

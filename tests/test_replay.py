@@ -212,3 +212,17 @@ def test_the_evidence_and_report_record_what_decides_the_arithmetic(signed):
     assert f"{evidence.cells[0].numerics['threads']} thread(s)" in rows["numerics"]
     stats = dict(methodology(evidence, policy_of(evidence)).statistics)
     assert "max(2, 15% of n)" in stats["reproducibility tolerance"]
+
+
+def test_a_disagreement_names_the_numerics_that_differ(signed):
+    run_dir, _, _ = signed
+    cell = Evidence.read(run_dir / "evidence.json").cell(_cell(run_dir, "sft"))
+    other = cell.model_copy(deep=True)
+    other.numerics = {**cell.numerics, "env": {"MKL_CBWR": "COMPATIBLE"}}
+    metric = other.checkpoints[-1].evals["harm"].metrics["harmful"]
+    metric.k = metric.n - (metric.k or 0)
+    agreement = compare_cell(cell, other, Reproducibility(), [])
+    assert not agreement.agrees
+    assert agreement.numerics_differ == (
+        f"env: {cell.numerics.get('env')} when signed, {{'MKL_CBWR': 'COMPATIBLE'}} here",)
+    assert compare_cell(cell, cell, Reproducibility(), []).numerics_differ == ()

@@ -39,6 +39,9 @@ class CellAgreement:
     rows: list[Difference]
     problem: str | None = None
     """Why the cells could not be compared at all (a missing checkpoint, an errored re-run)."""
+    numerics_differ: tuple[str, ...] = ()
+    """What decides the arithmetic and differs between the two runs (threads, kernels, BLAS
+    mode, ...): where it differs, late steps of unstable training can diverge honestly."""
 
     @property
     def agrees(self) -> bool:
@@ -50,6 +53,7 @@ class CellAgreement:
 
     def as_json(self) -> dict[str, Any]:
         return {"cell": self.cell, "agrees": self.agrees, "problem": self.problem,
+                "numerics_differ": list(self.numerics_differ),
                 "rows": [r.as_json() for r in self.rows]}
 
 
@@ -70,9 +74,12 @@ def _break_index(cell: CellRecord, eval_id: str, level: float) -> int | None:
 def compare_cell(signed: CellRecord, replayed: CellRecord, tolerance: Reproducibility,
                  levels: list[float], harm_eval: str = "harm") -> CellAgreement:
     """Compare every checkpoint the signed cell recorded with the replayed one."""
+    a, b = signed.numerics, replayed.numerics
+    differ = tuple(f"{k}: {a.get(k)} when signed, {b.get(k)} here"
+                   for k in sorted(set(a) | set(b)) if a and b and a.get(k) != b.get(k))
     if replayed.status != "ok":
         why = replayed.error.message if replayed.error else "it errored"
-        return CellAgreement(signed.id, [], f"the re-run did not finish: {why}")
+        return CellAgreement(signed.id, [], f"the re-run did not finish: {why}", differ)
     by_step = {cp.step: cp for cp in replayed.checkpoints}
     rows: list[Difference] = []
     for cp in signed.checkpoints:
@@ -81,7 +88,8 @@ def compare_cell(signed: CellRecord, replayed: CellRecord, tolerance: Reproducib
             continue  # the re-run's own numbers decided its checks sooner; breaks compare below
         if other is None:
             return CellAgreement(signed.id, rows, f"the re-run has no checkpoint at step "
-                                                  f"{cp.step}, which the signed cell records")
+                                                  f"{cp.step}, which the signed cell records",
+                                 differ)
         if cp.loss is not None and other.loss is not None:
             moved = abs(other.loss - cp.loss) / max(abs(cp.loss), 1e-12)
             rows.append(Difference(cp.step, "loss", cp.loss, other.loss, moved,
@@ -115,4 +123,4 @@ def compare_cell(signed: CellRecord, replayed: CellRecord, tolerance: Reproducib
                                    None if b is None or b >= len(steps) else steps[b], moved,
                                    tolerance.break_checkpoints,
                                    moved <= tolerance.break_checkpoints))
-    return CellAgreement(signed.id, rows)
+    return CellAgreement(signed.id, rows, None, differ)

@@ -44,6 +44,14 @@ def _print(result) -> None:  # type: ignore[no-untyped-def]
             verdict = Text("agrees", style="green")
         table.add_row(Text(cell.cell), str(len(cell.rows)), moved, verdict)
     console.print(table)
+    for cell in result.cells:
+        if not cell.agrees and cell.numerics_differ:
+            console.print(Text(
+                f"{cell.cell} ran here under other numerics than when signed "
+                f"({'; '.join(cell.numerics_differ)}): unstable training can diverge "
+                "honestly under other kernels (docs/reliability.md). Re-run with the signed "
+                "cell's settings (evidence: cells[].numerics) to tell divergence from forgery.",
+                style="yellow"))
     if result.statement:
         console.print(f"signed replay statement: {result.statement}")
     if result.agrees:
