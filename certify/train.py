@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import torch
 
-from certify import _fault
+from certify import _fault, stopping
 from certify.errors import CellError
 from certify.models.chat import encode_pair
 
@@ -224,6 +224,7 @@ def train(model: Any, batch_iter: Iterator[tuple[torch.Tensor, torch.Tensor, tor
         state.last_loss = value
         state.losses.append(value)
         _fault.reached("train_step")
+        stopping.check()
         if step in wanted:
             state.seconds += time.perf_counter() - started
             model.eval()

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from certify import _fault
+from certify import _fault, stopping
 from certify.errors import Interrupted, UsageError
 from certify.plan import CellSpec
 from certify.run.progress import Progress
@@ -59,10 +59,12 @@ def execute(cells: list[CellSpec], run_dir: RunDir, setup: Any, executor: Execut
             run_ray(todo, run_dir, setup, progress, address=executor.ray_address)
         else:
             raise UsageError(f"unknown executor {executor.kind!r}; use local or ray")
+        stopping.check()  # the last safe point: a stop asked for now skips the reports
     except KeyboardInterrupt:
-        run_dir.event("interrupted")
-        raise Interrupted(f"interrupted; finished cells are saved in {run_dir.path}",
-                          hint="run the same command again (or add --resume) to continue") from None
+        run_dir.event("interrupted", signal=stopping.requested() or "SIGINT",
+                      immediate=stopping.immediate() or not stopping.requested(),
+                      cells_done=len(run_dir.finished()))
+        raise Interrupted(run_dir.path) from None
     finally:
         progress.close()
 
@@ -73,6 +75,7 @@ def run_local(todo: list[CellSpec], run_dir: RunDir, setup: Any, progress: Progr
     worker = Worker(setup)
     worker.prepare(todo)
     for spec in todo:
+        stopping.check()
         progress.cell_started(spec)
         run_dir.event("cell_start", cell=spec.id)
         _fault.reached("cell_start")

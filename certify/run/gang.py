@@ -36,7 +36,7 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
-from certify import _fault
+from certify import _fault, stopping
 from certify.errors import CellError, CertifyError, DataError, InputError, ModelError, RunError
 from certify.evidence import CellRecord
 from certify.plan import CellSpec
@@ -254,6 +254,7 @@ class Gang:
             try:
                 return tuple(self.results.get(timeout=_POLL_SECONDS))
             except queue_mod.Empty:
+                stopping.check()  # SIGTERM/SIGINT: run_gang's finally ends the ranks
                 for rank, p in enumerate(self.processes):
                     if p.exitcode is not None and p.exitcode != 0:
                         return ("died", rank, p.exitcode)
@@ -305,6 +306,8 @@ def _drive(gang: Gang, todo: list[CellSpec], run_dir: RunDir, progress: Progress
     current: CellSpec | None = None
     while True:
         kind, *args = gang.next_message()
+        if kind in ("failed", "died"):
+            stopping.check()  # a rank ended by the same SIGTERM: an interruption, not an error
         if kind == "started":
             current = by_id[args[0]]
             progress.cell_started(current)
