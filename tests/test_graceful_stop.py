@@ -16,12 +16,11 @@ import pytest
 
 from certify import stopping
 from certify.evidence import Evidence
-from tests.conftest import events, expect_interrupted, start_audit, wait_for
+from tests.conftest import events, expect_interrupted, run_certify, start_audit, wait_for
 from tests.test_fault_injection import (
     ENV,
     POLICY,
     assert_no_partial_files,
-    audit,
     comparable,
     reference_run,
 )
@@ -43,14 +42,16 @@ def _training_started(out: Path) -> bool:
     return sum(e["event"] == "cell_start" for e in events(out)) >= 2
 
 
-def _resume_matches(out: Path, reference: Any) -> Evidence:
+def _resume_matches(out: Path, reference: Any) -> tuple[Evidence, str]:
+    """Resume (with progress lines, unlike ``audit``); the evidence and the stderr."""
     ref_dir, _, ref_exit = reference
-    resumed = audit(out, "--resume")
+    resumed = run_certify("audit", "builtin:tiny-chat", "--policy", str(POLICY), "--out",
+                          str(out), "--format", "md", "--resume", env=ENV)
     assert resumed.returncode == ref_exit, resumed.stderr
     assert_no_partial_files(out)
     ev = Evidence.read(out / "evidence.json")
     assert comparable(ev) == comparable(Evidence.read(ref_dir / "evidence.json"))
-    return ev
+    return ev, resumed.stderr
 
 
 def test_sigterm_stops_at_a_safe_point_exits_130_and_the_rerun_finishes(
@@ -67,8 +68,10 @@ def test_sigterm_stops_at_a_safe_point_exits_130_and_the_rerun_finishes(
     assert last["cells_done"] >= 1
     assert not (out / "evidence.json").exists()
     assert_no_partial_files(out)  # a graceful stop leaves not even a temporary file
-    ev = _resume_matches(out, reference)
+    ev, err = _resume_matches(out, reference)
     assert len(ev.run["resumes"]) == 1
+    sft = next(c for c in ev.cells if c.attack_id == "sft")
+    assert f"{sft.id}: step 3/6 · loss " in err  # the progress line inside the cell
     log = events(out)
     cut = next(i for i, e in enumerate(log) if e["event"] == "interrupted")
     kept = {e["cell"] for e in log[:cut] if e["event"] == "cell_done"}

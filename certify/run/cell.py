@@ -34,6 +34,7 @@ from certify.evidence import CellRecord, CheckpointRecord, EarlyStop, ErrorInfo
 from certify.models.chat import PromptTransform, template_description
 from certify.plan import CellSpec
 from certify.policy.schema import Policy
+from certify.run.progress import CheckpointNote
 
 if TYPE_CHECKING:
     from certify.models.load import ModelHandle
@@ -70,8 +71,12 @@ class CellRun:
     """The context an attack recipe runs in (implements AttackRun)."""
 
     def __init__(self, spec: CellSpec, handle: ModelHandle, evaluators: dict[str, Evaluator],
-                 policy: Policy, autocast_dtype: Any = None, gang: Any = None) -> None:
+                 policy: Policy, autocast_dtype: Any = None, gang: Any = None,
+                 on_checkpoint: Callable[[CheckpointNote], None] | None = None) -> None:
         self.spec, self.handle, self.policy, self.gang = spec, handle, policy, gang
+        self.on_checkpoint = on_checkpoint
+        """Told of every evaluated checkpoint (the driver's ``checkpoint`` event)."""
+        self._started = time.perf_counter()
         self._evaluators = evaluators
         self.autocast_dtype = autocast_dtype
         self.train_categories: list[str] | None = None
@@ -200,6 +205,7 @@ class CellRun:
                            seconds=spend.seconds)
         self._records.append(self._evaluate(state, model, self.spec.evaluate
                                             + self.spec.evaluate_final, flop=spend.flop))
+        self._tell(state)
 
     def transform_prompts(self, transform: PromptTransform,
                           evals: Sequence[str] | None = None) -> None:
@@ -245,6 +251,11 @@ class CellRun:
 
     def checkpoint(self, state: Any, model: Any = None) -> bool:
         """Evaluate at this step, record it, and return True when the cell should stop."""
+        stop = self._checkpoint(state, model)
+        self._tell(state)
+        return stop
+
+    def _checkpoint(self, state: Any, model: Any) -> bool:
         model = model if model is not None else self.handle.model
         if self.gang is not None and model is self.gang.model:
             if state.step > 0:
@@ -267,6 +278,26 @@ class CellRun:
         return True
 
     # -- internals -----------------------------------------------------------------------
+
+    def _tell(self, state: Any) -> None:
+        """Tell the driver about the checkpoint just recorded, with an ETA for the cell."""
+        if self.on_checkpoint is None:
+            return
+        record, last = self._records[-1], self.spec.max_steps
+        harmful = {}
+        for eval_id, rec in record.evals.items():
+            if rec.measures == "harm":
+                r = rate(rec)
+                harmful[eval_id] = {"k": r.k, "n": r.n}
+        eta = None
+        if state.step > 0 or last == 0:
+            left = [c for c in self.spec.checkpoints if state.step < c <= last]
+            eta = ((last - state.step) * state.seconds / max(1, state.step)
+                   + len(left) * self.eval_seconds / len(self._records))
+        self.on_checkpoint(CheckpointNote(
+            cell=self.spec.id, step=state.step, max_steps=last, loss=state.last_loss,
+            harmful=harmful, seconds=round(time.perf_counter() - self._started, 3),
+            eta_seconds=None if eta is None else round(eta, 3)))
 
     def _evaluate(self, state: Any, model: Any, eval_ids: list[str],
                   flop: float) -> CheckpointRecord:
@@ -358,13 +389,14 @@ def _as_cell_error(exc: BaseException) -> CellError:
 
 
 def run_cell(spec: CellSpec, handle: ModelHandle, evaluators: dict[str, Evaluator],
-             policy: Policy, autocast_dtype: Any = None,
-             gang: Any = None) -> tuple[CellRecord, list[dict[str, Any]]]:
+             policy: Policy, autocast_dtype: Any = None, gang: Any = None,
+             on_checkpoint: Callable[[CheckpointNote], None] | None = None,
+             ) -> tuple[CellRecord, list[dict[str, Any]]]:
     """Run one cell to completion (or error); return its record and its per-sample rows."""
     started, t0 = utc_now(), time.perf_counter()
     handle.restore()
     seed_everything(spec.seed)
-    run = CellRun(spec, handle, evaluators, policy, autocast_dtype, gang)
+    run = CellRun(spec, handle, evaluators, policy, autocast_dtype, gang, on_checkpoint)
     attack = registry.get("attack", spec.technique)
     status: Literal["ok", "error"]
     error: ErrorInfo | None

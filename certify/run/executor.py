@@ -15,7 +15,7 @@ from typing import Any
 from certify import _fault, stopping
 from certify.errors import Interrupted, UsageError
 from certify.plan import CellSpec
-from certify.run.progress import Progress
+from certify.run.progress import CheckpointNote, Progress
 from certify.run.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,14 @@ def run_local(todo: list[CellSpec], run_dir: RunDir, setup: Any, progress: Progr
         progress.cell_started(spec)
         run_dir.event("cell_start", cell=spec.id)
         _fault.reached("cell_start")
-        record, samples = worker.run(spec)
+        record, samples = worker.run(spec, lambda note: checkpoint_reached(note, run_dir,
+                                                                           progress))
         run_dir.write_cell(record, samples)
         progress.cell_finished(record)
 
+
+
+def checkpoint_reached(note: CheckpointNote, run_dir: RunDir, progress: Progress) -> None:
+    """A running cell evaluated a checkpoint: log the ``checkpoint`` event, show it."""
+    run_dir.event("checkpoint", **note.event())
+    progress.cell_checkpoint(note)

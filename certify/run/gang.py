@@ -189,7 +189,7 @@ def _lead(group: Any, setup: Any, specs: list[CellSpec], results: Any) -> None:
     for spec in specs:
         results.put(("started", spec.id))
         _fault.reached("cell_start")
-        record, samples = worker.run(spec)
+        record, samples = worker.run(spec, lambda note: results.put(("checkpoint", note)))
         results.put(("done", record.model_dump_json(), samples))
         if leader.broken:
             results.put(("broken", spec.id))
@@ -312,6 +312,9 @@ def _drive(gang: Gang, todo: list[CellSpec], run_dir: RunDir, progress: Progress
             current = by_id[args[0]]
             progress.cell_started(current)
             run_dir.event("cell_start", cell=current.id, worker="fsdp-gang")
+        elif kind == "checkpoint":
+            run_dir.event("checkpoint", **args[0].event())
+            progress.cell_checkpoint(args[0])
         elif kind == "done":
             record = CellRecord.model_validate_json(args[0])
             run_dir.write_cell(record, args[1])

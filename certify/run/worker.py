@@ -8,6 +8,7 @@ directory themselves, so resume behaves the same with any executor.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from certify.evals.base import EvalContext, Evaluator
 from certify.evidence import CellRecord
 from certify.plan import CellSpec
 from certify.policy.schema import Policy
+from certify.run.progress import CheckpointNote
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +76,9 @@ class Worker:
         for eval_id in sorted({e for spec in specs for e in spec.evaluate + spec.evaluate_final}):
             self.evaluator(eval_id)
 
-    def run(self, spec: CellSpec) -> tuple[CellRecord, list[dict[str, Any]]]:
+    def run(self, spec: CellSpec, on_checkpoint: Callable[[CheckpointNote], None] | None = None,
+            ) -> tuple[CellRecord, list[dict[str, Any]]]:
+        """Run ``spec``; ``on_checkpoint`` hears of each evaluated checkpoint as it happens."""
         import torch
 
         from certify.run.cell import run_cell
@@ -82,4 +86,4 @@ class Worker:
         evaluators = {e: self.evaluator(e) for e in spec.evaluate + spec.evaluate_final}
         autocast = getattr(torch, self.setup.autocast) if self.setup.autocast else None
         return run_cell(spec, self.pool.get(spec.role), evaluators, self.policy, autocast,
-                        gang=self.gang)
+                        gang=self.gang, on_checkpoint=on_checkpoint)
