@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from certify import registry
@@ -58,6 +59,15 @@ def seed_everything(seed: int) -> None:
 
 
 @dataclass(frozen=True)
+class KeepState:
+    """Where a cell keeps its state between checkpoints, and whether it saves any (it
+    always resumes from a state it finds there)."""
+
+    path: Path
+    save: bool
+
+
+@dataclass(frozen=True)
 class _Outcome:
     """What a cell (or one sub-trial of it) produced."""
 
@@ -72,10 +82,14 @@ class CellRun:
 
     def __init__(self, spec: CellSpec, handle: ModelHandle, evaluators: dict[str, Evaluator],
                  policy: Policy, autocast_dtype: Any = None, gang: Any = None,
-                 on_checkpoint: Callable[[CheckpointNote], None] | None = None) -> None:
+                 on_checkpoint: Callable[[CheckpointNote], None] | None = None,
+                 keep: KeepState | None = None) -> None:
         self.spec, self.handle, self.policy, self.gang = spec, handle, policy, gang
         self.on_checkpoint = on_checkpoint
         """Told of every evaluated checkpoint (the driver's ``checkpoint`` event)."""
+        self._keep_state = keep if gang is None else None  # an FSDP-sharded cell: nothing
+        self._train_calls = 0
+        self._in_trial = False
         self._started = time.perf_counter()
         self._evaluators = evaluators
         self.autocast_dtype = autocast_dtype
@@ -184,6 +198,7 @@ class CellRun:
               checkpoints: Sequence[int] | None = None) -> TrainState:
         """Train ``model`` on global batches to optim.max_steps, evaluating at ``checkpoints``."""
         from certify import train
+        from certify.run.cell_state import CellKeeper
 
         optimizer, schedule = optim.build(model.parameters())
         args = (optimizer, schedule, optim.max_steps,
@@ -191,8 +206,12 @@ class CellRun:
                 lambda state: self.checkpoint(state, model))
         kwargs = {"device": self.device, "grad_clip": optim.grad_clip,
                   "autocast_dtype": self.autocast_dtype}
+        self._train_calls += 1
         if self.gang is None or model is not self.gang.model:  # LoRA: this process alone
-            return train.train(model, batches, *args, **kwargs)
+            keep = self._keep_state
+            keeper = (None if keep is None or self._in_trial else
+                      CellKeeper(self, keep.path, self._train_calls, keep.save))
+            return train.train(model, batches, *args, keeper=keeper, **kwargs)
         with self.gang.fitting(optim, self.autocast_dtype, batch_size,
                                self.handle.model) as relay:
             return train.train(model, relay(batches), *args, group=self.gang.group, **kwargs)
@@ -229,10 +248,11 @@ class CellRun:
         seed_everything(self.seed)
         self._records, self._samples, self._early_stop = [], [], None
         transforms = dict(self._transforms)  # a transform set inside the trial is its own
+        self._in_trial = True  # a sub-trial keeps no state: it is not the cell's training
         try:
             state = body(self)
         finally:
-            self._transforms = transforms
+            self._transforms, self._in_trial = transforms, False
         outcome = _Outcome(self._records, self._samples, self._early_stop, self._n_trainable)
         rates: dict[str, list[tuple[int, float]]] = {}
         for cp in outcome.records:
@@ -276,6 +296,21 @@ class CellRun:
             extra = self._evaluate(state, model, self.spec.evaluate_final, flop)
             record.evals.update(extra.evals)
         return True
+
+    # -- what the cell keeps between checkpoints (certify.run.cell_state) -----------------
+
+    def kept(self) -> dict[str, Any]:
+        """What the cell has recorded so far, as plain data."""
+        return {"records": [r.model_dump(mode="json") for r in self._records],
+                "samples": self._samples, "eval_seconds": self.eval_seconds,
+                "used_evals": sorted(self.used_evals)}
+
+    def resume_from(self, kept: dict[str, Any]) -> None:
+        """Take back what :meth:`kept` gave; the recipe has made its examples and model."""
+        self._records = [CheckpointRecord.model_validate(r) for r in kept["records"]]
+        self._samples = list(kept["samples"])
+        self.eval_seconds = kept["eval_seconds"]
+        self.used_evals = set(kept["used_evals"])
 
     # -- internals -----------------------------------------------------------------------
 
@@ -391,12 +426,12 @@ def _as_cell_error(exc: BaseException) -> CellError:
 def run_cell(spec: CellSpec, handle: ModelHandle, evaluators: dict[str, Evaluator],
              policy: Policy, autocast_dtype: Any = None, gang: Any = None,
              on_checkpoint: Callable[[CheckpointNote], None] | None = None,
-             ) -> tuple[CellRecord, list[dict[str, Any]]]:
+             keep: KeepState | None = None) -> tuple[CellRecord, list[dict[str, Any]]]:
     """Run one cell to completion (or error); return its record and its per-sample rows."""
     started, t0 = utc_now(), time.perf_counter()
     handle.restore()
     seed_everything(spec.seed)
-    run = CellRun(spec, handle, evaluators, policy, autocast_dtype, gang, on_checkpoint)
+    run = CellRun(spec, handle, evaluators, policy, autocast_dtype, gang, on_checkpoint, keep)
     attack = registry.get("attack", spec.technique)
     status: Literal["ok", "error"]
     error: ErrorInfo | None

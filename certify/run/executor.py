@@ -15,6 +15,7 @@ from typing import Any
 from certify import _fault, stopping
 from certify.errors import Interrupted, UsageError
 from certify.plan import CellSpec
+from certify.run.cell_state import state_path
 from certify.run.progress import CheckpointNote, Progress
 from certify.run.rundir import RunDir
 
@@ -77,11 +78,15 @@ def run_local(todo: list[CellSpec], run_dir: RunDir, setup: Any, progress: Progr
     for spec in todo:
         stopping.check()
         progress.cell_started(spec)
-        run_dir.event("cell_start", cell=spec.id)
+        run_dir.event("cell_start", cell=spec.id,
+                      **({"kept_state": True} if state_path(run_dir.path, spec.id).is_file()
+                         else {}))
         _fault.reached("cell_start")
+        kept = state_path(run_dir.path, spec.id)
         record, samples = worker.run(spec, lambda note: checkpoint_reached(note, run_dir,
-                                                                           progress))
+                                                                           progress), kept)
         run_dir.write_cell(record, samples)
+        kept.unlink(missing_ok=True)  # the result is written: the state is not needed
         progress.cell_finished(record)
 
 

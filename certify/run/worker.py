@@ -35,6 +35,8 @@ class WorkerSetup:
     allow_pickle: bool = False
     gradient_checkpointing: bool = False
     threads: int | None = None
+    keep_cell_state: bool = False
+    """Keep each cell's training state at its checkpoints, so a killed cell resumes there."""
 
 
 class Worker:
@@ -77,13 +79,17 @@ class Worker:
             self.evaluator(eval_id)
 
     def run(self, spec: CellSpec, on_checkpoint: Callable[[CheckpointNote], None] | None = None,
-            ) -> tuple[CellRecord, list[dict[str, Any]]]:
-        """Run ``spec``; ``on_checkpoint`` hears of each evaluated checkpoint as it happens."""
+            state_path: Path | None = None) -> tuple[CellRecord, list[dict[str, Any]]]:
+        """Run ``spec``; ``on_checkpoint`` hears of each evaluated checkpoint as it happens.
+        With ``state_path`` the cell resumes from the state kept there and, when
+        ``setup.keep_cell_state``, keeps its own (certify.run.cell_state)."""
         import torch
 
-        from certify.run.cell import run_cell
+        from certify.run.cell import KeepState, run_cell
 
         evaluators = {e: self.evaluator(e) for e in spec.evaluate + spec.evaluate_final}
         autocast = getattr(torch, self.setup.autocast) if self.setup.autocast else None
         return run_cell(spec, self.pool.get(spec.role), evaluators, self.policy, autocast,
-                        gang=self.gang, on_checkpoint=on_checkpoint)
+                        gang=self.gang, on_checkpoint=on_checkpoint,
+                        keep=None if state_path is None else
+                        KeepState(state_path, self.setup.keep_cell_state))
