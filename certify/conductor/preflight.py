@@ -138,12 +138,15 @@ def keep_cell_state(opts: AuditOptions) -> bool:
     """``--cell-state``; ``auto`` asks the cost model whether a cell runs for minutes."""
     if opts.cell_state != "auto":
         return opts.cell_state == "on"
+    if opts.executor != "local" or opts.fsdp > 1:
+        return False  # Ray and FSDP-sharded cells keep no state: no need to ask
     from certify.cost import dry_run
     from certify.run.cell_state import SAVE_SECONDS
 
     try:
         rows = dry_run(opts).rows
-    except CertifyError as e:  # a shape the dry run cannot read: keep, to be safe
-        log.info("cost model unavailable (%s); keeping cell state", e.message)
+    except Exception as e:  # the preview must never stop an audit: keep state, to be safe
+        log.info("cost model unavailable (%s); keeping cell state",
+                 e.message if isinstance(e, CertifyError) else e)
         return True
     return max((r.seconds / r.cells for r in rows if r.cells), default=0.0) > SAVE_SECONDS
