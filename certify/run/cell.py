@@ -18,7 +18,6 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from certify import registry
@@ -35,7 +34,8 @@ from certify.evidence import CellRecord, CheckpointRecord, EarlyStop, ErrorInfo
 from certify.models.chat import PromptTransform, template_description
 from certify.plan import CellSpec
 from certify.policy.schema import Policy
-from certify.run.progress import CheckpointNote
+from certify.run.cell_state import CellKeeper, KeepState
+from certify.run.progress import CheckpointNote, checkpoint_note
 
 if TYPE_CHECKING:
     from certify.models.load import ModelHandle
@@ -56,15 +56,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-@dataclass(frozen=True)
-class KeepState:
-    """Where a cell keeps its state between checkpoints, and whether it saves any (it
-    always resumes from a state it finds there)."""
-
-    path: Path
-    save: bool
 
 
 @dataclass(frozen=True)
@@ -198,7 +189,6 @@ class CellRun:
               checkpoints: Sequence[int] | None = None) -> TrainState:
         """Train ``model`` on global batches to optim.max_steps, evaluating at ``checkpoints``."""
         from certify import train
-        from certify.run.cell_state import CellKeeper
 
         optimizer, schedule = optim.build(model.parameters())
         args = (optimizer, schedule, optim.max_steps,
@@ -316,23 +306,10 @@ class CellRun:
 
     def _tell(self, state: Any) -> None:
         """Tell the driver about the checkpoint just recorded, with an ETA for the cell."""
-        if self.on_checkpoint is None:
-            return
-        record, last = self._records[-1], self.spec.max_steps
-        harmful = {}
-        for eval_id, rec in record.evals.items():
-            if rec.measures == "harm":
-                r = rate(rec)
-                harmful[eval_id] = {"k": r.k, "n": r.n}
-        eta = None
-        if state.step > 0 or last == 0:
-            left = [c for c in self.spec.checkpoints if state.step < c <= last]
-            eta = ((last - state.step) * state.seconds / max(1, state.step)
-                   + len(left) * self.eval_seconds / len(self._records))
-        self.on_checkpoint(CheckpointNote(
-            cell=self.spec.id, step=state.step, max_steps=last, loss=state.last_loss,
-            harmful=harmful, seconds=round(time.perf_counter() - self._started, 3),
-            eta_seconds=None if eta is None else round(eta, 3)))
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(checkpoint_note(
+                self.spec, self._records, state.seconds, self.eval_seconds,
+                time.perf_counter() - self._started))
 
     def _evaluate(self, state: Any, model: Any, eval_ids: list[str],
                   flop: float) -> CheckpointRecord:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -37,6 +38,15 @@ it, writing the state at every checkpoint costs more than a lost cell would."""
 
 def state_path(run_dir: Path, cell_id: str) -> Path:
     return run_dir / "partial" / f"{cell_id}.pt"
+
+
+@dataclass(frozen=True)
+class KeepState:
+    """Where a cell keeps its state between checkpoints, and whether it saves any (it
+    always resumes from a state it finds there)."""
+
+    path: Path
+    save: bool
 
 
 class _Cell(Protocol):

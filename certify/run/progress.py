@@ -6,7 +6,8 @@ import sys
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, TextIO
 
-from certify.evidence import CellRecord
+from certify.assess.trajectory import rate
+from certify.evidence import CellRecord, CheckpointRecord
 from certify.plan import CellSpec
 
 
@@ -31,6 +32,26 @@ class CheckpointNote:
 
     def event(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def checkpoint_note(spec: CellSpec, records: list[CheckpointRecord], train_seconds: float,
+                    eval_seconds: float, seconds: float) -> CheckpointNote:
+    """The note for the last of ``records``, with an ETA from the cell's measured training
+    time per step and evaluation time per checkpoint so far."""
+    record, last = records[-1], spec.max_steps
+    harmful = {}
+    for eval_id, rec in record.evals.items():
+        if rec.measures == "harm":
+            r = rate(rec)
+            harmful[eval_id] = {"k": r.k, "n": r.n}
+    eta = None
+    if record.step > 0 or last == 0:
+        left = [c for c in spec.checkpoints if record.step < c <= last]
+        eta = ((last - record.step) * train_seconds / max(1, record.step)
+               + len(left) * eval_seconds / len(records))
+    return CheckpointNote(cell=spec.id, step=record.step, max_steps=last, loss=record.loss,
+                          harmful=harmful, seconds=round(seconds, 3),
+                          eta_seconds=None if eta is None else round(eta, 3))
 
 
 def _duration(seconds: float) -> str:

@@ -85,7 +85,8 @@ class Worker:
         ``setup.keep_cell_state``, keeps its own (certify.run.cell_state)."""
         import torch
 
-        from certify.run.cell import KeepState, run_cell
+        from certify.run.cell import run_cell
+        from certify.run.cell_state import KeepState
 
         evaluators = {e: self.evaluator(e) for e in spec.evaluate + spec.evaluate_final}
         autocast = getattr(torch, self.setup.autocast) if self.setup.autocast else None
