@@ -278,7 +278,7 @@ def train(model: Any, batch_iter: Iterator[tuple[torch.Tensor, torch.Tensor, tor
     ``batch_iter`` yields global batches; with ``group`` this process trains its rows of
     each (the costs in the state are the global batch's). With ``keeper`` the loop starts
     from the state it kept, if any, and keeps its state after each checkpoint that does
-    not end training.
+    not end training, and at a graceful stop (certify.stopping) between checkpoints.
     """
     state = TrainState()
     wanted = sorted({c for c in checkpoints if 0 <= c <= max_steps})
@@ -299,13 +299,21 @@ def train(model: Any, batch_iter: Iterator[tuple[torch.Tensor, torch.Tensor, tor
         state.last_loss = value
         state.losses.append(value)
         _fault.reached("train_step")
-        stopping.check()
-        if step in wanted:
+        if step not in wanted:
+            if keeper is not None and stopping.requested():
+                # Asked to stop between checkpoints: keep this step, so no step is lost.
+                state.seconds += time.perf_counter() - started
+                started = time.perf_counter()
+                keeper.save(training_state(state, step_fn))
+            stopping.check()
+        else:
             state.seconds += time.perf_counter() - started
             model.eval()
             stop = on_checkpoint(state)
-            if keeper is not None and not stop and step < max_steps:
-                keeper.save(training_state(state, step_fn))
+            if not stop and step < max_steps:
+                if keeper is not None:
+                    keeper.save(training_state(state, step_fn))
+                stopping.check()
             model.train()
             started = time.perf_counter()
             if stop:

@@ -75,6 +75,27 @@ def test_a_lora_cell_killed_between_checkpoints_resumes_from_the_first(
     assert trace.count("train_step") == 2  # lora's steps 3 and 4 only
 
 
+def test_a_graceful_stop_between_checkpoints_keeps_the_step_it_stopped_at(
+        reference: Any, tmp_path: Path) -> None:
+    """SIGTERM (injected after sft's step 4, between its checkpoints at 3 and 6): the cell
+    keeps step 4 before it stops, so the two processes run each optimizer step once."""
+    ref_dir, _, ref_exit = reference
+    out, first, second = tmp_path / "run", tmp_path / "first.txt", tmp_path / "second.txt"
+    stopped = audit(out, "--cell-state", "on", fault="term:train_step@4", trace=first)
+    assert stopped.returncode == 130, stopped.stderr
+    assert "interrupted: re-run the same command to resume" in stopped.stderr
+    last = events(out)[-1]
+    assert last["event"] == "interrupted" and last["signal"] == "SIGTERM", last
+    assert_no_partial_files(out)  # a graceful stop leaves not even a temporary file
+    assert len(list((out / "partial").glob("*.pt"))) == 1
+    resumed = audit(out, "--cell-state", "on", "--resume", trace=second)
+    assert resumed.returncode == ref_exit, resumed.stderr
+    assert comparable(Evidence.read(out / "evidence.json")) == comparable(
+        Evidence.read(ref_dir / "evidence.json"))
+    assert first.read_text().split().count("train_step") == 4
+    assert second.read_text().split().count("train_step") == 2 + 4  # sft's 5-6, lora's 1-4
+
+
 def test_auto_keeps_no_state_for_the_tiny_demo_but_on_and_off_are_obeyed() -> None:
     opts = AuditOptions(model="builtin:tiny-chat", policy=str(POLICY))
     assert keep_cell_state(opts) is False  # a cell of the demo takes seconds
