@@ -6,6 +6,8 @@ Named points in the run call :func:`reached`. Two environment variables drive it
     do ACTION the Nth time this process reaches POINT (N defaults to 1):
 
     - ``kill``: SIGKILL this process, as a power cut or the OOM killer would;
+    - ``term``: SIGTERM this process, as a cancelled CI job or a preemption would (a
+      graceful stop: certify.stopping);
     - ``oom``: ask torch's CPU allocator for an impossible tensor, so the allocator's own
       out-of-memory error surfaces where training or generation would hit it;
     - ``enospc``: raise ``OSError(ENOSPC)``, as a full disk does in ``write``.
@@ -32,7 +34,7 @@ import signal
 FAULT_VAR = "CERTIFY_TEST_FAULT"
 RANK_VAR = "CERTIFY_TEST_FAULT_RANK"
 TRACE_VAR = "CERTIFY_TEST_FAULT_TRACE"
-ACTIONS = ("kill", "oom", "enospc")
+ACTIONS = ("kill", "term", "oom", "enospc")
 _counts: dict[str, int] = {}
 
 
@@ -63,6 +65,8 @@ def _matches(spec: str, point: str, count: int) -> bool:
 def _inject(action: str) -> None:
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    elif action == "term":
+        os.kill(os.getpid(), signal.SIGTERM)
     elif action == "oom":
         import torch
 

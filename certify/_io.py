@@ -7,10 +7,10 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from certify import _fault
 
@@ -45,12 +45,19 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int =
     The bytes go to a temporary file in the same directory, are fsynced, and then
     renamed over ``path``. A crash or a full disk leaves no partial file behind.
     """
+    atomic_write(path, lambda f: f.write(data), mode=mode)
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object], *,
+                 mode: int = 0o644) -> None:
+    """:func:`atomic_write_bytes` for a writer that streams to a file (``torch.save``), so
+    a large file never has to be held in memory whole."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         _fault.reached("write")

@@ -10,7 +10,7 @@
     ├── RunError            exit 3    the run could not complete (a cell errored, data missing)
     │   └── CellError                 one cell failed (NaN loss, out of memory, ...)
     ├── VerificationError   exit 4    a signature, digest or embedded copy does not match
-    └── Interrupted         exit 130  Ctrl-C; the run directory resumes
+    └── Interrupted         exit 130  SIGINT (Ctrl-C) or SIGTERM; the run directory resumes
 
 Exit codes are mapped here and nowhere else (see ``exit_code_for``).
 """
@@ -95,9 +95,14 @@ class VerificationError(CertifyError):
 
 
 class Interrupted(CertifyError):
-    """The user interrupted the run. Finished cells are kept; re-run to resume."""
+    """SIGINT or SIGTERM stopped the run (certify.stopping). Finished cells are kept."""
 
     exit_code = 130
+    MESSAGE = "interrupted: re-run the same command to resume"
+
+    def __init__(self, run_dir: object = None) -> None:
+        kept = f" (finished cells are kept in {run_dir})" if run_dir is not None else ""
+        super().__init__(self.MESSAGE + kept)
 
 
 def exit_code_for(exc: BaseException) -> int:

@@ -13,11 +13,11 @@ import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 
-from certify import _fault
+from certify import _fault, stopping
 from certify.errors import CellError
 from certify.models.chat import encode_pair
 
@@ -128,6 +128,76 @@ def response_loss(model: Any, ids: torch.Tensor, mask: torch.Tensor, labels: tor
         reduction=reduction)
 
 
+class Keeper(Protocol):
+    """Where a cell keeps its training state between evaluated checkpoints, so that a
+    killed cell resumes from its last one (certify.run.cell_state)."""
+
+    def restore(self) -> dict[str, Any] | None:
+        """The training state :meth:`save` was last given for this loop, or None."""
+
+    def save(self, training: dict[str, Any]) -> None:
+        """Keep ``training`` (replacing what was kept before)."""
+
+
+def _rng_state() -> dict[str, Any]:
+    import numpy as np
+
+    kind, keys, pos, has_gauss, gauss = cast(tuple[Any, ...], np.random.get_state())
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict[str, Any]) -> None:
+    import numpy as np
+
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    if "cuda" in state:
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _trained(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
+    """Every tensor the optimizer updates: all weights, adapters or a soft prompt alike."""
+    return [p for g in optimizer.param_groups for p in g["params"]]
+
+
+def training_state(state: TrainState, step_fn: Stepper) -> dict[str, Any]:
+    """All a training loop needs to go on from ``state.step`` exactly as it would have."""
+    return {"state": dict(state.__dict__, losses=list(state.losses)),
+            "weights": [p.detach().cpu().clone() for p in _trained(step_fn.optimizer)],
+            "optimizer": step_fn.optimizer.state_dict(),
+            "schedule": step_fn.schedule.state_dict() if step_fn.schedule else None,
+            "scaler": step_fn.scaler.state_dict(), "rng": _rng_state()}
+
+
+def restore_training(saved: dict[str, Any], state: TrainState, step_fn: Stepper,
+                     batch_iter: Iterator[Any]) -> None:
+    """Put the loop back where :func:`training_state` was taken: weights, optimizer,
+    schedule, loss scaler, the data position (the batches already drawn are drawn again
+    and dropped: cheap, and exact for any seeded batch order) and the RNG states."""
+    weights = _trained(step_fn.optimizer)
+    if [tuple(w.shape) for w in weights] != [tuple(w.shape) for w in saved["weights"]]:
+        raise CellError("cell_state", "the saved cell state does not fit this cell's model",
+                        hint="delete the run directory's partial/ folder and resume")
+    with torch.no_grad():
+        for w, value in zip(weights, saved["weights"], strict=True):
+            w.copy_(value)
+    step_fn.optimizer.load_state_dict(saved["optimizer"])
+    if step_fn.schedule is not None and saved["schedule"] is not None:
+        step_fn.schedule.load_state_dict(saved["schedule"])
+    step_fn.scaler.load_state_dict(saved["scaler"])
+    for name, value in saved["state"].items():
+        setattr(state, name, value)
+    for _ in range(state.step):
+        next(batch_iter)
+    _set_rng_state(saved["rng"])
+
+
 class DataParallel(Protocol):
     """This process's place in a data-parallel (FSDP) step: it trains rows rank::world."""
 
@@ -202,21 +272,26 @@ def train(model: Any, batch_iter: Iterator[tuple[torch.Tensor, torch.Tensor, tor
           on_checkpoint: Callable[[TrainState], bool], *, device: str = "cpu",
           grad_clip: float | None = 1.0, autocast_dtype: torch.dtype | None = None,
           loss_fn: Callable[..., torch.Tensor] = response_loss,
-          group: DataParallel | None = None) -> TrainState:
+          group: DataParallel | None = None, keeper: Keeper | None = None) -> TrainState:
     """Train up to ``max_steps``; call ``on_checkpoint`` at each checkpoint (True = stop).
 
     ``batch_iter`` yields global batches; with ``group`` this process trains its rows of
-    each (the costs in the state are the global batch's).
+    each (the costs in the state are the global batch's). With ``keeper`` the loop starts
+    from the state it kept, if any, and keeps its state after each checkpoint that does
+    not end training, and at a graceful stop (certify.stopping) between checkpoints.
     """
     state = TrainState()
     wanted = sorted({c for c in checkpoints if 0 <= c <= max_steps})
-    if 0 in wanted and on_checkpoint(state):
-        return state
     step_fn = Stepper(model, optimizer, schedule, device=device, grad_clip=grad_clip,
                       autocast_dtype=autocast_dtype, loss_fn=loss_fn, group=group)
+    saved = keeper.restore() if keeper is not None else None
+    if saved is not None:
+        restore_training(saved, state, step_fn, batch_iter)
+    elif 0 in wanted and on_checkpoint(state):
+        return state
     model.train()
     started = time.perf_counter()
-    for step in range(1, max_steps + 1):
+    for step in range(state.step + 1, max_steps + 1):
         ids, mask, labels = next(batch_iter)
         value = step_fn(step, ids, mask, labels)
         state.step, state.samples = step, state.samples + ids.shape[0]
@@ -224,10 +299,21 @@ def train(model: Any, batch_iter: Iterator[tuple[torch.Tensor, torch.Tensor, tor
         state.last_loss = value
         state.losses.append(value)
         _fault.reached("train_step")
-        if step in wanted:
+        if step not in wanted:
+            if keeper is not None and stopping.requested():
+                # Asked to stop between checkpoints: keep this step, so no step is lost.
+                state.seconds += time.perf_counter() - started
+                started = time.perf_counter()
+                keeper.save(training_state(state, step_fn))
+            stopping.check()
+        else:
             state.seconds += time.perf_counter() - started
             model.eval()
             stop = on_checkpoint(state)
+            if not stop and step < max_steps:
+                if keeper is not None:
+                    keeper.save(training_state(state, step_fn))
+                stopping.check()
             model.train()
             started = time.perf_counter()
             if stop:

@@ -6,14 +6,17 @@ the checkout, or CERTIFY_CACHE_DIR. Slow tests run with --runslow.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,21 +62,46 @@ def certify_cli():
     return run_certify
 
 
-def interrupt_after_first_cell(*audit_args: str, out: Path,
-                               env: dict[str, str] | None = None) -> str:
-    """Start ``certify audit``, press Ctrl-C once a cell is finished; its stderr.
-
-    Asserts what every interrupted audit must do: exit 130 and say how to resume."""
-    proc = subprocess.Popen([sys.executable, "-m", "certify", "audit", *audit_args,
+def start_audit(*audit_args: str, out: Path, env: dict[str, str] | None = None,
+                ) -> subprocess.Popen[str]:
+    """Start ``certify audit`` as a shell without job control starts ``cmd &``: with SIGINT
+    ignored. Python then never raises KeyboardInterrupt; certify's own handler
+    (certify/stopping.py) must stop it anyway. (An audit started so, which Ctrl-C did
+    not reach, is why the Ctrl-C test once finished the audit and exited 1.)"""
+    return subprocess.Popen([sys.executable, "-m", "certify", "audit", *audit_args,
                              "--out", str(out)], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    while proc.poll() is None and not list((out / "cells").glob("*.json")):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+                            stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+
+
+def events(out: Path) -> list[dict[str, Any]]:
+    """The run directory's events.jsonl, parsed (no file yet: none)."""
+    path = out / "events.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return [json.loads(line) for line in lines if line.endswith("}")]
+
+
+def wait_for(proc: subprocess.Popen[str], ready: Callable[[], bool]) -> None:
+    while proc.poll() is None and not ready():
+        time.sleep(0.1)
+    assert proc.poll() is None, "the audit ended before the signal could be sent"
+
+
+def expect_interrupted(proc: subprocess.Popen[str]) -> str:
+    """Asserts what every interrupted audit must do: exit 130 and say how to resume."""
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 130, err
-    assert "resume" in err
+    assert "interrupted: re-run the same command to resume" in err, err
     return err
+
+
+def interrupt_after_first_cell(*audit_args: str, out: Path, env: dict[str, str] | None = None,
+                               sig: int = signal.SIGINT) -> str:
+    """Start ``certify audit``, send ``sig`` (Ctrl-C) once a cell is finished; its stderr."""
+    proc = start_audit(*audit_args, out=out, env=env)
+    wait_for(proc, lambda: bool(list((out / "cells").glob("*.json"))))
+    proc.send_signal(sig)
+    return expect_interrupted(proc)
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import pytest
 
 from certify._io import iter_jsonl, sha256_file
 from certify.evidence import Evidence
-from tests.conftest import ROOT, SignedRun, interrupt_after_first_cell, run_certify
+from tests.conftest import ROOT, SignedRun, events, interrupt_after_first_cell, run_certify
 
 CANARY_PREFIX = "CANARY-"
 
@@ -143,11 +143,12 @@ def test_killed_audit_resumes_to_identical_metrics(tiny_run: Path, tmp_path: Pat
     assert resumed.returncode == 1, resumed.stderr
     assert not list(out.rglob("*.tmp"))
     assert _metrics(_evidence(out)) == _metrics(_evidence(tiny_run))
-    events = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
-    assert any(e["event"] == "run_resume" for e in events)
+    assert any(e["event"] == "run_resume" for e in events(out))
 
 
 def test_ctrl_c_exits_130_and_leaves_a_resumable_run(tmp_path: Path, tiny_chat: Path) -> None:
     out = tmp_path / "run"
     interrupt_after_first_cell("builtin:tiny-chat", "--policy", "ci-smoke", "--quiet", out=out)
     assert (out / "run.json").is_file() and list((out / "cells").glob("*.json"))
+    last = events(out)[-1]
+    assert last["event"] == "interrupted" and last["signal"] == "SIGINT", last

@@ -7,7 +7,8 @@ Exit codes (mapped here and only here):
   2   usage, policy or input error (nothing was run)
   3   run incomplete or errored; never PASS on missing data
   4   verification failed
-  130 interrupted; the run directory resumes
+  130 interrupted by SIGINT (Ctrl-C) or SIGTERM; the run directory resumes
+      (the first signal stops at the next safe point, a second at once)
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import click
 
 from certify import __version__
-from certify.errors import CertifyError, exit_code_for
+from certify.errors import CertifyError, Interrupted, exit_code_for
 
 COMMANDS = {
     "audit": ("certify.cli.audit", "audit", "Audit a model's resistance to harmful fine-tuning."),
@@ -79,18 +80,18 @@ def main(argv: list[str] | None = None) -> None:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
         rc = cli.main(args=argv, prog_name="certify", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+    except (click.exceptions.Abort, KeyboardInterrupt):  # Ctrl-C before the audit's handlers
+        click.echo(Interrupted.MESSAGE, err=True)
+        sys.exit(Interrupted.exit_code)
     except click.ClickException as e:
         e.show()
         sys.exit(2 if isinstance(e, click.UsageError) else e.exit_code)
+    except Interrupted as e:  # not an error: the run directory resumes
+        click.echo(str(e), err=True)
+        sys.exit(e.exit_code)
     except CertifyError as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
     except Exception as e:  # a bug: report it, never exit 0 or 1
         logging.getLogger("certify").debug("unexpected error", exc_info=True)
         click.echo(f"internal error: {type(e).__name__}: {e} (run with -vv for the traceback)",

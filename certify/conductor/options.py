@@ -33,6 +33,9 @@ class AuditOptions:
     key: Path | None = None
     formats: tuple[str, ...] = ("pdf", "html", "junit", "md")
     command: str = ""
+    cell_state: str = "auto"
+    """Keep each cell's training state at its checkpoints (resume inside a cell): on, off,
+    or auto (on when the cost model estimates a cell over a few minutes)."""
 
 
 @dataclass

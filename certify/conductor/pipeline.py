@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from certify import stopping
 from certify._io import atomic_write_bytes
 from certify.assess import assess, fragile_limitations, scope_sentence
 from certify.attest import report_is_stale, sign, signed_by, signer_identity
@@ -27,8 +28,13 @@ from certify.run.rundir import RunDir, storage_errors
 
 
 def audit(opts: AuditOptions, progress: Progress | None = None) -> RunResult:
-    """Run (or resume) an audit and write its evidence. Raises CertifyError subclasses."""
-    progress = progress or NullProgress()
+    """Run (or resume) an audit and write its evidence. Raises CertifyError subclasses;
+    SIGINT and SIGTERM stop it at the next safe point (``Interrupted``, certify.stopping)."""
+    with stopping.on_signals():
+        return _audit(opts, progress or NullProgress())
+
+
+def _audit(opts: AuditOptions, progress: Progress) -> RunResult:
     loaded = load_policy(opts.policy, opts.overlays)                          # policy
     inputs = preflight(opts, loaded, progress)   # every check that can run before training
     plan = make_plan(loaded.policy, inputs.digests)                           # plan

@@ -9,6 +9,7 @@ evidence are made from.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -17,12 +18,14 @@ from certify import environment, registry
 from certify._io import utc_now
 from certify.conductor.options import AuditOptions
 from certify.data.load import DatasetRef, load_dataset
-from certify.errors import UsageError
+from certify.errors import CertifyError, UsageError
 from certify.models.source import ModelIdentity, ModelSource, check_safety, identity, resolve
 from certify.plan import Plan
 from certify.policy.load import LoadedPolicy
 from certify.run.progress import Progress
 from certify.run.worker import WorkerSetup
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -127,4 +130,23 @@ def worker_setup(loaded: LoadedPolicy, inputs: Inputs, opts: AuditOptions) -> Wo
                        "identity": i.__dict__} for role, (s, i) in inputs.models.items()},
         device=opts.device, dtype=opts.dtype, autocast=opts.autocast,
         trust_remote_code=opts.trust_remote_code, allow_pickle=opts.allow_pickle,
-        gradient_checkpointing=opts.gradient_checkpointing)
+        gradient_checkpointing=opts.gradient_checkpointing,
+        keep_cell_state=keep_cell_state(opts))
+
+
+def keep_cell_state(opts: AuditOptions) -> bool:
+    """``--cell-state``; ``auto`` asks the cost model whether a cell runs for minutes."""
+    if opts.cell_state != "auto":
+        return opts.cell_state == "on"
+    if opts.executor != "local" or opts.fsdp > 1:
+        return False  # Ray and FSDP-sharded cells keep no state: no need to ask
+    from certify.cost import dry_run
+    from certify.run.cell_state import SAVE_SECONDS
+
+    try:
+        rows = dry_run(opts).rows
+    except Exception as e:  # the preview must never stop an audit: keep state, to be safe
+        log.info("cost model unavailable (%s); keeping cell state",
+                 e.message if isinstance(e, CertifyError) else e)
+        return True
+    return max((r.seconds / r.cells for r in rows if r.cells), default=0.0) > SAVE_SECONDS

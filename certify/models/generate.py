@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from certify import _fault
+from certify import _fault, stopping
 from certify.models.chat import format_prompt
 
 
@@ -34,6 +34,7 @@ def complete(model: Any, tokenizer: Any, texts: Sequence[str], *, max_new_tokens
     model.eval()
     for start in range(0, len(order), batch_size):
         _fault.reached("generate")
+        stopping.check()
         idx = order[start: start + batch_size]
         width = max(len(encoded[i]) for i in idx)
         ids = torch.full((len(idx), width), pad_id, dtype=torch.long)

@@ -34,6 +34,8 @@ from certify.evidence import CellRecord, CheckpointRecord, EarlyStop, ErrorInfo
 from certify.models.chat import PromptTransform, template_description
 from certify.plan import CellSpec
 from certify.policy.schema import Policy
+from certify.run.cell_state import CellKeeper, KeepState
+from certify.run.progress import CheckpointNote, checkpoint_note
 
 if TYPE_CHECKING:
     from certify.models.load import ModelHandle
@@ -70,8 +72,16 @@ class CellRun:
     """The context an attack recipe runs in (implements AttackRun)."""
 
     def __init__(self, spec: CellSpec, handle: ModelHandle, evaluators: dict[str, Evaluator],
-                 policy: Policy, autocast_dtype: Any = None, gang: Any = None) -> None:
+                 policy: Policy, autocast_dtype: Any = None, gang: Any = None,
+                 on_checkpoint: Callable[[CheckpointNote], None] | None = None,
+                 keep: KeepState | None = None) -> None:
         self.spec, self.handle, self.policy, self.gang = spec, handle, policy, gang
+        self.on_checkpoint = on_checkpoint
+        """Told of every evaluated checkpoint (the driver's ``checkpoint`` event)."""
+        self._keep_state = keep if gang is None else None  # an FSDP-sharded cell: nothing
+        self._train_calls = 0
+        self._in_trial = False
+        self._started = time.perf_counter()
         self._evaluators = evaluators
         self.autocast_dtype = autocast_dtype
         self.train_categories: list[str] | None = None
@@ -186,8 +196,12 @@ class CellRun:
                 lambda state: self.checkpoint(state, model))
         kwargs = {"device": self.device, "grad_clip": optim.grad_clip,
                   "autocast_dtype": self.autocast_dtype}
+        self._train_calls += 1
         if self.gang is None or model is not self.gang.model:  # LoRA: this process alone
-            return train.train(model, batches, *args, **kwargs)
+            keep = self._keep_state
+            keeper = (None if keep is None or self._in_trial else
+                      CellKeeper(self, keep.path, self._train_calls, keep.save))
+            return train.train(model, batches, *args, keeper=keeper, **kwargs)
         with self.gang.fitting(optim, self.autocast_dtype, batch_size,
                                self.handle.model) as relay:
             return train.train(model, relay(batches), *args, group=self.gang.group, **kwargs)
@@ -200,6 +214,7 @@ class CellRun:
                            seconds=spend.seconds)
         self._records.append(self._evaluate(state, model, self.spec.evaluate
                                             + self.spec.evaluate_final, flop=spend.flop))
+        self._tell(state)
 
     def transform_prompts(self, transform: PromptTransform,
                           evals: Sequence[str] | None = None) -> None:
@@ -223,10 +238,11 @@ class CellRun:
         seed_everything(self.seed)
         self._records, self._samples, self._early_stop = [], [], None
         transforms = dict(self._transforms)  # a transform set inside the trial is its own
+        self._in_trial = True  # a sub-trial keeps no state: it is not the cell's training
         try:
             state = body(self)
         finally:
-            self._transforms = transforms
+            self._transforms, self._in_trial = transforms, False
         outcome = _Outcome(self._records, self._samples, self._early_stop, self._n_trainable)
         rates: dict[str, list[tuple[int, float]]] = {}
         for cp in outcome.records:
@@ -245,6 +261,11 @@ class CellRun:
 
     def checkpoint(self, state: Any, model: Any = None) -> bool:
         """Evaluate at this step, record it, and return True when the cell should stop."""
+        stop = self._checkpoint(state, model)
+        self._tell(state)
+        return stop
+
+    def _checkpoint(self, state: Any, model: Any) -> bool:
         model = model if model is not None else self.handle.model
         if self.gang is not None and model is self.gang.model:
             if state.step > 0:
@@ -266,7 +287,29 @@ class CellRun:
             record.evals.update(extra.evals)
         return True
 
+    # -- what the cell keeps between checkpoints (certify.run.cell_state) -----------------
+
+    def kept(self) -> dict[str, Any]:
+        """What the cell has recorded so far, as plain data."""
+        return {"records": [r.model_dump(mode="json") for r in self._records],
+                "samples": self._samples, "eval_seconds": self.eval_seconds,
+                "used_evals": sorted(self.used_evals)}
+
+    def resume_from(self, kept: dict[str, Any]) -> None:
+        """Take back what :meth:`kept` gave; the recipe has made its examples and model."""
+        self._records = [CheckpointRecord.model_validate(r) for r in kept["records"]]
+        self._samples = list(kept["samples"])
+        self.eval_seconds = kept["eval_seconds"]
+        self.used_evals = set(kept["used_evals"])
+
     # -- internals -----------------------------------------------------------------------
+
+    def _tell(self, state: Any) -> None:
+        """Tell the driver about the checkpoint just recorded, with an ETA for the cell."""
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(checkpoint_note(
+                self.spec, self._records, state.seconds, self.eval_seconds,
+                time.perf_counter() - self._started))
 
     def _evaluate(self, state: Any, model: Any, eval_ids: list[str],
                   flop: float) -> CheckpointRecord:
@@ -358,13 +401,14 @@ def _as_cell_error(exc: BaseException) -> CellError:
 
 
 def run_cell(spec: CellSpec, handle: ModelHandle, evaluators: dict[str, Evaluator],
-             policy: Policy, autocast_dtype: Any = None,
-             gang: Any = None) -> tuple[CellRecord, list[dict[str, Any]]]:
+             policy: Policy, autocast_dtype: Any = None, gang: Any = None,
+             on_checkpoint: Callable[[CheckpointNote], None] | None = None,
+             keep: KeepState | None = None) -> tuple[CellRecord, list[dict[str, Any]]]:
     """Run one cell to completion (or error); return its record and its per-sample rows."""
     started, t0 = utc_now(), time.perf_counter()
     handle.restore()
     seed_everything(spec.seed)
-    run = CellRun(spec, handle, evaluators, policy, autocast_dtype, gang)
+    run = CellRun(spec, handle, evaluators, policy, autocast_dtype, gang, on_checkpoint, keep)
     attack = registry.get("attack", spec.technique)
     status: Literal["ok", "error"]
     error: ErrorInfo | None

@@ -12,10 +12,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from certify import _fault
+from certify import _fault, stopping
 from certify.errors import Interrupted, UsageError
 from certify.plan import CellSpec
-from certify.run.progress import Progress
+from certify.run.cell_state import state_path
+from certify.run.progress import CheckpointNote, Progress
 from certify.run.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -59,10 +60,12 @@ def execute(cells: list[CellSpec], run_dir: RunDir, setup: Any, executor: Execut
             run_ray(todo, run_dir, setup, progress, address=executor.ray_address)
         else:
             raise UsageError(f"unknown executor {executor.kind!r}; use local or ray")
+        stopping.check()  # the last safe point: a stop asked for now skips the reports
     except KeyboardInterrupt:
-        run_dir.event("interrupted")
-        raise Interrupted(f"interrupted; finished cells are saved in {run_dir.path}",
-                          hint="run the same command again (or add --resume) to continue") from None
+        run_dir.event("interrupted", signal=stopping.requested() or "SIGINT",
+                      immediate=stopping.immediate() or not stopping.requested(),
+                      cells_done=len(run_dir.finished()))
+        raise Interrupted(run_dir.path) from None
     finally:
         progress.close()
 
@@ -73,10 +76,22 @@ def run_local(todo: list[CellSpec], run_dir: RunDir, setup: Any, progress: Progr
     worker = Worker(setup)
     worker.prepare(todo)
     for spec in todo:
+        stopping.check()
         progress.cell_started(spec)
-        run_dir.event("cell_start", cell=spec.id)
+        run_dir.event("cell_start", cell=spec.id,
+                      **({"kept_state": True} if state_path(run_dir.path, spec.id).is_file()
+                         else {}))
         _fault.reached("cell_start")
-        record, samples = worker.run(spec)
+        kept = state_path(run_dir.path, spec.id)
+        record, samples = worker.run(spec, lambda note: checkpoint_reached(note, run_dir,
+                                                                           progress), kept)
         run_dir.write_cell(record, samples)
+        kept.unlink(missing_ok=True)  # the result is written: the state is not needed
         progress.cell_finished(record)
 
+
+
+def checkpoint_reached(note: CheckpointNote, run_dir: RunDir, progress: Progress) -> None:
+    """A running cell evaluated a checkpoint: log the ``checkpoint`` event, show it."""
+    run_dir.event("checkpoint", **note.event())
+    progress.cell_checkpoint(note)

@@ -36,7 +36,7 @@ import traceback
 from collections.abc import Iterator
 from typing import Any
 
-from certify import _fault
+from certify import _fault, stopping
 from certify.errors import CellError, CertifyError, DataError, InputError, ModelError, RunError
 from certify.evidence import CellRecord
 from certify.plan import CellSpec
@@ -189,7 +189,7 @@ def _lead(group: Any, setup: Any, specs: list[CellSpec], results: Any) -> None:
     for spec in specs:
         results.put(("started", spec.id))
         _fault.reached("cell_start")
-        record, samples = worker.run(spec)
+        record, samples = worker.run(spec, lambda note: results.put(("checkpoint", note)))
         results.put(("done", record.model_dump_json(), samples))
         if leader.broken:
             results.put(("broken", spec.id))
@@ -254,6 +254,7 @@ class Gang:
             try:
                 return tuple(self.results.get(timeout=_POLL_SECONDS))
             except queue_mod.Empty:
+                stopping.check()  # SIGTERM/SIGINT: run_gang's finally ends the ranks
                 for rank, p in enumerate(self.processes):
                     if p.exitcode is not None and p.exitcode != 0:
                         return ("died", rank, p.exitcode)
@@ -305,10 +306,15 @@ def _drive(gang: Gang, todo: list[CellSpec], run_dir: RunDir, progress: Progress
     current: CellSpec | None = None
     while True:
         kind, *args = gang.next_message()
+        if kind in ("failed", "died"):
+            stopping.check()  # a rank ended by the same SIGTERM: an interruption, not an error
         if kind == "started":
             current = by_id[args[0]]
             progress.cell_started(current)
             run_dir.event("cell_start", cell=current.id, worker="fsdp-gang")
+        elif kind == "checkpoint":
+            run_dir.event("checkpoint", **args[0].event())
+            progress.cell_checkpoint(args[0])
         elif kind == "done":
             record = CellRecord.model_validate_json(args[0])
             run_dir.write_cell(record, args[1])

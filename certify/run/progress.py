@@ -3,16 +3,79 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol, TextIO
 
-from certify.evidence import CellRecord
+from certify.assess.trajectory import rate
+from certify.evidence import CellRecord, CheckpointRecord
 from certify.plan import CellSpec
+
+
+@dataclass(frozen=True)
+class CheckpointNote:
+    """One evaluated checkpoint of a running cell: the ``checkpoint`` event in
+    events.jsonl and the progress line. A long cell would otherwise show nothing
+    between its start and its end."""
+
+    cell: str
+    step: int
+    max_steps: int
+    loss: float | None
+    harmful: dict[str, dict[str, int]]
+    """Harm evaluations at this checkpoint: eval id → {"k": judged harmful (unscored
+    included, as the verdict counts them), "n": prompts}."""
+    seconds: float
+    """Since the cell started (training, evaluation and set-up)."""
+    eta_seconds: float | None
+    """To the cell's last checkpoint, from its measured step and evaluation times (an
+    upper bound: early stopping may end it sooner); None before the first step."""
+
+    def event(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def checkpoint_note(spec: CellSpec, records: list[CheckpointRecord], train_seconds: float,
+                    eval_seconds: float, seconds: float) -> CheckpointNote:
+    """The note for the last of ``records``, with an ETA from the cell's measured training
+    time per step and evaluation time per checkpoint so far."""
+    record, last = records[-1], spec.max_steps
+    harmful = {}
+    for eval_id, rec in record.evals.items():
+        if rec.measures == "harm":
+            r = rate(rec)
+            harmful[eval_id] = {"k": r.k, "n": r.n}
+    eta = None
+    if record.step > 0 or last == 0:
+        left = [c for c in spec.checkpoints if record.step < c <= last]
+        eta = ((last - record.step) * train_seconds / max(1, record.step)
+               + len(left) * eval_seconds / len(records))
+    return CheckpointNote(cell=spec.id, step=record.step, max_steps=last, loss=record.loss,
+                          harmful=harmful, seconds=round(seconds, 3),
+                          eta_seconds=None if eta is None else round(eta, 3))
+
+
+def _duration(seconds: float) -> str:
+    minutes, s = divmod(round(seconds), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}h{m:02d}m" if hours else f"{m}m{s:02d}s" if m else f"{s}s"
+
+
+def describe(note: CheckpointNote) -> str:
+    """``step 3/6 · loss 1.234 · harm 5/12 · 12s, ETA ≤ 20s``."""
+    parts = [f"step {note.step}/{note.max_steps}"]
+    if note.loss is not None:
+        parts.append(f"loss {note.loss:.3f}")
+    parts += [f"{e} {h['k']}/{h['n']}" for e, h in note.harmful.items()]
+    eta = ("" if note.eta_seconds is None or note.step >= note.max_steps
+           else f", ETA ≤ {_duration(note.eta_seconds)}")
+    return " · ".join(parts) + f" · {_duration(note.seconds)}{eta}"
 
 
 class Progress(Protocol):
     def message(self, text: str) -> None: ...
     def start(self, total: int, done: int) -> None: ...
     def cell_started(self, spec: CellSpec) -> None: ...
+    def cell_checkpoint(self, note: CheckpointNote) -> None: ...
     def cell_finished(self, record: CellRecord) -> None: ...
     def close(self) -> None: ...
 
@@ -21,6 +84,7 @@ class NullProgress:
     def message(self, text: str) -> None: ...
     def start(self, total: int, done: int) -> None: ...
     def cell_started(self, spec: CellSpec) -> None: ...
+    def cell_checkpoint(self, note: CheckpointNote) -> None: ...
     def cell_finished(self, record: CellRecord) -> None: ...
     def close(self) -> None: ...
 
@@ -53,6 +117,9 @@ class PlainProgress:
         self._print(f"[{self.done + 1}/{self.total}] {spec.role} {spec.attack_id} seed "
                     f"{spec.seed} ({spec.id}) ...")
 
+    def cell_checkpoint(self, note: CheckpointNote) -> None:
+        self._print(f"[{self.done + 1}/{self.total}] {note.cell}: {describe(note)}")
+
     def cell_finished(self, record: CellRecord) -> None:
         self.done += 1
         self._print(f"[{self.done}/{self.total}] {record.id}: {_outcome(record)}")
@@ -77,6 +144,7 @@ class RichProgress:
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                             TimeElapsedColumn(), console=self.console, transient=False)
         self.task: Any = None
+        self.cell = ""
 
     def message(self, text: str) -> None:
         self.console.print(f"[dim]certify:[/] {text}")
@@ -86,8 +154,13 @@ class RichProgress:
         self.task = self.bar.add_task("cells", total=total, completed=done)
 
     def cell_started(self, spec: CellSpec) -> None:
+        self.cell = f"{spec.role[:3]} {spec.attack_id} s{spec.seed}"
         if self.task is not None:
-            self.bar.update(self.task, description=f"{spec.role[:3]} {spec.attack_id} s{spec.seed}")
+            self.bar.update(self.task, description=self.cell)
+
+    def cell_checkpoint(self, note: CheckpointNote) -> None:
+        if self.task is not None:
+            self.bar.update(self.task, description=f"{self.cell} · {describe(note)}")
 
     def cell_finished(self, record: CellRecord) -> None:
         if self.task is not None:

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from certify import stopping
 from certify.errors import CertifyError, ModelError, RunError, UsageError
 from certify.evidence import CellRecord
 from certify.plan import CellSpec
@@ -239,7 +240,10 @@ def _drive(ray: Any, actors: list[Any], disp: _Dispatcher, run_dir: RunDir, setu
     for i in range(len(actors)):
         _submit(actors, i, disp, run_dir, progress)
     while disp.in_flight:
-        done, _ = ray.wait(list(disp.in_flight), num_returns=1)
+        done, _ = ray.wait(list(disp.in_flight), num_returns=1, timeout=1.0)
+        stopping.check()  # SIGTERM/SIGINT: run_ray's finally kills the actors
+        if not done:
+            continue
         i, spec = disp.in_flight.pop(done[0])
         try:
             record_json, samples = ray.get(done[0])

@@ -3,7 +3,9 @@
     run.json              what is being audited (policy and model digests, versions, plan)
     cells/<id>.json       one finished cell (written after its samples file)
     samples/<id>.jsonl    per-sample prompts, responses and labels of that cell
-    events.jsonl          append-only log (cell started / done / error, run resumed)
+    partial/<id>.pt       a running cell's state at its last checkpoint (run/cell_state.py)
+    events.jsonl          append-only log (cell started / checkpoint evaluated / done /
+                          error, run resumed, interrupted)
     evidence.json         collected record with verdicts (written at the end)
 
 A lock keeps two processes out of one run directory. Resuming refuses when the

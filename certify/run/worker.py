@@ -8,6 +8,7 @@ directory themselves, so resume behaves the same with any executor.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from certify.evals.base import EvalContext, Evaluator
 from certify.evidence import CellRecord
 from certify.plan import CellSpec
 from certify.policy.schema import Policy
+from certify.run.progress import CheckpointNote
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,8 @@ class WorkerSetup:
     allow_pickle: bool = False
     gradient_checkpointing: bool = False
     threads: int | None = None
+    keep_cell_state: bool = False
+    """Keep each cell's training state at its checkpoints, so a killed cell resumes there."""
 
 
 class Worker:
@@ -74,15 +78,22 @@ class Worker:
         for eval_id in sorted({e for spec in specs for e in spec.evaluate + spec.evaluate_final}):
             self.evaluator(eval_id)
 
-    def run(self, spec: CellSpec) -> tuple[CellRecord, list[dict[str, Any]]]:
+    def run(self, spec: CellSpec, on_checkpoint: Callable[[CheckpointNote], None] | None = None,
+            state_path: Path | None = None) -> tuple[CellRecord, list[dict[str, Any]]]:
+        """Run ``spec``; ``on_checkpoint`` hears of each evaluated checkpoint as it happens.
+        With ``state_path`` the cell resumes from the state kept there and, when
+        ``setup.keep_cell_state``, keeps its own (certify.run.cell_state)."""
         import torch
 
         from certify.environment import numerics
         from certify.run.cell import run_cell
+        from certify.run.cell_state import KeepState
 
         evaluators = {e: self.evaluator(e) for e in spec.evaluate + spec.evaluate_final}
         autocast = getattr(torch, self.setup.autocast) if self.setup.autocast else None
         record, samples = run_cell(spec, self.pool.get(spec.role), evaluators, self.policy,
-                                   autocast, gang=self.gang)
+                                   autocast, gang=self.gang, on_checkpoint=on_checkpoint,
+                                   keep=None if state_path is None else
+                                   KeepState(state_path, self.setup.keep_cell_state))
         record.numerics = numerics(self.setup.device, self.setup.dtype, self.setup.autocast)
         return record, samples

@@ -1,0 +1,104 @@
+"""Resume inside a cell: a cell killed between two checkpoints goes on from the first.
+
+`--cell-state on` (the tiny demo model is far below the cost model's threshold, so the
+default would keep nothing) makes each cell keep its training state at its evaluated
+checkpoints. A kill is injected after an optimizer step that follows a checkpoint
+(certify/_fault.py); `--resume` must then run only the steps after that checkpoint,
+which the resumed process's fault trace counts, and end with exactly the uninterrupted
+run's records: verdict, checks, every checkpoint's numbers and losses, samples digests.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from certify.conductor.options import AuditOptions
+from certify.conductor.preflight import keep_cell_state
+from certify.evidence import Evidence
+from tests.conftest import ROOT, events
+from tests.test_fault_injection import (
+    POLICY,
+    assert_no_partial_files,
+    audit,
+    comparable,
+    reference_run,
+)
+
+LORA_OVERLAY = ROOT / "tests" / "policies" / "cell-state-lora-overlay.yaml"
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_chat: Path, tmp_path_factory: pytest.TempPathFactory,
+              ) -> tuple[Path, list[str], int]:
+    return reference_run(tmp_path_factory)
+
+
+def kill_and_resume(out: Path, kill_at: str, *extra: str) -> tuple[Evidence, list[str]]:
+    """Kill at ``kill_at`` with cell state kept, resume; the evidence and the resume's trace."""
+    killed = audit(out, "--cell-state", "on", *extra, fault=f"kill:{kill_at}")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert_no_partial_files(out, allow_tmp=True)
+    assert len(list((out / "partial").glob("*.pt"))) == 1  # the latest state only
+    trace = out.parent / "resume-trace.txt"
+    resumed = audit(out, "--cell-state", "on", "--resume", *extra, trace=trace)
+    assert resumed.returncode in (0, 1), resumed.stderr
+    assert_no_partial_files(out)
+    assert not list((out / "partial").iterdir())  # deleted once the cell's result is written
+    assert [e for e in events(out) if e.get("kept_state")], "the cell did not find its state"
+    return Evidence.read(out / "evidence.json"), trace.read_text().split()
+
+
+def test_a_full_fine_tuning_cell_killed_between_checkpoints_resumes_from_the_first(
+        reference: Any, tmp_path: Path) -> None:
+    ref_dir, ref_trace, ref_exit = reference
+    # sft trains 6 steps with a checkpoint at 3; lora then trains 4. Kill after step 5.
+    ev, trace = kill_and_resume(tmp_path / "run", "train_step@5")
+    assert ev.verdict is not None and ev.verdict.exit_code == ref_exit
+    assert comparable(ev) == comparable(Evidence.read(ref_dir / "evidence.json"))
+    assert ref_trace.count("train_step") == 6 + 4
+    assert trace.count("train_step") == 3 + 4  # sft's steps 4-6 and lora: 1-3 were not redone
+
+
+def test_a_lora_cell_killed_between_checkpoints_resumes_from_the_first(
+        tiny_chat: Path, tmp_path: Path) -> None:
+    whole = audit(tmp_path / "whole", "--overlay", str(LORA_OVERLAY))
+    assert whole.returncode in (0, 1), whole.stderr
+    # sft's 6 steps, then lora's steps 1-3 (a checkpoint at 2): killed after lora's step 3.
+    ev, trace = kill_and_resume(tmp_path / "run", "train_step@9", "--overlay", str(LORA_OVERLAY))
+    assert comparable(ev) == comparable(Evidence.read(tmp_path / "whole" / "evidence.json"))
+    lora = next(c for c in ev.cells if c.attack_id == "lora")
+    assert [cp.step for cp in lora.checkpoints] == [2, 4]
+    assert trace.count("train_step") == 2  # lora's steps 3 and 4 only
+
+
+def test_a_graceful_stop_between_checkpoints_keeps_the_step_it_stopped_at(
+        reference: Any, tmp_path: Path) -> None:
+    """SIGTERM (injected after sft's step 4, between its checkpoints at 3 and 6): the cell
+    keeps step 4 before it stops, so the two processes run each optimizer step once."""
+    ref_dir, _, ref_exit = reference
+    out, first, second = tmp_path / "run", tmp_path / "first.txt", tmp_path / "second.txt"
+    stopped = audit(out, "--cell-state", "on", fault="term:train_step@4", trace=first)
+    assert stopped.returncode == 130, stopped.stderr
+    assert "interrupted: re-run the same command to resume" in stopped.stderr
+    last = events(out)[-1]
+    assert last["event"] == "interrupted" and last["signal"] == "SIGTERM", last
+    assert_no_partial_files(out)  # a graceful stop leaves not even a temporary file
+    assert len(list((out / "partial").glob("*.pt"))) == 1
+    resumed = audit(out, "--cell-state", "on", "--resume", trace=second)
+    assert resumed.returncode == ref_exit, resumed.stderr
+    assert comparable(Evidence.read(out / "evidence.json")) == comparable(
+        Evidence.read(ref_dir / "evidence.json"))
+    assert first.read_text().split().count("train_step") == 4
+    assert second.read_text().split().count("train_step") == 2 + 4  # sft's 5-6, lora's 1-4
+
+
+def test_auto_keeps_no_state_for_the_tiny_demo_but_on_and_off_are_obeyed() -> None:
+    opts = AuditOptions(model="builtin:tiny-chat", policy=str(POLICY))
+    assert keep_cell_state(opts) is False  # a cell of the demo takes seconds
+    for choice, expected in (("on", True), ("off", False)):
+        opts.cell_state = choice
+        assert keep_cell_state(opts) is expected
