@@ -94,6 +94,17 @@ def test_builtin_model_size_comes_from_its_recipe_and_matches_the_weights(tiny_c
     assert shape.source.startswith("builtin recipe")
 
 
+@pytest.mark.parametrize("policy", ["ci-smoke", *REGULATORY])
+@pytest.mark.parametrize("name", ["tiny-chat", "tiny-chat-immunized"])
+def test_every_builtin_model_has_a_dry_run_shape_with_every_policy(name: str,
+                                                                    policy: str) -> None:
+    """A defended recipe names its base instead of repeating the architecture; the dry run
+    reads the base's shape (it once read ``recipe["tokenizer"]`` and raised KeyError)."""
+    report = dry_run(opts(f"builtin:{name}", policy), machine=machine())
+    assert report.model["parameters"] == 984_192
+    assert report.totals["cells"] > 0
+
+
 def test_gguf_size_from_its_tensor_index(tmp_path: Path) -> None:
     import numpy as np
     from gguf import GGUFWriter
@@ -263,6 +274,16 @@ def test_cli_dry_run_json_for_ci_smoke_is_feasible() -> None:
     assert report["totals"]["cells"] == 10         # 5 cells on each of the two models
     assert report["hardware"]["train_flops"] > 1e8  # a real measurement of this machine
     assert report["estimated_seconds"] < 3600
+
+
+def test_cli_dry_run_of_the_demo_command_on_the_immunized_model() -> None:
+    """The demo's own command plus --dry-run (issue 15, defect 1)."""
+    out = run_certify("audit", "builtin:tiny-chat-immunized", "--policy", "ci-smoke",
+                      "--dry-run", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["model"]["spec"] == "builtin:tiny-chat-immunized"
+    assert report["model"]["parameters"] == 984_192 and report["feasible"]
 
 
 def test_dry_run_applies_overlays() -> None:
