@@ -259,7 +259,7 @@ def test_cli_dry_run_builds_nothing_and_imports_no_torch(tmp_path: Path) -> None
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          cwd=ROOT, env={**os.environ, "CERTIFY_CACHE_DIR": str(cache)},
                          timeout=300)
-    assert out.stdout.strip().splitlines()[-1] in ("PROBE False 0", "PROBE False None"), out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "PROBE False 5", out.stderr
     assert "INFEASIBLE HERE" in out.stdout
     assert "Feasible on this machine: NO" in out.stdout
     assert not (cache / "models").exists() or not any((cache / "models").iterdir())
@@ -284,6 +284,21 @@ def test_cli_dry_run_of_the_demo_command_on_the_immunized_model() -> None:
     report = json.loads(out.stdout)
     assert report["model"]["spec"] == "builtin:tiny-chat-immunized"
     assert report["model"]["parameters"] == 984_192 and report["feasible"]
+
+
+def test_cli_dry_run_exit_code_gates_on_feasibility() -> None:
+    """Infeasible here -> exit 5 (documented), in text and JSON alike; feasible -> 0."""
+    from certify.cli import DRY_RUN_INFEASIBLE
+
+    text = run_certify("audit", "builtin:tiny-chat", "--policy", "sb1047", "--dry-run")
+    assert "Feasible on this machine: NO" in text.stdout
+    assert text.returncode == DRY_RUN_INFEASIBLE == 5, text.stderr
+    js = run_certify("audit", "builtin:tiny-chat", "--policy", "sb1047", "--dry-run", "--json")
+    assert js.returncode == 5 and json.loads(js.stdout)["feasible"] is False
+    ok = run_certify("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--dry-run")
+    assert "Feasible on this machine: yes" in ok.stdout and ok.returncode == 0, ok.stderr
+    for doc in ("README.md", "docs/github-actions.md", "docs/policies.md"):
+        assert "| 5 |" in (ROOT / doc).read_text() or " 5 when" in (ROOT / doc).read_text()
 
 
 def test_dry_run_applies_overlays() -> None:

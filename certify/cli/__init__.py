@@ -7,6 +7,8 @@ Exit codes (mapped here and only here):
   2   usage, policy or input error (nothing was run)
   3   run incomplete or errored; never PASS on missing data
   4   verification failed
+  5   dry run: the plan is infeasible on this machine (does not fit, or would take too
+      long); nothing was run
   130 interrupted; the run directory resumes
 """
 
@@ -22,6 +24,11 @@ import click
 
 from certify import __version__
 from certify.errors import CertifyError, exit_code_for
+
+DRY_RUN_INFEASIBLE = 5
+"""``audit --dry-run`` printed "Feasible on this machine: NO": a CI step can gate on it
+before it spends hours. Not an error (the plan was computed); distinct from 2 so a broken
+policy and a plan too big for this machine read apart."""
 
 COMMANDS = {
     "audit": ("certify.cli.audit", "audit", "Audit a model's resistance to harmful fine-tuning."),
@@ -58,7 +65,8 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
              epilog="Exit codes: 0 pass · 1 fail/inconclusive · 2 usage/policy/input error · "
-                    "3 incomplete or errored run · 4 verification failed · 130 interrupted.")
+                    "3 incomplete or errored run · 4 verification failed · "
+                    "5 dry run infeasible here · 130 interrupted.")
 @click.version_option(__version__, prog_name="certify")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def cli(verbose: int) -> None:
