@@ -76,32 +76,63 @@ def cli(verbose: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if not any(a in ("-v", "-vv", "--verbose") for a in (argv or sys.argv[1:])):
+    if not any(a in ("-v", "-vv", "--verbose") for a in args):
         # transformers, datasets and lm-eval draw their own progress bars; certify has one.
         os.environ.setdefault("TQDM_DISABLE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    as_json = json_requested(args)
     try:
-        rc = cli.main(args=argv, prog_name="certify", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+        rc = cli.main(args=args, prog_name="certify", standalone_mode=False)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        _fail("Interrupted", "interrupted", 130, as_json)
     except click.ClickException as e:
+        code = 2 if isinstance(e, click.UsageError) else e.exit_code
+        if as_json:
+            echo_error("UsageError", e.format_message(), code)
         e.show()
-        sys.exit(2 if isinstance(e, click.UsageError) else e.exit_code)
+        sys.exit(code)
     except CertifyError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+        _fail(type(e).__name__, e.message, e.exit_code, as_json, hint=e.hint,
+              problems=getattr(e, "problems", None), shown=f"error: {e}")
     except Exception as e:  # a bug: report it, never exit 0 or 1
         logging.getLogger("certify").debug("unexpected error", exc_info=True)
-        click.echo(f"internal error: {type(e).__name__}: {e} (run with -vv for the traceback)",
-                   err=True)
-        sys.exit(exit_code_for(e))
+        _fail("InternalError", f"{type(e).__name__}: {e}", exit_code_for(e), as_json,
+              shown=f"internal error: {type(e).__name__}: {e} (run with -vv for the traceback)")
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def json_requested(args: list[str]) -> bool:
+    """Whether ARGS ask a command that has ``--json`` for it. Such a command's caller parses
+    stdout, so its errors must be JSON there too (stderr keeps the human message)."""
+    options = args[:args.index("--")] if "--" in args else args
+    if "--json" not in options:
+        return False
+    name = next((a for a in options if not a.startswith("-")), None)
+    command = cli.get_command(click.Context(cli), name) if name else None
+    return command is not None and any("--json" in p.opts for p in command.params)
+
+
+def _fail(kind: str, message: str, code: int, as_json: bool, *, hint: str | None = None,
+          problems: list[str] | None = None, shown: str | None = None) -> None:
+    if as_json:
+        echo_error(kind, message, code, hint=hint, problems=problems)
+    click.echo(shown or message, err=True)
+    sys.exit(code)
+
+
+def echo_error(kind: str, message: str, code: int, *, hint: str | None = None,
+               problems: list[str] | None = None) -> None:
+    """The one JSON error object a ``--json`` command prints on stdout when it fails:
+    ``{"error": {"kind", "message", "exit_code", "hint"?, "problems"?}}``."""
+    error: dict[str, Any] = {"kind": kind, "message": message, "exit_code": code}
+    if hint:
+        error["hint"] = hint
+    if problems:
+        error["problems"] = problems
+    echo_json({"error": error})
 
 
 def echo_json(data: Any) -> None:
