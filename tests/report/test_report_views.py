@@ -153,3 +153,23 @@ def _judge_votes(run: Path, evidence: Evidence) -> dict[tuple[str, int, str], se
                 votes[(cell.id, row["step"], row["item"])] = {row["label"],
                                                               *row["judges"].values()}
     return votes
+
+
+def test_trainability_reads_as_a_score_ratio_not_a_cost_ratio() -> None:
+    """Both ratio checks store ``observed.worst.ratio``; only cost-to-break is of costs."""
+    from certify.evidence import CheckResult
+    from certify.report.check_text import observed_text
+
+    worst = {"attack": "benign-finetune", "seed": 0, "candidate": 0.62, "reference": 0.8,
+             "ratio": 0.775, "margin": -0.02, "ci": [-0.1, 0.05], "step": 96}
+    trainability = CheckResult(id="trainability", check="trainability", condition="trainability",
+                               required=True, verdict="inconclusive", reason="",
+                               observed={"worst": worst}, threshold={"min_ratio": 0.8})
+    text = observed_text(trainability)
+    assert text.startswith("score ratio 0.78×") and "cost" not in text
+    assert "candidate 62.0%" in text and "reference 80.0%" in text
+    cost = CheckResult(id="weak-resistance", check="weak_resistance",
+                       condition="resistance_weak", required=True, verdict="pass", reason="",
+                       observed={"worst": {"attack": "harmful-full", "ratio": 3.0,
+                                           "censored": True}})
+    assert observed_text(cost).startswith("cost ratio ≥ 3.00×")
