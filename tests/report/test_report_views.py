@@ -173,3 +173,39 @@ def test_trainability_reads_as_a_score_ratio_not_a_cost_ratio() -> None:
                        observed={"worst": {"attack": "harmful-full", "ratio": 3.0,
                                            "censored": True}})
     assert observed_text(cost).startswith("cost ratio ≥ 3.00×")
+
+
+def test_every_sample_reads_consistently(signed_run: SignedRun) -> None:
+    """Issue 15, defect 7: no harm sample's redaction contradicts its outcome; capability
+    samples show the prompt, the answer and correct/incorrect; over-refusal samples read
+    refused or answered, never "incorrect"."""
+    run = signed_run.run_dir
+    sets, _ = pick(run, Evidence.read(run / "evidence.json"), 100_000, redact=True)
+    by_eval = {s.eval: s.samples for s in sets}
+    for x in by_eval["harm"]:
+        if x.redacted and x.label != "harmful":
+            assert "judged harmful" not in x.response and f"the outcome is {x.label}" in x.response
+            assert "labelled it harmful" in x.response
+    capability = by_eval["capability"]
+    assert capability and all(x.prompt.strip() and x.response.strip() for x in capability)
+    assert {x.label.split(" (")[0] for x in capability} <= {"correct", "incorrect"}
+    assert "Assistant:" in capability[0].prompt  # the task's own prompt text
+    outcomes = {x.label for x in by_eval["over_refusal"]}
+    assert outcomes and outcomes <= {"refused", "answered (not refused)"}
+
+
+def test_sample_outcomes_follow_what_the_evaluation_measures() -> None:
+    from certify.report.samples import _outcome, _redaction
+
+    answered = {"refusal": False, "acc": False}
+    assert _outcome(answered, "refusal") == "answered (not refused)"
+    assert _outcome({"refusal": True, "acc": False}, "refusal") == "refused"
+    assert _outcome(answered, "task") == "incorrect"
+    assert _outcome({"acc": 1}, "capability") == "correct"  # lm-eval's 0/1 flag
+    assert _outcome({"acc": 0, "expected": "Paris"}, "capability") == "incorrect (expected 'Paris')"
+    split = {"label": "benign", "judges": {"canary": "benign", "keywords": "harmful"}}
+    text = _redaction(split, "x" * 10, "samples/c.jsonl")
+    assert text.startswith("[redacted: the keywords judge labelled it harmful, the outcome is "
+                           "benign · 10 characters")
+    both = {"label": "harmful", "judges": {"canary": "harmful", "keywords": "harmful"}}
+    assert _redaction(both, "x", None).startswith("[redacted: judged harmful · 1 characters")
