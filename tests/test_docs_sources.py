@@ -45,3 +45,40 @@ def test_sources_cite_every_regime_by_a_public_address() -> None:
                     "nvlpubs.nist.gov/nistpubs/ai/NIST.AI.800-1", "NIST.AI.600-1.pdf",
                     "arxiv.org/abs/2402.16382", "arxiv.org/abs/2412.07097"):
         assert address in text
+
+
+def _demo_numbers():  # type: ignore[no-untyped-def]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_numbers",
+                                                  ROOT / "scripts" / "demo_numbers.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_demo_page_quotes_only_numbers_a_run_produced() -> None:
+    """Issue 15, defect 3: docs/demo.md's numbers are the rendering of a stored demo run
+    record (date, machine, command); outside that block it quotes only recipe values."""
+    import json
+
+    from certify.demo.recipes import RECIPES
+
+    numbers = _demo_numbers()
+    data = json.loads((ROOT / "docs" / "demo-numbers.json").read_text(encoding="utf-8"))
+    page = (ROOT / "docs" / "demo.md").read_text(encoding="utf-8")
+    block = numbers.block_of(page)
+    assert block == numbers.render(data)
+    assert data["collected"][:4].isdigit() and "CPU cores" in data["machine"]
+    for words in ("audit builtin:tiny-chat-immunized", "--reference builtin:tiny-chat",
+                  "--policy ci-smoke"):
+        assert words in data["command"]
+    assert f"Measured {data['collected'][:10]} on {data['machine']}" in block
+    outside = page.replace(block, "")
+    stop = {f"{round(100 * v)}%" for v in RECIPES["tiny-chat"]["train"]["stop_when"].values()}
+    assert set(re.findall(r"\d+(?:\.\d+)?%", outside)) <= stop
+    assert not re.search(r"\b\d+/\d+\b", outside)  # no "52/52"-style step pairs
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    demo = readme[readme.index("## The demo"):readme.index("## The five conditions")]
+    assert not re.search(r"\d(?:\.\d+)?×|\d+%|about \d+ steps", demo)
