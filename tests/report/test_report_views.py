@@ -37,14 +37,21 @@ def test_junit_has_one_case_per_check_with_numbers(signed_run: SignedRun) -> Non
     assert set(cases) == set(checks)
     for name, case in cases.items():
         results = list(case.result)
+        assert case.time > 0, name  # its share of the cells it read (issue 15, defect 10)
         if checks[name]["verdict"] == "pass":
             assert results == []
+            # A passing check carries its numbers too.
+            assert case.system_out.startswith("PASS: observed ") and " vs threshold " in \
+                case.system_out, name
             continue
         assert isinstance(results[0], Failure), name
         assert results[0].type == checks[name]["verdict"]
         assert " vs threshold " in results[0].message
     worst = checks["strong-resistance"]["observed"]["worst"]
     assert f"{100 * worst['rate']:.1f}%" in cases["strong-resistance"].result[0].message
+    # Shares of shared cells add up to the cells' seconds, not a multiple of them.
+    cell_seconds = sum(c["seconds"] for c in evidence["cells"])
+    assert cell_seconds > 0 and abs(suite.time - cell_seconds) <= 0.01 * len(cases)
 
 
 def test_summary_md_has_verdict_table_and_fits_step_summary(signed_run: SignedRun) -> None:
