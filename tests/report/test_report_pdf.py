@@ -60,6 +60,8 @@ def test_pdf_is_pdf_a_3b_and_structurally_sound(signed_run: SignedRun) -> None:
         assert meta.pdfa_status == "3B"
         spec = pdf.attachments["evidence.json"]
         assert str(spec.obj.get("/AFRelationship")) == "/Source"
+        # The catalog's associated files list the one attachment once (issue 15, defect 8).
+        assert len(pdf.Root.AF) == 1 and pdf.Root.AF[0].objgen == spec.obj.objgen
     check = subprocess.run(["qpdf", "--check", str(pdf_path)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
 
