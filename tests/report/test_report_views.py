@@ -216,3 +216,22 @@ def test_sample_outcomes_follow_what_the_evaluation_measures() -> None:
                            "benign · 10 characters")
     both = {"label": "harmful", "judges": {"canary": "harmful", "keywords": "harmful"}}
     assert _redaction(both, "x", None).startswith("[redacted: judged harmful · 1 characters")
+
+
+def test_a_licence_all_datasets_share_is_said_once(signed_run: SignedRun) -> None:
+    """Issue 15, defect 8: the datasets table repeated one wrapped licence on every row."""
+    evidence = Evidence.read(signed_run.run_dir / "evidence.json")
+    licences = {d.get("licence") for d in evidence.datasets}
+    assert len(evidence.datasets) > 1 and len(licences) == 1
+    html = (signed_run.run_dir / "report.html").read_text(encoding="utf-8")
+    licence = licences.pop()
+    assert html.count(licence) == 1
+    assert f"Licence of every dataset: {licence}." in html
+
+
+def test_differing_licences_keep_their_column() -> None:
+    from certify.report.methodology import _common_licence
+
+    assert _common_licence([{"licence": "MIT"}, {"licence": "MIT"}]) == "MIT"
+    assert _common_licence([{"licence": "MIT"}, {"licence": "CC-BY-4.0"}]) is None
+    assert _common_licence([{"licence": "MIT"}]) is None  # one row: its column says it
