@@ -82,3 +82,39 @@ def test_demo_page_quotes_only_numbers_a_run_produced() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     demo = readme[readme.index("## The demo"):readme.index("## The five conditions")]
     assert not re.search(r"\d(?:\.\d+)?×|\d+%|about \d+ steps", demo)
+
+
+def test_own_model_guide_names_everything_the_shipped_policies_read() -> None:
+    """docs/own-model.md tells a user what to cache; it cannot drift from the policies."""
+    from certify.policy.load import load_policy, shipped_names
+
+    datasets: set[tuple[str, str | None]] = set()
+    models: set[str] = set()
+    tasks: set[str] = set()
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            source = node.get("source")
+            if isinstance(source, str) and source.startswith("hf:"):
+                datasets.add((source[3:], node.get("split")))
+            if node.get("judge") in ("classifier", "guard"):
+                models.add(node["params"]["model"])
+            if isinstance(node.get("tasks"), list):
+                tasks.update(node["tasks"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    for name in shipped_names():
+        walk(load_policy(name).effective)
+    guide = (ROOT / "docs" / "own-model.md").read_text(encoding="utf-8")
+    assert datasets and models
+    for repo, split in datasets:
+        assert f"`{repo}`" in guide and f"`{split}`" in guide, (repo, split)
+    for model in models:
+        assert f"hf download {model}" in guide, model
+    for task in tasks - {"certify_tiny_capability"}:
+        assert f"`{task}`" in guide, task
+    assert "own-model.md" in (ROOT / "README.md").read_text(encoding="utf-8")
