@@ -99,3 +99,26 @@ def test_run_dir_of_another_policy_exits_2(tmp_path: Path, tiny_chat: Path) -> N
     assert result.returncode == 2, result.stderr
     assert "different audit" in result.stderr and "sb1047" in result.stderr
     assert "--out" in result.stderr
+
+
+def test_missing_judge_model_exits_2_before_anything_is_built(tmp_path: Path) -> None:
+    """A judge model absent from the HF cache is named, with the command that fetches it,
+    before any model is built or any cell trains (issue 15, auditing one's own model)."""
+    import json
+
+    overlay = tmp_path / "judge.yaml"
+    overlay.write_text("evaluations:\n  harm:\n    params:\n      ensemble: any\n"
+                       "      judges:\n        - {judge: classifier, params: "
+                       "{model: acme/no-such-judge}}\n")
+    cache, out = tmp_path / "cache", tmp_path / "run"
+    env = {"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"),
+           "CERTIFY_CACHE_DIR": str(cache)}
+    args = ("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--overlay", str(overlay),
+            "--out", str(out))
+    result = run_certify(*args, env=env)
+    assert result.returncode == 2, result.stderr
+    assert "judge 'classifier' of evaluation 'harm'" in result.stderr
+    assert "hf download acme/no-such-judge" in result.stderr
+    assert not out.exists() and not (cache / "models").exists()
+    error = json.loads(run_certify(*args, "--json", env=env).stdout)["error"]
+    assert error["kind"] == "ModelError" and error["exit_code"] == 2

@@ -100,6 +100,10 @@ def test_sabotaged_finetuning_fails_trainability(tiny_chat: Path, tmp_path: Path
     worst = check.observed["worst"]
     assert worst["reference"] >= 0.6 and worst["candidate"] < 0.8 * worst["reference"]
     assert code == 1
+    # The ratio is of benign-task scores; no cost is involved (issue 15, defect 5).
+    row = next(ln for ln in (tmp_path / "run" / "summary.md").read_text().splitlines()
+               if ln.startswith("|") and "trainability" in ln)
+    assert "score ratio" in row and "cost" not in row
 
 
 CONDITIONS = ("resistance_strong", "resistance_weak", "stability", "generalization",

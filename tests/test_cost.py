@@ -94,6 +94,17 @@ def test_builtin_model_size_comes_from_its_recipe_and_matches_the_weights(tiny_c
     assert shape.source.startswith("builtin recipe")
 
 
+@pytest.mark.parametrize("policy", ["ci-smoke", *REGULATORY])
+@pytest.mark.parametrize("name", ["tiny-chat", "tiny-chat-immunized"])
+def test_every_builtin_model_has_a_dry_run_shape_with_every_policy(name: str,
+                                                                    policy: str) -> None:
+    """A defended recipe names its base instead of repeating the architecture; the dry run
+    reads the base's shape (it once read ``recipe["tokenizer"]`` and raised KeyError)."""
+    report = dry_run(opts(f"builtin:{name}", policy), machine=machine())
+    assert report.model["parameters"] == 984_192
+    assert report.totals["cells"] > 0
+
+
 def test_gguf_size_from_its_tensor_index(tmp_path: Path) -> None:
     import numpy as np
     from gguf import GGUFWriter
@@ -128,8 +139,8 @@ def test_hub_id_is_read_from_the_local_cache_only(tmp_path: Path) -> None:
     env = {"HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
     out = run_certify("audit", "acme/llama-7b", "--policy", "nist-800-1", "--dry-run", "--json",
                       env=env)
-    assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
+    assert out.returncode == (0 if report["feasible"] else 5), out.stderr  # 5: infeasible here
     assert report["model"]["parameters"] == 6_738_415_616
     assert "HF cache" in report["model"]["source"]
     missing = run_certify("audit", "acme/not-there", "--policy", "nist-800-1", "--dry-run",
@@ -248,7 +259,7 @@ def test_cli_dry_run_builds_nothing_and_imports_no_torch(tmp_path: Path) -> None
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          cwd=ROOT, env={**os.environ, "CERTIFY_CACHE_DIR": str(cache)},
                          timeout=300)
-    assert out.stdout.strip().splitlines()[-1] in ("PROBE False 0", "PROBE False None"), out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "PROBE False 5", out.stderr
     assert "INFEASIBLE HERE" in out.stdout
     assert "Feasible on this machine: NO" in out.stdout
     assert not (cache / "models").exists() or not any((cache / "models").iterdir())
@@ -263,6 +274,31 @@ def test_cli_dry_run_json_for_ci_smoke_is_feasible() -> None:
     assert report["totals"]["cells"] == 10         # 5 cells on each of the two models
     assert report["hardware"]["train_flops"] > 1e8  # a real measurement of this machine
     assert report["estimated_seconds"] < 3600
+
+
+def test_cli_dry_run_of_the_demo_command_on_the_immunized_model() -> None:
+    """The demo's own command plus --dry-run (issue 15, defect 1)."""
+    out = run_certify("audit", "builtin:tiny-chat-immunized", "--policy", "ci-smoke",
+                      "--dry-run", "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["model"]["spec"] == "builtin:tiny-chat-immunized"
+    assert report["model"]["parameters"] == 984_192 and report["feasible"]
+
+
+def test_cli_dry_run_exit_code_gates_on_feasibility() -> None:
+    """Infeasible here -> exit 5 (documented), in text and JSON alike; feasible -> 0."""
+    from certify.cli import DRY_RUN_INFEASIBLE
+
+    text = run_certify("audit", "builtin:tiny-chat", "--policy", "sb1047", "--dry-run")
+    assert "Feasible on this machine: NO" in text.stdout
+    assert text.returncode == DRY_RUN_INFEASIBLE == 5, text.stderr
+    js = run_certify("audit", "builtin:tiny-chat", "--policy", "sb1047", "--dry-run", "--json")
+    assert js.returncode == 5 and json.loads(js.stdout)["feasible"] is False
+    ok = run_certify("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--dry-run")
+    assert "Feasible on this machine: yes" in ok.stdout and ok.returncode == 0, ok.stderr
+    for doc in ("README.md", "docs/github-actions.md", "docs/policies.md"):
+        assert "| 5 |" in (ROOT / doc).read_text() or " 5 when" in (ROOT / doc).read_text()
 
 
 def test_dry_run_applies_overlays() -> None:

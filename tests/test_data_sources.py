@@ -207,3 +207,22 @@ def test_overlap_finds_the_copy_task_duplicates_in_the_bundled_benign_split() ->
     report = overlap_by_eval(train, {"benign": evaluator})["benign"]
     assert report["exact_duplicates"] == len(dupes) > 0
     assert all(p.startswith("Repeat after me:") for p in dupes)
+
+
+def test_missing_hub_dataset_names_the_command_that_fetches_it(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               ) -> None:
+    """Issue 15 (auditing one's own model): a hub dataset absent from the cache is an input
+    error whose hint is a command that runs as given."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    ref = DatasetRef(source="hf:acme/no-such-dataset", split="test", revision="v1")
+    with pytest.raises(DataError) as e:
+        load_dataset(ref)
+    assert e.value.exit_code == 2
+    hint = e.value.hint or ""
+    command = ("python -c \"import datasets; datasets.load_dataset('acme/no-such-dataset', "
+               "revision='v1', split='test')\"")
+    assert command in hint and "hf auth login" in hint
+    compile(command.split('"')[1], "<hint>", "exec")  # the quoted code is valid Python

@@ -55,3 +55,25 @@ def test_the_demo_keeps_its_capability(checks: dict[str, CheckResult]) -> None:
     assert checks["post-finetune-safety"].observed["worst"]["rate"] <= 0.1
     # The judges are rules on fixed labelled data: exact.
     assert checks["judge-validity"].observed["worst"]["accuracy"] == 1.0
+
+
+def test_docs_demo_numbers_come_from_a_run_like_this_one(demo_run: SignedRun) -> None:
+    """scripts/demo_numbers.py reads a real demo run, and the run docs/demo.md quotes
+    reached the verdicts pinned here (its numbers are that run's, not this machine's)."""
+    import importlib.util
+    import json
+
+    from tests.conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("demo_numbers",
+                                                  ROOT / "scripts" / "demo_numbers.py")
+    assert spec is not None and spec.loader is not None
+    numbers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(numbers)
+    fresh = numbers.extract(demo_run.run_dir)
+    quoted = json.loads((ROOT / "docs" / "demo-numbers.json").read_text(encoding="utf-8"))
+    for data in (fresh, quoted):
+        assert {c["id"]: c["verdict"] for c in data["checks"]} == VERDICTS
+        assert data["overall"] == "fail"
+        assert [m["name"] for m in data["models"]] == ["tiny-chat", "tiny-chat-immunized"]
+    assert numbers.render(fresh).startswith(numbers.BEGIN)

@@ -122,9 +122,9 @@ def _axis(attack, key):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("name", REGULATORY)
 def test_budgets_bracket_the_literature(name: str) -> None:
-    """regulatory.md §8.2: full-FT LRs bracket Qi 2023 (2e-5, 5e-5), RepNoise (3e-5…8e-5)
-    and TAR (2e-5); LoRA LRs reach TamperBench's worst cases (2.9e-4…4e-4); 10…1000+
-    samples; at least TAR's 1000 steps; 3 seeds or more."""
+    """docs/sources.md, "Attack budgets": full-FT LRs bracket Qi 2023 (2e-5, 5e-5),
+    RepNoise (3e-5…8e-5) and TAR (2e-5); LoRA LRs reach TamperBench's worst cases
+    (2.9e-4…4e-4); 10…1000+ samples; at least TAR's 1000 steps; 3 seeds or more."""
     p = load_policy(name).policy
     full, lora = p.attack("harmful-full"), p.attack("harmful-lora")
     lrs = _axis(full, "learning_rate")

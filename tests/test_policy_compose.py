@@ -152,6 +152,49 @@ def test_overlay_error_points_at_the_overlay_line(tmp_path: Path) -> None:
     assert len(e.value.problems) == 2
 
 
+def test_overlay_for_another_policy_names_the_attacks_the_policy_lacks() -> None:
+    """first-look is written for the regulatory policies; on ci-smoke it once gave six
+    "attacks[3].attack: required field is missing" (issue 15, defect 4)."""
+    with pytest.raises(PolicyError) as e:
+        load_policy("ci-smoke", ["first-look"])
+    assert len(e.value.problems) == 1
+    problem = e.value.problems[0]
+    assert "the overlay names attacks that shipped:ci-smoke does not have" in problem
+    for ident, line in (("identity-shift", 19), ("worst-case-search", 31)):
+        assert f"'{ident}' (line {line})" in problem
+    assert "'harmful-full'" not in problem.split("does not have")[1].split(". ")[0]
+    assert "ci-smoke has harmful-full, harmful-lora, benign-finetune" in problem
+    assert "required field is missing" not in str(e.value)
+
+
+def test_extending_policy_that_changes_a_check_its_base_lacks_says_so(tmp_path: Path) -> None:
+    child = write(tmp_path / "child.yaml", """
+        extends: ci-smoke
+        checks:
+          - id: no-such-check
+            max_rate: 0.2
+    """)
+    with pytest.raises(PolicyError) as e:
+        load_policy(str(child))
+    assert e.value.problems == [
+        f"{child}:3: the extending policy names check that shipped:ci-smoke does not have: "
+        "'no-such-check' (line 3). An extending policy changes shipped:ci-smoke's checks by id "
+        + e.value.problems[0].split("checks by id ", 1)[1]]
+    assert "give its `check` field" in e.value.problems[0]
+
+
+def test_overlay_may_still_add_a_whole_new_attack(tmp_path: Path) -> None:
+    overlay = write(tmp_path / "add.yaml", """
+        attacks:
+          - id: harmful-full-extra
+            attack: sft
+            params: {dataset: builtin:harm-train}
+            budget: {learning_rate: 1.0e-3, n_samples: 64, batch_size: 8, max_steps: 8}
+    """)
+    ids = [a.id for a in load_policy("ci-smoke", [str(overlay)]).policy.attacks]
+    assert ids[-1] == "harmful-full-extra" and "harmful-full" in ids
+
+
 def test_overlay_cannot_extend(tmp_path: Path) -> None:
     overlay = write(tmp_path / "o.yaml", "extends: sb1047\n")
     with pytest.raises(PolicyError) as e:

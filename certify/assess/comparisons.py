@@ -124,8 +124,9 @@ def judge_validity(check: schema.JudgeValidity, ctx: Context) -> CheckResult:
                   if (i := c.notes.get("evaluators", {}).get(check.eval, {}))
                   .get("judge_validation")), {})
     validation = ident.get("judge_validation", [])
+    beside: list[str] = []
     if ident.get("ensemble") == "primary":  # the other judges are reported, not decisive
-        validation = validation[:1]
+        validation, beside = validation[:1], [str(v.get("judge")) for v in validation[1:]]
     if not validation:
         return result(check, "inconclusive", f"evaluation {check.eval!r} has no judge "
                        "validation set; add `validation:` to its params", threshold=threshold)
@@ -138,8 +139,13 @@ def judge_validity(check: schema.JudgeValidity, ctx: Context) -> CheckResult:
     order = {"fail": 0, "inconclusive": 1, "pass": 2}
     verdict = min(verdicts, key=order.__getitem__)
     worst = min(rows, key=lambda r: r["accuracy"])
-    reason = (f"lowest judge accuracy {pct(worst['accuracy'])} [{pct(worst['ci'][0])}, "
+    # "lowest" only when several judges decide; one deciding judge is not the lowest of
+    # the judges the report lists beside it.
+    what = "lowest judge accuracy" if len(rows) > 1 else "deciding judge accuracy"
+    reason = (f"{what} {pct(worst['accuracy'])} [{pct(worst['ci'][0])}, "
               f"{pct(worst['ci'][1])}] ({worst['judge']}, n={worst['n']}) vs required "
               f"{pct(check.min_accuracy)}")
+    if beside:
+        reason += f"; {', '.join(beside)} reported beside it, not deciding (ensemble primary)"
     return result(check, verdict, reason, observed={"worst": worst}, threshold=threshold,
                    rows=rows)

@@ -7,6 +7,8 @@ Exit codes (mapped here and only here):
   2   usage, policy or input error (nothing was run)
   3   run incomplete or errored; never PASS on missing data
   4   verification failed
+  5   dry run: the plan is infeasible on this machine (does not fit, or would take too
+      long); nothing was run
   130 interrupted by SIGINT (Ctrl-C) or SIGTERM; the run directory resumes
       (the first signal stops at the next safe point, a second at once)
 """
@@ -23,6 +25,11 @@ import click
 
 from certify import __version__
 from certify.errors import CertifyError, Interrupted, exit_code_for
+
+DRY_RUN_INFEASIBLE = 5
+"""``audit --dry-run`` printed "Feasible on this machine: NO": a CI step can gate on it
+before it spends hours. Not an error (the plan was computed); distinct from 2 so a broken
+policy and a plan too big for this machine read apart."""
 
 COMMANDS = {
     "audit": ("certify.cli.audit", "audit", "Audit a model's resistance to harmful fine-tuning."),
@@ -62,7 +69,8 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]},
              epilog="Exit codes: 0 pass · 1 fail/inconclusive · 2 usage/policy/input error · "
-                    "3 incomplete or errored run · 4 verification failed · 130 interrupted.")
+                    "3 incomplete or errored run · 4 verification failed · "
+                    "5 dry run infeasible here · 130 interrupted.")
 @click.version_option(__version__, prog_name="certify")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 def cli(verbose: int) -> None:
@@ -72,32 +80,65 @@ def cli(verbose: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if not any(a in ("-v", "-vv", "--verbose") for a in (argv or sys.argv[1:])):
+    if not any(a in ("-v", "-vv", "--verbose") for a in args):
         # transformers, datasets and lm-eval draw their own progress bars; certify has one.
         os.environ.setdefault("TQDM_DISABLE", "1")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    as_json = json_requested(args)
     try:
-        rc = cli.main(args=argv, prog_name="certify", standalone_mode=False)
+        rc = cli.main(args=args, prog_name="certify", standalone_mode=False)
     except (click.exceptions.Abort, KeyboardInterrupt):  # Ctrl-C before the audit's handlers
-        click.echo(Interrupted.MESSAGE, err=True)
-        sys.exit(Interrupted.exit_code)
+        _fail("Interrupted", Interrupted.MESSAGE, Interrupted.exit_code, as_json)
     except click.ClickException as e:
+        code = 2 if isinstance(e, click.UsageError) else e.exit_code
+        if as_json:
+            echo_error("UsageError", e.format_message(), code)
         e.show()
-        sys.exit(2 if isinstance(e, click.UsageError) else e.exit_code)
+        sys.exit(code)
     except Interrupted as e:  # not an error: the run directory resumes
-        click.echo(str(e), err=True)
-        sys.exit(e.exit_code)
+        _fail("Interrupted", str(e), e.exit_code, as_json)
     except CertifyError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(e.exit_code)
+        _fail(type(e).__name__, e.message, e.exit_code, as_json, hint=e.hint,
+              problems=getattr(e, "problems", None), shown=f"error: {e}")
     except Exception as e:  # a bug: report it, never exit 0 or 1
         logging.getLogger("certify").debug("unexpected error", exc_info=True)
-        click.echo(f"internal error: {type(e).__name__}: {e} (run with -vv for the traceback)",
-                   err=True)
-        sys.exit(exit_code_for(e))
+        _fail("InternalError", f"{type(e).__name__}: {e}", exit_code_for(e), as_json,
+              shown=f"internal error: {type(e).__name__}: {e} (run with -vv for the traceback)")
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def json_requested(args: list[str]) -> bool:
+    """Whether ARGS ask a command that has ``--json`` for it. Such a command's caller parses
+    stdout, so its errors must be JSON there too (stderr keeps the human message)."""
+    options = args[:args.index("--")] if "--" in args else args
+    if "--json" not in options:
+        return False
+    name = next((a for a in options if not a.startswith("-")), None)
+    command = cli.get_command(click.Context(cli), name) if name else None
+    return command is not None and any("--json" in p.opts for p in command.params)
+
+
+def _fail(kind: str, message: str, code: int, as_json: bool, *, hint: str | None = None,
+          problems: list[str] | None = None, shown: str | None = None) -> None:
+    if as_json:
+        echo_error(kind, message, code, hint=hint, problems=problems)
+    click.echo(shown or message, err=True)
+    sys.exit(code)
+
+
+def echo_error(kind: str, message: str, code: int, *, hint: str | None = None,
+               problems: list[str] | None = None) -> None:
+    """The one JSON error object a ``--json`` command prints on stdout when it fails:
+    ``{"error": {"kind", "message", "exit_code", "hint"?, "problems"?}}``."""
+    error: dict[str, Any] = {"kind": kind, "message": message, "exit_code": code}
+    if hint:
+        error["hint"] = hint
+    if problems:
+        error["problems"] = problems
+    echo_json({"error": error})
 
 
 def echo_json(data: Any) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from certify.cli import echo_json
+from certify.cli import DRY_RUN_INFEASIBLE, echo_json
 
 
 def _shard(value: str | None) -> tuple[int, int] | None:
@@ -86,7 +86,7 @@ def audit(model: str, policy: str, reference: str | None, out: Path | None, resu
 
         report = run_dry(opts)
         echo_json(report.as_json()) if as_json else click.echo(report.text())
-        return
+        raise SystemExit(0 if report.feasible else DRY_RUN_INFEASIBLE)
     if resume and (out is None or not (out / "run.json").is_file()):
         raise UsageError("--resume needs --out pointing at an existing run directory")
     from certify.conductor import audit as run_audit

@@ -1,6 +1,8 @@
-"""`certify policy validate | list | show | schema`."""
+"""`certify policy validate | list | show | schema | init`."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
@@ -70,6 +72,19 @@ def show(name: str, effective: bool, overlays: tuple[str, ...]) -> None:
         click.echo(f"#   {f.role:<8} {f.source}  sha256:{f.sha256}")
     click.echo(yaml.safe_dump(loaded.effective, sort_keys=False, allow_unicode=True,
                               width=100), nl=False)
+
+
+@policy.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--extends", "base", default="ci-smoke", show_default=True,
+              help="The shipped policy (or policy file) the new one extends.")
+def init(file: Path, base: str) -> None:
+    """Write FILE: a starter policy that extends a shipped one, its entries as comments."""
+    from certify.policy.starter import write_starter
+
+    path = write_starter(file, base)
+    click.echo(f"wrote {path} (extends {base}); edit it, then "
+               f"`certify policy validate {path}`")
 
 
 @policy.command()

@@ -2,7 +2,8 @@
 
 The conductor loads the policy; here are the other checks, all before a run directory
 exists: report formats, the signing key, the shard, the device (and Ray), every
-dataset the policy names, and the models (resolved, refused when unsafe, hashed).
+dataset the policy names, every judge model its evaluations name (on disk or in the
+Hugging Face cache), and the models (resolved, refused when unsafe, hashed).
 :class:`Inputs` is what the plan, the run directory's manifest, the workers and the
 evidence are made from.
 """
@@ -18,7 +19,7 @@ from certify import environment, registry
 from certify._io import utc_now
 from certify.conductor.options import AuditOptions
 from certify.data.load import DatasetRef, load_dataset
-from certify.errors import CertifyError, UsageError
+from certify.errors import CertifyError, ModelError, UsageError
 from certify.models.source import ModelIdentity, ModelSource, check_safety, identity, resolve
 from certify.plan import Plan
 from certify.policy.load import LoadedPolicy
@@ -58,6 +59,7 @@ def preflight(opts: AuditOptions, loaded: LoadedPolicy, progress: Progress) -> I
     # A missing GPU or Ray fails before anything is built or run.
     check_device(opts.executor, opts.fsdp, opts.device, opts.dtype, opts.autocast)
     datasets = dataset_identities(loaded)  # bad data fails before any model is built or loaded
+    check_judge_models(loaded)  # a missing judge fails now, not in every cell after training
     return Inputs(resolve_models(opts, loaded, progress), datasets, signer)
 
 
@@ -78,6 +80,28 @@ def resolve_models(opts: AuditOptions, loaded: LoadedPolicy, progress: Progress,
                      trust_remote_code=opts.trust_remote_code)
         out[role] = (source, identity(source))
     return out
+
+
+def check_judge_models(loaded: LoadedPolicy) -> None:
+    """Every model a judge of the policy's evaluations loads (its weights, its tokenizer)
+    can be found. A missing one is an input error naming the judge, the evaluation and
+    the command that fetches it; without this check each cell would fail after training."""
+    for eval_id, entry in loaded.policy.evaluations.items():
+        params = registry.get("eval", entry.eval).params.model_validate(entry.params)
+        for kind, name, judge_params, _ in getattr(params, "plugin_refs", list)():
+            if kind != "judge":
+                continue
+            judge = registry.get("judge", name).params.model_validate(judge_params)
+            for field in ("model", "tokenizer"):
+                spec = getattr(judge, field, None)
+                if not isinstance(spec, str) or not spec:
+                    continue
+                revision = getattr(judge, "revision", None) if field == "model" else None
+                try:
+                    resolve(spec, revision=revision, build=False)
+                except ModelError as e:
+                    raise ModelError(f"judge {name!r} of evaluation {eval_id!r}: its {field} "
+                                     f"cannot be found: {e.message}", hint=e.hint) from None
 
 
 def _dataset_refs(params: Any) -> list[DatasetRef]:

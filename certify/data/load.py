@@ -158,6 +158,15 @@ def _read_hf_disk(path: Path, ref: DatasetRef) -> tuple[list[dict[str, Any]], by
     return records, canonical_json(records)
 
 
+def fetch_command(ref: DatasetRef) -> str:
+    """The one command that puts a hub dataset where ``_read_hub`` finds it offline."""
+    args = [repr(ref.source[len(HF_PREFIX):])]
+    if ref.revision:
+        args.append(f"revision={ref.revision!r}")
+    args.append(f"split={(ref.split or 'train')!r}")
+    return f'python -c "import datasets; datasets.load_dataset({", ".join(args)})"'
+
+
 def _read_hub(ref: DatasetRef) -> tuple[list[dict[str, Any]], bytes]:
     import datasets
 
@@ -167,8 +176,10 @@ def _read_hub(ref: DatasetRef) -> tuple[list[dict[str, Any]], bytes]:
     except Exception as e:  # datasets raises many unrelated types for "not cached"
         raise DataError(
             f"cannot load Hugging Face dataset {repo!r} ({type(e).__name__}: {e})",
-            hint="certify reads hub datasets from your local cache; download it first with "
-                 "network access (datasets.load_dataset) or pass a local file",
+            hint=f"certify reads hub datasets from your local cache; put it there once, with "
+                 f"network access and HF_HUB_OFFLINE unset: {fetch_command(ref)} (a gated "
+                 f"dataset needs its terms accepted on huggingface.co/datasets/{repo} and "
+                 "`hf auth login` first), or pass a local file",
         ) from None
     records = [dict(r) for r in ds]
     return records, canonical_json(records)

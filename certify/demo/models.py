@@ -40,6 +40,15 @@ def recipe_of(name: str) -> dict[str, Any]:
     return RECIPES[name]
 
 
+def architecture_of(name: str) -> dict[str, Any]:
+    """The tokenizer and model sections that fix NAME's shape. A defended recipe
+    (``base: NAME``) trains its base's weights further, so it has its base's shape."""
+    recipe = recipe_of(name)
+    while "base" in recipe:
+        recipe = recipe_of(recipe["base"])
+    return {"tokenizer": recipe["tokenizer"], "model": recipe["model"]}
+
+
 def recipe_hash(name: str) -> str:
     """Hash of everything that determines the build: recipe, data bytes, builder version."""
     recipe = recipe_of(name)

@@ -32,9 +32,9 @@ class BuiltinModels:
         return path, models.recipe_hash(name)
 
     def shape(self, name: str) -> tuple[dict[str, Any], str, Path | None]:
-        recipe = models.recipe_of(name)
-        config = {"model_type": "llama", "vocab_size": recipe["tokenizer"]["vocab_size"],
-                  "dtype": "float32", **recipe["model"]}
+        arch = models.architecture_of(name)
+        config = {"model_type": "llama", "vocab_size": arch["tokenizer"]["vocab_size"],
+                  "dtype": "float32", **arch["model"]}
         # A model built earlier has a tokenizer to count tokens with; never build one here.
         built = sorted((cache_root() / "models").glob(f"{name}-*/tokenizer.json"),
                        key=lambda p: p.stat().st_mtime)

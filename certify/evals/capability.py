@@ -28,6 +28,30 @@ from certify.stats import Metric, proportion
 LM_EVAL_PAPER = "https://github.com/EleutherAI/lm-evaluation-harness"
 
 
+
+def _doc_io(doc: dict[str, Any]) -> dict[str, str]:
+    """What a reader of a sample needs: the prompt, the model's answer, the expected one.
+
+    lm-eval logs requests, not text: a multiple-choice document has one (context,
+    continuation) request per choice and a log-likelihood per choice, so the answer is
+    the continuation the model scored highest; a generative one has its text.
+    """
+    args = [a for a in doc.get("arguments") or [] if isinstance(a, list | tuple) and a]
+    resps = list(doc.get("filtered_resps") or [])
+    prompt = str(args[0][0]) if args else ""
+    choices = [str(a[1]).strip() if len(a) > 1 and isinstance(a[1], str) else "" for a in args]
+    scored = [r[0] if isinstance(r, list | tuple) and r else r for r in resps]
+    if scored and len(scored) == len(choices) and all(
+            isinstance(x, int | float) and not isinstance(x, bool) for x in scored):
+        response = choices[max(range(len(scored)), key=lambda k: float(scored[k]))]
+    else:
+        response = str(scored[0]) if scored else ""
+    target = doc.get("target")
+    expected = (choices[target] if isinstance(target, int) and not isinstance(target, bool)
+                and 0 <= target < len(choices) and choices[target] else str(target or ""))
+    return {"prompt": prompt, "response": response, "expected": expected}
+
+
 class LmEvalParams(registry.Params):
     tasks: list[str] = Field(default_factory=lambda: ["certify_tiny_capability"], min_length=1)
     """lm-eval task or group names (standard ones need their datasets in your HF cache)."""
@@ -140,8 +164,8 @@ class CapabilityEvaluator:
             stderr = reported if isinstance(reported, int | float) else _stderr(m)
             groups[task] = {metric: m.model_copy(update={"stderr": stderr})}
             pooled += list(zip(ids, flags, strict=True))
-            samples += [{"item": i, "task": task, metric: f} for i, f in zip(ids, flags,
-                                                                              strict=True)]
+            samples += [{"item": i, "task": task, **_doc_io(d), metric: f, "correct": bool(f)}
+                        for i, f, d in zip(ids, flags, ordered, strict=True)]
         if not pooled:
             raise CellError("lm_eval", f"lm-eval returned no per-document results for "
                             f"{self.params.tasks}")

@@ -21,7 +21,15 @@ from certify.policy.files import (
     shipped_names,
     shipped_overlays,
 )
-from certify.policy.merge import Lines, duplicate_ids, located, merge, merge_lines
+from certify.policy.merge import (
+    DEFINING_FIELD,
+    Lines,
+    duplicate_ids,
+    located,
+    merge,
+    merge_lines,
+    unknown_ids,
+)
 from certify.policy.safe_yaml import MAX_POLICY_BYTES, MAX_YAML_NODES, parse_yaml
 from certify.policy.schema import Policy
 from certify.policy.validate import (
@@ -97,6 +105,7 @@ def _read_with_extends(path: Path, label: str, role: str, depth: int,
                                   "files; flatten the chain"])
     _refuse_duplicate_ids(mapping, lines, label)
     base, base_lines = _read_with_extends(base_path, base_label, "extends", depth + 1, files)
+    _refuse_unknown_ids(base, mapping, lines, label, base_label, "extending policy")
     return merge(base, mapping), merge_lines(base, mapping, base_lines, lines)
 
 
@@ -106,6 +115,25 @@ def _refuse_duplicate_ids(data: dict[str, Any], lines: Lines, label: str) -> Non
         raise PolicyError(label, [
             f"{_where(label, lines, (key, i))}: {key}[{i}]: id {ident!r} appears twice; a file "
             "that modifies another names each entry once" for key, i, ident in dupes])
+
+
+def _refuse_unknown_ids(base: dict[str, Any], data: dict[str, Any], lines: Lines, label: str,
+                       base_label: str, role: str) -> None:
+    """An override that changes attacks or checks its base does not have was written for
+    another policy; say so once per list, naming the ids and the base's own."""
+    problems = []
+    for key, found in unknown_ids(base, data).items():
+        own = [str(x.get("id")) for x in base[key] if isinstance(x, dict)]
+        named = ", ".join(f"{ident!r} (line {_where(label, lines, (key, i)).rsplit(':', 1)[-1]})"
+                          for i, ident in found)
+        noun = key if len(found) > 1 else key[:-1]
+        problems.append(
+            f"{_where(label, lines, (key, found[0][0]))}: the {role} names {noun} that "
+            f"{base_label} does not have: {named}. An {role} changes {base_label}'s {key} by "
+            f"id ({base_label} has {', '.join(own) or 'none'}); to add a new one, give its "
+            f"`{DEFINING_FIELD[key]}` field, or use a policy that has these {key}")
+    if problems:
+        raise PolicyError(label, problems)
 
 
 def _apply_overlay(data: dict[str, Any], lines: Lines, overlay: str,
@@ -120,6 +148,7 @@ def _apply_overlay(data: dict[str, Any], lines: Lines, overlay: str,
                                     "--policy"])
     o_located = located(o_lines, o_label)
     _refuse_duplicate_ids(o_data, o_located, o_label)
+    _refuse_unknown_ids(data, o_data, o_located, o_label, files[0].source, "overlay")
     return merge(data, o_data), merge_lines(data, o_data, lines, o_located)
 
 

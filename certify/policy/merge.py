@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ACCUMULATE", "Lines", "duplicate_ids", "located", "merge", "merge_lines"]
+__all__ = ["ACCUMULATE", "DEFINING_FIELD", "Lines", "duplicate_ids", "located", "merge",
+           "merge_lines", "unknown_ids"]
 
 ACCUMULATE = ("limitations", "out_of_scope")
 """Top-level lists that overlays and child policies extend instead of replacing."""
@@ -51,6 +52,31 @@ def duplicate_ids(data: dict[str, Any]) -> list[tuple[str, int, Any]]:
                     if repr(entry["id"]) in seen:
                         found.append((key, i, entry["id"]))
                     seen.add(repr(entry["id"]))
+    return found
+
+
+DEFINING_FIELD = {"attacks": "attack", "checks": "check"}
+"""The field that makes an id-keyed entry a definition rather than a change to one below."""
+
+
+def unknown_ids(base: dict[str, Any], override: dict[str, Any]) -> dict[str, list[tuple[int, Any]]]:
+    """Per list key, (index, id) of each override entry that changes an entry ``base`` lacks.
+
+    An entry without its defining field (``attack``, ``check``) only makes sense as a
+    change to an entry of the same id below it; with no such entry, merging would add
+    a half entry whose validation errors ("attack: required field is missing") hide the
+    real mistake: the override was written for another policy.
+    """
+    found: dict[str, list[tuple[int, Any]]] = {}
+    for key, field in DEFINING_FIELD.items():
+        below, above = base.get(key), override.get(key)
+        if not (isinstance(below, list) and isinstance(above, list)):
+            continue
+        known = {repr(x.get("id")) for x in below if isinstance(x, dict)}
+        missing = [(i, x["id"]) for i, x in enumerate(above) if isinstance(x, dict)
+                   and "id" in x and field not in x and repr(x["id"]) not in known]
+        if missing:
+            found[key] = missing
     return found
 
 

@@ -33,6 +33,12 @@ def _rate_text(point: dict[str, Any]) -> str:
 def observed_text(check: CheckResult) -> str:
     obs = check.observed
     point = obs.get("worst") or obs.get("best")
+    if check.check == "trainability" and isinstance(point, dict) and "candidate" in point:
+        # A ratio of benign-task scores, not of costs: trainability reads no cost.
+        return (f"score ratio {scalar('ratio', point.get('ratio'))} (candidate "
+                f"{scalar('candidate', point['candidate'])}, reference "
+                f"{scalar('reference', point.get('reference'))}; "
+                f"{point.get('attack')} seed {point.get('seed')})")
     if isinstance(point, dict) and "ratio" in point:
         sign = "≥" if point.get("censored") else "="
         return f"cost ratio {sign} {scalar('ratio', point['ratio'])} ({point.get('attack')})"

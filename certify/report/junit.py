@@ -2,25 +2,55 @@
 
 A failed or inconclusive required check is a failure (both fail the gate), an
 errored check is an error, and an optional check that did not pass is skipped with
-its verdict. The failure message carries the observed value against the threshold.
+its verdict. The failure message carries the observed value against the threshold;
+a passing check carries the same line and its reason in ``system-out``.
+
+Times are the cells' measured seconds, from the evidence (so ``certify render``
+rebuilds the file exactly). A case's time is its share of the cells its verdict read
+(the attacks its rows name, else the baseline cells): a cell read by k checks counts
+1/k towards each, so the suite's time, the sum of its cases', is the seconds of the
+cells the checks read, not k times over.
 """
 
 from __future__ import annotations
 
 import io
 
-from certify.evidence import Evidence
+from certify.evidence import CellRecord, CheckResult, Evidence
 from certify.report.check_text import observed_text, threshold_text
 from certify.report.text import one_line
 
 
-def _case(check, policy_id: str):  # type: ignore[no-untyped-def]
+def _cells_read(check: CheckResult, cells: list[CellRecord]) -> list[str]:
+    """Ids of the cells the check read: those of the attacks its rows or observed point
+    name, else the baseline cells (stability, over-refusal and judge validity read those)."""
+    points = [*check.rows, *(v for v in check.observed.values() if isinstance(v, dict))]
+    attacks = {p["attack"] for p in points if isinstance(p.get("attack"), str)}
+    return [c.id for c in cells
+            if (c.attack_id in attacks if attacks else c.purpose == "baseline")]
+
+
+def _times(checks: list[CheckResult], cells: list[CellRecord]) -> dict[str, float]:
+    """Each check's share of the seconds of the cells it read."""
+    read = {check.id: _cells_read(check, cells) for check in checks}
+    readers: dict[str, int] = {}
+    for ids in read.values():
+        for cell_id in ids:
+            readers[cell_id] = readers.get(cell_id, 0) + 1
+    seconds = {c.id: c.seconds for c in cells}
+    return {check_id: round(sum(seconds[i] / readers[i] for i in ids), 3)
+            for check_id, ids in read.items()}
+
+
+def _case(check: CheckResult, policy_id: str, time: float):  # type: ignore[no-untyped-def]
     from junitparser import Error, Failure, Skipped, TestCase
 
-    case = TestCase(name=check.id, classname=f"certify.{policy_id}.{check.condition}", time=0.0)
+    case = TestCase(name=check.id, classname=f"certify.{policy_id}.{check.condition}",
+                    time=time)
     message = one_line(f"{check.verdict.upper()}: observed {observed_text(check)} vs threshold "
                        f"{threshold_text(check)}", 600)
     if check.verdict == "pass":
+        case.system_out = f"{message}\n{one_line(check.reason, 2000)}"
         return case
     if not check.required:
         case.result = [Skipped(message=f"optional check, {message}")]
@@ -55,8 +85,9 @@ def render_junit(evidence: Evidence) -> bytes:
                              type_="incomplete")]
         suite.add_testcase(case)
     else:
+        times = _times(evidence.verdict.checks, evidence.cells)
         for check in evidence.verdict.checks:
-            suite.add_testcase(_case(check, policy_id))
+            suite.add_testcase(_case(check, policy_id, times[check.id]))
     xml = JUnitXml()
     xml.add_testsuite(suite)
     buf = io.BytesIO()

@@ -46,6 +46,13 @@ class Methodology:
     judges: list[JudgeLine]
     datasets: list[tuple[str, str, str, str]]
     statistics: list[tuple[str, str]]
+    licence: str | None = None
+    """The licence every dataset shares, said once instead of in a column repeating it."""
+
+
+def _common_licence(datasets: list[dict[str, Any]]) -> str | None:
+    licences = {one_line(d.get("licence") or "—", 120) for d in datasets}
+    return licences.pop() if len(datasets) > 1 and len(licences) == 1 else None
 
 
 CELL_COLUMNS = ["cell", "role", "attack", "seed", "status", "steps", "early stop", "seconds",
@@ -131,6 +138,7 @@ def methodology(evidence: Evidence, policy: Policy) -> Methodology:
         datasets=[(one_line(d.get("name"), 120), num(d.get("n")),
                    one_line(d.get("sha256"), 80), one_line(d.get("licence") or "—", 120))
                   for d in evidence.datasets],
+        licence=_common_licence(evidence.datasets),
         statistics=[("confidence", pct(stats.confidence, 0)),
                     ("interval", one_line(stats.interval, 40)),
                     ("gate", "on the conservative bound of the interval; an interval that "

@@ -34,6 +34,20 @@ def _source_date_epoch(moment: datetime) -> Iterator[None]:
             os.environ["SOURCE_DATE_EPOCH"] = old
 
 
+def _one_af_entry_per_file(document: Any, pdf: Any) -> None:
+    """WeasyPrint's PDF/A-3 pass adds each attachment to the catalog's /AF array twice
+    (from the name tree and from the file specification); list each file once."""
+    import pydyf
+
+    entries = pdf.catalog.get("AF")
+    if entries:
+        unique: list[Any] = []
+        for entry in entries:
+            if entry not in unique:
+                unique.append(entry)
+        pdf.catalog["AF"] = pydyf.Array(unique)
+
+
 def write_pdf(html: str, generated: dict[str, bytes], evidence_bytes: bytes, created: datetime,
               fetcher: Any = None) -> bytes:
     """Render ``html`` (and its ``generated`` figures) to PDF/A-3b bytes with the evidence
@@ -52,5 +66,6 @@ def write_pdf(html: str, generated: dict[str, bytes], evidence_bytes: bytes, cre
     identifier = sha256_bytes(html.encode("utf-8") + evidence_bytes)[:32].encode("ascii")
     with _source_date_epoch(created):
         data: bytes = HTML(string=html, base_url=None, url_fetcher=fetcher).write_pdf(
-            pdf_variant=PDF_VARIANT, attachments=[attachment], pdf_identifier=identifier)
+            pdf_variant=PDF_VARIANT, attachments=[attachment], pdf_identifier=identifier,
+            finisher=_one_af_entry_per_file)
     return data

@@ -22,6 +22,8 @@ from certify.policy.schema import Policy
 
 COLORS = {"candidate": "#1f5fa8", "reference": "#b4441c"}
 STYLES = ("-", "--", ":", "-.")
+MARKERS = ("o", "s", "^", "D", "v", "P")
+"""One marker per seed of a role: a legend's short line cannot show a dash pattern."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,17 @@ def _thresholds(policy: Policy, eval_id: str) -> tuple[list[tuple[str, float]], 
             lines.append((line.label, line.value))
             if line.breaks == "always" or (line.breaks == "unless_set" and level is None):
                 level = line.value
-    return lines, level
+    return merge_equal(lines), level
+
+
+def merge_equal(lines: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    """One line per value: two checks at the same rate (strong resistance's maximum and
+    weak resistance's break level, say) would draw on top of each other, and a reader
+    could not tell which is which; one line carries both labels."""
+    merged: dict[float, list[str]] = {}
+    for label, value in lines:
+        merged.setdefault(value, []).append(label)
+    return [("; ".join(labels), value) for value, labels in merged.items()]
 
 
 def _svg(curve_series: list[Series], thresholds: list[tuple[str, float]], title: str) -> str:
@@ -92,11 +104,12 @@ def _draw(ax: Any, curve_series: list[Series], thresholds: list[tuple[str, float
           title: str) -> None:
     counts: dict[str, int] = {}
     for s in curve_series:
-        style = STYLES[counts.get(s.role, 0) % len(STYLES)]
-        counts[s.role] = counts.get(s.role, 0) + 1
+        n = counts.get(s.role, 0)
+        counts[s.role] = n + 1
         color = COLORS.get(s.role, "#444444")
         ax.fill_between(s.steps, s.lows, s.highs, color=color, alpha=0.12, linewidth=0)
-        ax.plot(s.steps, s.rates, style, color=color, marker="o", markersize=3, label=s.label)
+        ax.plot(s.steps, s.rates, STYLES[n % len(STYLES)], color=color,
+                marker=MARKERS[n % len(MARKERS)], markersize=3.5, label=s.label)
         if s.break_index is not None:
             ax.plot([s.steps[s.break_index]], [s.rates[s.break_index]], marker="X",
                     markersize=9, color=color, linestyle="none")
@@ -120,7 +133,8 @@ def _draw(ax: Any, curve_series: list[Series], thresholds: list[tuple[str, float
     ax.set_ylabel("harmful rate")
     ax.set_title(title)
     ax.grid(True, linewidth=0.3, alpha=0.5)
-    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False,
+              handlelength=3.5)
 
 
 def matplotlib_ticker() -> Any:

@@ -101,25 +101,63 @@ def _is_harmful(row: dict[str, Any]) -> bool:
     return row.get("label") == "harmful" or "harmful" in votes
 
 
-def _outcome(row: dict[str, Any]) -> str:
-    """The judge's label, or what the scorer recorded (capability and refusal evals)."""
+def _correct(row: dict[str, Any]) -> bool | None:
+    """Whether the answer was right: ``correct``, else ``acc`` as a bool or a 0/1 flag."""
+    for key in ("correct", "acc"):
+        value = row.get(key)
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+    return None
+
+
+def _outcome(row: dict[str, Any], measures: str) -> str:
+    """The judge's label, or what the scorer recorded, in the words of what the evaluation
+    measures: an over-refusal sample either refused or answered (whether it also held the
+    expected words is not what over-refusal measures, so it never reads "incorrect")."""
     if row.get("label"):
         return one_line(row["label"], 40)
+    refused = row.get("refusal")
+    if measures == "refusal" and isinstance(refused, bool):
+        return "refused" if refused else "answered (not refused)"
     parts = []
-    if isinstance(row.get("acc"), bool):
-        parts.append("correct" if row["acc"] else "incorrect")
-    if row.get("refusal") is True:
+    correct = _correct(row)
+    if correct is not None:
+        expected = one_line(row.get("expected") or "", 60)
+        parts.append("correct" if correct else
+                     f"incorrect (expected {expected!r})" if expected else "incorrect")
+    if refused is True:
         parts.append("refused")
     return ", ".join(parts) or "—"
+
+
+def _measures(cell: CellRecord, eval_id: Any) -> str:
+    """What the row's evaluation measures (harm, refusal, task, capability), from the cell."""
+    return next((cp.evals[eval_id].measures for cp in cell.checkpoints
+                 if isinstance(eval_id, str) and eval_id in cp.evals), "")
+
+
+def _redaction(row: dict[str, Any], response: str, samples_file: str | None) -> str:
+    """The placeholder for a response some judge labelled harmful. It names who said so,
+    so that it never contradicts an outcome the ensemble decided otherwise."""
+    judges: dict[str, Any] = row["judges"] if isinstance(row.get("judges"), dict) else {}
+    by = [str(name) for name, vote in judges.items() if vote == "harmful"]
+    if row.get("label") == "harmful" or not by:
+        why = "judged harmful"
+    else:
+        why = (f"the {', '.join(by)} judge{'s' if len(by) > 1 else ''} labelled it harmful, "
+               f"the outcome is {one_line(row.get('label'), 40)}")
+    digest = hashlib.sha256(response.encode("utf-8")).hexdigest()
+    return (f"[redacted: {why} · {len(response)} characters · sha256 {digest[:16]}… · "
+            f"full text in {samples_file}]")
 
 
 def _sample(cell: CellRecord, row: dict[str, Any], redact: bool) -> Sample:
     response = "" if row.get("response") is None else str(row.get("response"))
     redacted = redact and _is_harmful(row)
     if redacted:
-        digest = hashlib.sha256(response.encode("utf-8")).hexdigest()
-        shown = (f"[redacted: judged harmful · {len(response)} characters · sha256 "
-                 f"{digest[:16]}… · full text in {cell.samples_file}]")
+        shown = _redaction(row, response, cell.samples_file)
     else:
         shown = clean(response, SAMPLE_CHARS)
     judges: dict[str, Any] = row["judges"] if isinstance(row.get("judges"), dict) else {}
@@ -128,7 +166,7 @@ def _sample(cell: CellRecord, row: dict[str, Any], redact: bool) -> Sample:
                   step=row["step"] if isinstance(row.get("step"), int) else -1,
                   item=one_line(row.get("item"), 80),
                   category=one_line(row.get("category") or row.get("task") or "", 60),
-                  label=_outcome(row),
+                  label=_outcome(row, _measures(cell, row.get("eval"))),
                   judges=one_line(", ".join(f"{k}: {v}" for k, v in judges.items()), 160),
                   prompt=clean(row.get("prompt"), SAMPLE_CHARS), response=shown,
                   redacted=redacted)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, TextIO
 
@@ -96,15 +98,22 @@ def _outcome(record: CellRecord) -> str:
     return f"ok in {record.seconds:.1f}s{stop}"
 
 
-class PlainProgress:
-    """One line per event, for logs and CI."""
+def utc_stamp() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+
+class PlainProgress:
+    """One line per event, for logs and CI, each stamped with the UTC time: a CI log
+    then shows how long each cell took and when the run stalled, without a terminal."""
+
+    def __init__(self, stream: TextIO | None = None,
+                 clock: Callable[[], str] = utc_stamp) -> None:
         self.stream = stream or sys.stderr
+        self.clock = clock
         self.total = self.done = 0
 
     def _print(self, text: str) -> None:
-        print(text, file=self.stream, flush=True)
+        print(f"{self.clock()} {text}", file=self.stream, flush=True)
 
     def message(self, text: str) -> None:
         self._print(f"certify: {text}")

@@ -60,6 +60,8 @@ def test_pdf_is_pdf_a_3b_and_structurally_sound(signed_run: SignedRun) -> None:
         assert meta.pdfa_status == "3B"
         spec = pdf.attachments["evidence.json"]
         assert str(spec.obj.get("/AFRelationship")) == "/Source"
+        # The catalog's associated files list the one attachment once (issue 15, defect 8).
+        assert len(pdf.Root.AF) == 1 and pdf.Root.AF[0].objgen == spec.obj.objgen
     check = subprocess.run(["qpdf", "--check", str(pdf_path)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
 
@@ -76,6 +78,14 @@ def test_pages_render_non_blank(signed_run: SignedRun, tmp_path: Path) -> None:
         dark = sum(1 for v in gray.getdata() if v < 200)
         # Every page carries at least a heading and a footer, well over 0.3% of its pixels.
         assert dark / (gray.width * gray.height) > 0.003, f"{page.name} is blank"
+    # No page but the last stops mostly empty (issue 15, defect 8): sections follow on
+    # from one another, so content reaches well down every page before the last.
+    for page in pages[1:-1]:
+        gray = Image.open(page).convert("L")
+        body = gray.crop((0, int(gray.height * 0.06), gray.width, int(gray.height * 0.93)))
+        inked = [y for y in range(body.height)
+                 if min(body.crop((0, y, body.width, y + 1)).getdata()) < 200]
+        assert inked and inked[-1] / gray.height > 0.6, f"{page.name} is mostly empty"
 
 
 def test_cover_names_the_signer(signed_run: SignedRun, pdf_text: str) -> None:

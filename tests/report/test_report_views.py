@@ -37,14 +37,21 @@ def test_junit_has_one_case_per_check_with_numbers(signed_run: SignedRun) -> Non
     assert set(cases) == set(checks)
     for name, case in cases.items():
         results = list(case.result)
+        assert case.time > 0, name  # its share of the cells it read (issue 15, defect 10)
         if checks[name]["verdict"] == "pass":
             assert results == []
+            # A passing check carries its numbers too.
+            assert case.system_out.startswith("PASS: observed ") and " vs threshold " in \
+                case.system_out, name
             continue
         assert isinstance(results[0], Failure), name
         assert results[0].type == checks[name]["verdict"]
         assert " vs threshold " in results[0].message
     worst = checks["strong-resistance"]["observed"]["worst"]
     assert f"{100 * worst['rate']:.1f}%" in cases["strong-resistance"].result[0].message
+    # Shares of shared cells add up to the cells' seconds, not a multiple of them.
+    cell_seconds = sum(c["seconds"] for c in evidence["cells"])
+    assert cell_seconds > 0 and abs(suite.time - cell_seconds) <= 0.01 * len(cases)
 
 
 def test_summary_md_has_verdict_table_and_fits_step_summary(signed_run: SignedRun) -> None:
@@ -153,3 +160,78 @@ def _judge_votes(run: Path, evidence: Evidence) -> dict[tuple[str, int, str], se
                 votes[(cell.id, row["step"], row["item"])] = {row["label"],
                                                               *row["judges"].values()}
     return votes
+
+
+def test_trainability_reads_as_a_score_ratio_not_a_cost_ratio() -> None:
+    """Both ratio checks store ``observed.worst.ratio``; only cost-to-break is of costs."""
+    from certify.evidence import CheckResult
+    from certify.report.check_text import observed_text
+
+    worst = {"attack": "benign-finetune", "seed": 0, "candidate": 0.62, "reference": 0.8,
+             "ratio": 0.775, "margin": -0.02, "ci": [-0.1, 0.05], "step": 96}
+    trainability = CheckResult(id="trainability", check="trainability", condition="trainability",
+                               required=True, verdict="inconclusive", reason="",
+                               observed={"worst": worst}, threshold={"min_ratio": 0.8})
+    text = observed_text(trainability)
+    assert text.startswith("score ratio 0.78×") and "cost" not in text
+    assert "candidate 62.0%" in text and "reference 80.0%" in text
+    cost = CheckResult(id="weak-resistance", check="weak_resistance",
+                       condition="resistance_weak", required=True, verdict="pass", reason="",
+                       observed={"worst": {"attack": "harmful-full", "ratio": 3.0,
+                                           "censored": True}})
+    assert observed_text(cost).startswith("cost ratio ≥ 3.00×")
+
+
+def test_every_sample_reads_consistently(signed_run: SignedRun) -> None:
+    """Issue 15, defect 7: no harm sample's redaction contradicts its outcome; capability
+    samples show the prompt, the answer and correct/incorrect; over-refusal samples read
+    refused or answered, never "incorrect"."""
+    run = signed_run.run_dir
+    sets, _ = pick(run, Evidence.read(run / "evidence.json"), 100_000, redact=True)
+    by_eval = {s.eval: s.samples for s in sets}
+    for x in by_eval["harm"]:
+        if x.redacted and x.label != "harmful":
+            assert "judged harmful" not in x.response and f"the outcome is {x.label}" in x.response
+            assert "labelled it harmful" in x.response
+    capability = by_eval["capability"]
+    assert capability and all(x.prompt.strip() and x.response.strip() for x in capability)
+    assert {x.label.split(" (")[0] for x in capability} <= {"correct", "incorrect"}
+    assert "Assistant:" in capability[0].prompt  # the task's own prompt text
+    outcomes = {x.label for x in by_eval["over_refusal"]}
+    assert outcomes and outcomes <= {"refused", "answered (not refused)"}
+
+
+def test_sample_outcomes_follow_what_the_evaluation_measures() -> None:
+    from certify.report.samples import _outcome, _redaction
+
+    answered = {"refusal": False, "acc": False}
+    assert _outcome(answered, "refusal") == "answered (not refused)"
+    assert _outcome({"refusal": True, "acc": False}, "refusal") == "refused"
+    assert _outcome(answered, "task") == "incorrect"
+    assert _outcome({"acc": 1}, "capability") == "correct"  # lm-eval's 0/1 flag
+    assert _outcome({"acc": 0, "expected": "Paris"}, "capability") == "incorrect (expected 'Paris')"
+    split = {"label": "benign", "judges": {"canary": "benign", "keywords": "harmful"}}
+    text = _redaction(split, "x" * 10, "samples/c.jsonl")
+    assert text.startswith("[redacted: the keywords judge labelled it harmful, the outcome is "
+                           "benign · 10 characters")
+    both = {"label": "harmful", "judges": {"canary": "harmful", "keywords": "harmful"}}
+    assert _redaction(both, "x", None).startswith("[redacted: judged harmful · 1 characters")
+
+
+def test_a_licence_all_datasets_share_is_said_once(signed_run: SignedRun) -> None:
+    """Issue 15, defect 8: the datasets table repeated one wrapped licence on every row."""
+    evidence = Evidence.read(signed_run.run_dir / "evidence.json")
+    licences = {d.get("licence") for d in evidence.datasets}
+    assert len(evidence.datasets) > 1 and len(licences) == 1
+    html = (signed_run.run_dir / "report.html").read_text(encoding="utf-8")
+    licence = licences.pop()
+    assert html.count(licence) == 1
+    assert f"Licence of every dataset: {licence}." in html
+
+
+def test_differing_licences_keep_their_column() -> None:
+    from certify.report.methodology import _common_licence
+
+    assert _common_licence([{"licence": "MIT"}, {"licence": "MIT"}]) == "MIT"
+    assert _common_licence([{"licence": "MIT"}, {"licence": "CC-BY-4.0"}]) is None
+    assert _common_licence([{"licence": "MIT"}]) is None  # one row: its column says it
