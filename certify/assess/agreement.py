@@ -74,9 +74,10 @@ def _break_index(cell: CellRecord, eval_id: str, level: float) -> int | None:
 def compare_cell(signed: CellRecord, replayed: CellRecord, tolerance: Reproducibility,
                  levels: list[float], harm_eval: str = "harm") -> CellAgreement:
     """Compare every checkpoint the signed cell recorded with the replayed one."""
-    a, b = signed.numerics, replayed.numerics
-    differ = tuple(f"{k}: {a.get(k)} when signed, {b.get(k)} here"
-                   for k in sorted(set(a) | set(b)) if a and b and a.get(k) != b.get(k))
+    ours, theirs_n = signed.numerics, replayed.numerics
+    differ = tuple(f"{k}: {ours.get(k)} when signed, {theirs_n.get(k)} here"
+                   for k in sorted(set(ours) | set(theirs_n))
+                   if ours and theirs_n and ours.get(k) != theirs_n.get(k))
     if replayed.status != "ok":
         why = replayed.error.message if replayed.error else "it errored"
         return CellAgreement(signed.id, [], f"the re-run did not finish: {why}", differ)
