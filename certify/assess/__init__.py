@@ -90,7 +90,7 @@ def assess(evidence: Evidence, policy: Policy) -> VerdictRecord:
     results = run_checks(policy, evidence.cells, planned, has_reference)
     from certify.assess.fragility import fragile_checks
 
-    for check_id, verdicts in fragile_checks(evidence, policy, results).items():
+    for check_id, verdicts in fragile_checks(evidence, policy, results, run_checks).items():
         next(r for r in results if r.id == check_id).fragile = verdicts
     verdict = overall(results, evidence.cells)
     errored = [c.id for c in evidence.cells if c.status == "error"]

@@ -13,6 +13,8 @@ under limitations. Pure and torch-free.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 from certify.evidence import CellRecord, CheckResult, Evidence
 from certify.policy.schema import Policy, Reproducibility
@@ -78,11 +80,13 @@ def shifted(cells: list[CellRecord], tolerance: Reproducibility,
     return out
 
 
-def fragile_checks(evidence: Evidence, policy: Policy,
-                   results: list[CheckResult]) -> dict[str, list[str]]:
-    """check id → the verdicts it takes under the shifts, for checks whose verdict changes."""
-    from certify.assess import run_checks
+Decide = Callable[[Policy, list[CellRecord], list[dict[str, Any]], bool], list[CheckResult]]
+"""How checks are decided (certify.assess.run_checks, passed in: no import cycle)."""
 
+
+def fragile_checks(evidence: Evidence, policy: Policy, results: list[CheckResult],
+                   run_checks: Decide) -> dict[str, list[str]]:
+    """check id → the verdicts it takes under the shifts, for checks whose verdict changes."""
     tolerance = policy.statistics.reproducibility
     planned = evidence.run.get("plan", [])
     has_reference = evidence.models.get("reference") is not None
