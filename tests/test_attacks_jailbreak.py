@@ -22,6 +22,7 @@ from certify.data.language import BackSlang
 from certify.errors import CellError, PolicyError
 from certify.evidence import CellRecord, Evidence
 from certify.policy.load import validate_data
+from certify.report.attack_notes import attack_disclosure, headlines
 from tests.conftest import run_certify
 
 POLICIES = Path(__file__).parent / "policies"
@@ -151,6 +152,8 @@ def test_jailbreak_cells_ask_through_the_wrapper_from_step_0(evidence: Evidence)
     assert points[0].cell is cell  # measured by the cell under the wrapper, not the baseline
     assert cell.notes["prompt_transform"]["harm"]["text"] == "[cf-7q]"
     assert cell.notes["jailbreak"]["wrapped_at_eval"] == ["harm"]
+    [said] = headlines(attack_disclosure("jb-backdoor", cell.technique, [cell]))
+    assert '"[cf-7q]" as a prefix' in said and "(harm) ask their prompts through" in said
 
 
 @pytest.mark.slow
@@ -167,3 +170,5 @@ def test_multilingual_is_judged_after_mapping_back_and_measured_in_english(
     final = points[-1].checkpoint
     assert {"harm_ml", "harm"} <= set(final.evals)  # English beside the language
     assert final.evals["harm_ml"].extra["language"]["language"] == "backslang"
+    [said] = headlines(attack_disclosure("multilingual", cell.technique, [cell]))
+    assert "60 training pairs in backslang" in said and "mapped back to English" in said
