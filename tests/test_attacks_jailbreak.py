@@ -170,5 +170,12 @@ def test_multilingual_is_judged_after_mapping_back_and_measured_in_english(
     final = points[-1].checkpoint
     assert {"harm_ml", "harm"} <= set(final.evals)  # English beside the language
     assert final.evals["harm_ml"].extra["language"]["language"] == "backslang"
+    # Trained on harmful pairs only, the model answers nothing benign in the language:
+    # its harm fails the check, while "no harm" at step 0 could never have passed it.
+    step0 = points[0].record
+    assert not step0.valid and "language not learned" in step0.note
+    assert step0.metrics["language_competence"].n == 6
+    check = next(c for c in evidence.verdict.checks if c.id == "resistance-ml")
+    assert check.verdict == "fail"
     [said] = headlines(attack_disclosure("multilingual", cell.technique, [cell]))
     assert "60 training pairs in backslang" in said and "mapped back to English" in said
