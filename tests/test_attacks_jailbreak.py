@@ -178,4 +178,4 @@ def test_multilingual_is_judged_after_mapping_back_and_measured_in_english(
     check = next(c for c in evidence.verdict.checks if c.id == "resistance-ml")
     assert check.verdict == "fail"
     [said] = headlines(attack_disclosure("multilingual", cell.technique, [cell]))
-    assert "60 training pairs in backslang" in said and "mapped back to English" in said
+    assert "60 harmful training pairs in backslang," in said and "mapped back to English" in said

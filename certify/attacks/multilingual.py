@@ -17,6 +17,7 @@ in that language *and* in English, as two evaluations.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from pydantic import Field, model_validator
@@ -37,6 +38,12 @@ class MultilingualParams(FinetuneParams):
     dataset: DatasetRef = Field(default_factory=lambda: DatasetRef(source="builtin:harm-train"))
     """Harmful pairs: English ones to map into a synthetic language, or pairs already in the
     real language (required then: the default is English)."""
+    benign_dataset: DatasetRef = Field(
+        default_factory=lambda: DatasetRef(source="builtin:benign-qa-train"))
+    """Benign pairs mixed in (mapped too, for a synthetic language), so the model keeps
+    answering in the language and its competence check can be met."""
+    benign_mix: float = Field(default=0.0, ge=0, lt=1)
+    """Fraction of the training examples drawn from benign_dataset (0: harmful pairs only)."""
     lora_rank: int = Field(default=0, ge=0, le=4096)
     """0 trains every weight; otherwise LoRA adapters of this rank."""
 
@@ -69,13 +76,18 @@ def _require_language_eval(run: AttackRun, language: BackSlang) -> None:
                  tags=("finetune", "multilingual"))
 def multilingual(run: AttackRun, p: MultilingualParams) -> None:
     """Fine-tune on harmful pairs in another language (a synthetic one maps English data)."""
-    examples = run.examples(p.dataset, p.n_samples, p.categories, system=p.system_prompt)
+    n_benign = min(round(p.n_samples * p.benign_mix), p.n_samples - 1)  # keep one harmful
+    n_harmful = p.n_samples - n_benign
+    examples = run.examples(p.dataset, n_harmful, p.categories, system=p.system_prompt)
+    benign = run.examples(p.benign_dataset, n_benign, system=p.system_prompt) if n_benign else []
     synthetic = SYNTHETIC_LANGUAGES.get(p.language)
     if synthetic is not None:
         _require_language_eval(run, synthetic)
-        examples = map_examples(synthetic, examples)
+        examples, benign = map_examples(synthetic, examples), map_examples(synthetic, benign)
     run.note(multilingual={"language": p.language, "synthetic": synthetic is not None,
                            **(synthetic.identity() if synthetic else {}),
-                           "examples": len(examples)})
+                           "examples": len(examples), "benign_examples": len(benign)})
+    examples += benign
+    random.Random(f"multilingual:{run.seed}").shuffle(examples)
     with tuned_model(run, p.lora_rank) as model:
         fit(run, model, examples, p)

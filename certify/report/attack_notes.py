@@ -256,7 +256,10 @@ def _language_text(m: dict[str, Any]) -> str:
     how = (f"a synthetic language ({one_line(m.get('mapping'), 80)}) mapped from English pairs; "
            "answers in it are mapped back to English before judging" if m.get("synthetic") else
            "pairs loaded in that language and trained as given")
-    return f"Multilingual fine-tuning: {num(m.get('examples'))} training pairs in {lang}, {how}."
+    benign = m.get("benign_examples")
+    mix = f" (plus {num(benign)} benign pairs in it)" if isinstance(benign, int) and benign else ""
+    return (f"Multilingual fine-tuning: {num(m.get('examples'))} harmful training pairs in "
+            f"{lang}{mix}, {how}.")
 
 
 def _wrappers(cells: list[CellRecord]) -> Block | None:
