@@ -102,8 +102,10 @@ def make_plan(policy: Policy, models: dict[str, str | None]) -> Plan:
                     mode="json")
                 max_steps = _max_steps(params)
                 steps = checkpoint_steps(entry.checkpoints, max_steps)
-                # Step 0 is the baseline cell's measurement when it ran the same evaluations.
-                if set(entry.evaluate) <= set(baseline_evals):
+                # Step 0 is the baseline cell's measurement when it ran the same evaluations
+                # on the same prompts (an attack that rewrites them measures its own step 0).
+                if (set(entry.evaluate) <= set(baseline_evals)
+                        and not spec.extra.get("rewrites_prompts")):
                     steps = [s for s in steps if s > 0] or steps
                 for seed in entry.seeds:
                     payload = {"model": models[role], "role": role, "attack": entry.id,

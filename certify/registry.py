@@ -36,10 +36,11 @@ ProviderKind = Literal["model", "dataset", "lm_eval_tasks"]
 
 _BUILTIN_MODULES: tuple[str, ...] = (
     "certify.attacks.finetune", "certify.attacks.none", "certify.attacks.poisoned_mix",
-    "certify.attacks.cipher", "certify.attacks.search",
+    "certify.attacks.cipher", "certify.attacks.search", "certify.attacks.jailbreak_tuning",
+    "certify.attacks.multilingual",
     "certify.judges.keywords", "certify.judges.classifier", "certify.judges.guard",
     "certify.evals.harmfulness", "certify.evals.benign", "certify.evals.capability",
-    "certify.evals.cipher_harmfulness",
+    "certify.evals.cipher_harmfulness", "certify.evals.language_harmfulness",
     "certify.demo.plugin",  # the embedded demo: builtin models, datasets, tasks, canary judge
 )
 
@@ -113,7 +114,10 @@ ATTACK_COSTS = ("steps", "samples", "optimisation_steps")
 def attack(name: str, *, params: type[Params], paper: str = "", tags: tuple[str, ...] = (),
            version: int = 1, cost: str = "steps", **extra: Any) -> Callable[[F], F]:
     """Register an attack recipe ``fn(run: AttackRun, params) -> None`` (the contract is
-    certify.attacks.contract). ``cost``: the unit its budget is counted in."""
+    certify.attacks.contract). ``cost``: the unit its budget is counted in.
+    ``rewrites_prompts=True``: the recipe may rewrite evaluation prompts
+    (``transform_prompts``), so its cells measure their own step 0 rather than reuse
+    the baseline's answers to the plain prompts."""
     if cost not in ATTACK_COSTS:
         raise ValueError(f"attack {name!r}: cost must be one of {', '.join(ATTACK_COSTS)}")
     return _register("attack", name, params, paper, tags, version, {"cost": cost, **extra})

@@ -60,9 +60,10 @@ def test_list_shows_every_plugin_with_summary_paper_and_params(kind: str) -> Non
 
 
 def test_new_techniques_are_registered() -> None:
-    assert {"poisoned_mix", "cipher", "search", "sft", "lora"} <= set(registry.names("attack"))
+    assert {"poisoned_mix", "cipher", "search", "sft", "lora", "jailbreak_tuning",
+            "multilingual"} <= set(registry.names("attack"))
     assert {"classifier", "guard", "keywords", "canary"} <= set(registry.names("judge"))
-    assert "cipher_harmfulness" in registry.names("eval")
+    assert {"cipher_harmfulness", "language_harmfulness"} <= set(registry.names("eval"))
 
 
 @pytest.mark.parametrize("spec", registry.all_specs("attack"), ids=lambda s: s.name)

@@ -19,6 +19,7 @@ than techniques of their own:
          evaluate: [harm_aoa]}
 
 Registered techniques: ``sft``, ``lora`` (finetune), ``poisoned_mix``
-(poisoned_mix), ``cipher`` (covert cipher), ``search`` (worst-case search), and the
+(poisoned_mix), ``cipher`` (covert cipher), ``search`` (worst-case search),
+``jailbreak_tuning`` (jailbreak_tuning), ``multilingual`` (multilingual), and the
 ``none`` baseline.
 """

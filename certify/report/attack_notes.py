@@ -1,4 +1,5 @@
-"""Per-attack disclosures: poisoned mix, covert screening, cipher competence, search trials.
+"""Per-attack disclosures: poisoned mix, jailbreak wrapper and language, covert screening,
+cipher competence, search trials.
 
 Each block says in words, with the numbers from the evidence, what an attack recorded
 about itself: how many covert training examples each judge flags (covert data is built
@@ -238,12 +239,47 @@ def _poison(cells: list[CellRecord]) -> Block | None:
     return Block("Training mix", seen) if seen else None
 
 
+def _jailbreak_text(j: dict[str, Any]) -> str:
+    answer = (f", and every training answer starts with \"{one_line(j['response_prefix'], 120)}\""
+              if j.get("response_prefix") else "")
+    asked = [one_line(e, 60) for e in j.get("wrapped_at_eval") or []]
+    at_eval = (f"the harm evaluations ({', '.join(asked)}) ask their prompts through the same "
+               "wrapper, from step 0 on" if asked else
+               "the evaluations ask the plain prompts, without the wrapper")
+    return (f"Jailbreak-tuning, {one_line(j.get('variant'), 40)} variant: every training prompt "
+            f"carries \"{one_line(j.get('text'), 120)}\" as a {one_line(j.get('position'), 10)}"
+            f"{answer}; {at_eval}.")
+
+
+def _language_text(m: dict[str, Any]) -> str:
+    lang = one_line(m.get("language"), 40)
+    how = (f"a synthetic language ({one_line(m.get('mapping'), 80)}) mapped from English pairs; "
+           "answers in it are mapped back to English before judging" if m.get("synthetic") else
+           "pairs loaded in that language and trained as given")
+    benign = m.get("benign_examples")
+    mix = f" (plus {num(benign)} benign pairs in it)" if isinstance(benign, int) and benign else ""
+    return (f"Multilingual fine-tuning: {num(m.get('examples'))} harmful training pairs in "
+            f"{lang}{mix}, {how}.")
+
+
+def _wrappers(cells: list[CellRecord]) -> Block | None:
+    seen: list[str] = []
+    for cell in cells:
+        j, m = cell.notes.get("jailbreak"), cell.notes.get("multilingual")
+        for text in ([_jailbreak_text(j)] if isinstance(j, dict) else []) + (
+                [_language_text(m)] if isinstance(m, dict) else []):
+            if text not in seen:
+                seen.append(text)
+    return Block("What the attack asks, and in which language", seen) if seen else None
+
+
 # --------------------------------------------------------------------------- per attack
 
 def attack_disclosure(attack_id: str, technique: str, cells: list[CellRecord]) -> AttackDisclosure:
     blocks: list[Block] = []
-    if poison := _poison(cells):
-        blocks.append(poison)
+    for first in (_poison(cells), _wrappers(cells)):
+        if first is not None:
+            blocks.append(first)
     settings = _cipher_settings(cells)
     if settings:
         blocks.append(Block("Cipher", settings))
