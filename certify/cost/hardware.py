@@ -20,14 +20,32 @@ from certify.environment import cpu_name
 # into "GPU-hours" for comparison, never to estimate this machine.
 REFERENCE_GPU = "H100-class GPU"
 REFERENCE_GPU_FLOPS = 989e12
-UTILISATION = {"cpu": {"train": 0.5, "generate": 0.5}, "cuda": {"train": 0.4, "generate": 0.2}}
-"""Assumed share of the measured matmul rate that whole steps achieve. GPU training
-typically reaches 30-50% model-FLOP utilisation; batched decoding is memory-bound."""
-STEP_OVERHEAD = {"cpu": {"train": 0.005, "decode": 0.002},
+UTILISATION = {"cpu": {"full": 0.8, "lora": 0.95, "forward": 1.0, "decode": 0.3},
+               "cuda": {"full": 0.4, "lora": 0.4, "forward": 0.4, "decode": 0.2}}
+"""Share of the measured matmul rate that the matrix products of a whole step achieve.
+
+CPU: fitted (with TOKEN_LAYER_SECONDS) to steps timed on a 2-core AMD EPYC at one torch
+thread, 2026-12-07, for builtin:tiny-chat (1M parameters, 4 layers) and a model of
+SmolLM2-135M's shape (30 layers, width 576): full fine-tuning 0.14 s and 9.5 s per step
+of 10 x 60 tokens, LoRA (rank 8, all linear layers) 0.16 s and 5.9 s, greedy decoding
+15 ms and 0.74 s per step of a 64-row batch, a 64 x 20-token prefill 77 ms and 4.5 s.
+Decoding is well below the matmul rate (each step re-reads the weights for one token per
+row); the prefill matches it. benchmarks/bench_cost_preview.py checks the fit against
+real audits. CUDA: assumed (GPU training typically reaches 30-50% model-FLOP
+utilisation; batched decoding is memory-bound); not yet measured."""
+TOKEN_LAYER_SECONDS = {"cpu": {"full": 40e-6, "lora": 55e-6, "forward": 10e-6, "decode": 40e-6},
+                       "cuda": {"full": 0.0, "lora": 0.0, "forward": 0.0, "decode": 0.0}}
+"""Seconds per token and layer outside the matrix products (norms, activations, attention
+softmax, rotary embeddings, LoRA's extra small products, Python dispatch), which dominate
+for small models. CPU: fitted to the same measurements as UTILISATION (two shapes, two
+unknowns per kind of work; decoding counts each row of each step as one token)."""
+STEP_OVERHEAD = {"cpu": {"train": 0.0, "decode": 0.0},
                  "cuda": {"train": 0.010, "decode": 0.003}}
-"""Assumed fixed seconds per optimizer step and per decoding step (Python, kernel
-launches), which dominate for small models: added to compute on a CPU; on a GPU
-they overlap with it, so the larger of the two counts."""
+"""Fixed seconds per optimizer step and per decoding step (kernel launches). On a CPU this
+is inside TOKEN_LAYER_SECONDS; on a GPU it overlaps with compute, so the larger counts."""
+EXPECTED_ERROR = (0.7, 1.3)
+"""Measured / estimated seconds per cell seen by benchmarks/bench_cost_preview.py on the
+calibration machine (benchmarks/RESULTS.md), stated with every preview."""
 REFERENCE_UTILISATION = 0.4
 
 MAX_M, MAX_K = 2048, 4096

@@ -13,7 +13,7 @@ named on the Hugging Face hub are not read by a dry run and use stated defaults.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from certify import registry
@@ -106,10 +106,17 @@ class EvalCost:
     new_tokens: int
     batch: int
     measured: bool
+    requests: int | None = None
+    """Forward passes over a prompt: one per choice for multiple choice; default items."""
 
     def flop(self, n_active: int) -> float:
-        return 2.0 * n_active * self.items * (self.prompt_tokens + TEMPLATE_TOKENS
-                                              + self.new_tokens)
+        return 2.0 * n_active * (self.forward_tokens + self.generated)
+
+    @property
+    def forward_tokens(self) -> float:
+        """Tokens read in parallel (prompts before generation; lm-eval's scored requests)."""
+        return (self.items if self.requests is None else self.requests) * (
+            self.prompt_tokens + TEMPLATE_TOKENS)
 
     @property
     def generated(self) -> int:
@@ -121,9 +128,33 @@ class EvalCost:
         return math.ceil(self.items / self.batch) * self.new_tokens
 
 
+def _lm_eval_cost(params: Any) -> EvalCost | None:
+    """A capability evaluation whose tasks a provider ships: counted, not assumed."""
+    from certify.cost.tasks import task_size
+
+    sizes = [task_size(t) for t in params.tasks]
+    if not sizes or any(s is None for s in sizes):
+        return None
+    known = [s for s in sizes if s is not None]
+    limit = getattr(params, "limit", None)
+    docs = sum(min(s.documents, limit) if limit else s.documents for s in known)
+    requests = sum(round(s.requests * (min(s.documents, limit) / s.documents if limit else 1))
+                   for s in known)
+    chars = sum(s.characters * s.requests for s in known) / max(sum(s.requests
+                                                                    for s in known), 1)
+    tokens = chars / CHARS_PER_TOKEN  # the task's tokenizer is not at hand: characters
+    return EvalCost(items=docs, prompt_tokens=tokens, new_tokens=0,
+                    batch=int(getattr(params, "batch_size", 32) or 32), measured=True,
+                    requests=requests)
+
+
 def eval_cost(policy: Policy, eval_id: str, data: DataEstimator) -> EvalCost:
     entry = policy.evaluations[eval_id]
     params = registry.get("eval", entry.eval).params.model_validate(entry.params)
+    if getattr(params, "tasks", None):
+        counted = _lm_eval_cost(params)
+        if counted is not None:
+            return counted
     ref = getattr(params, "dataset", None)
     stats = data.stats(ref) if ref is not None else None
     limit = getattr(params, "n", None) or getattr(params, "limit", None)
@@ -156,6 +187,30 @@ class CellCost:
     generated_tokens: int
     decode_steps: int
     assumed: list[str] = field(default_factory=list)
+    seed: int = 0
+    max_steps: int = 0
+    """Steps of one training run (``steps`` counts every trial of a search)."""
+    eval_runs: list[tuple[int, EvalCost]] = field(default_factory=list)
+    """Each evaluation with the step it runs at, so the cell can be cut at any step."""
+    early_stop: bool = False
+    """The cell may end at a checkpoint once its outcome is decided."""
+    n_active: int = 0
+    layers: int = 0
+
+    def until(self, step: int) -> CellCost:
+        """The same cell stopped after ``step`` (early stopping): training and the
+        evaluations up to that step."""
+        if self.mode == "eval" or step >= self.max_steps:
+            return self
+        share = max(0, step) / self.max_steps
+        runs = [(s, e) for s, e in self.eval_runs if s <= step]
+        return replace(self, steps=round(self.steps * share),
+                       train_tokens=self.train_tokens * share,
+                       train_flop=self.train_flop * share, evaluations=len(runs),
+                       eval_flop=sum(e.flop(self.n_active) for _, e in runs),
+                       generated_tokens=sum(e.generated for _, e in runs),
+                       decode_steps=sum(e.decode_steps for _, e in runs), eval_runs=runs,
+                       max_steps=step)
 
 
 def training_mode(spec: CellSpec) -> str:
@@ -177,6 +232,7 @@ def trials(spec: CellSpec) -> int:
 def cell_cost(spec: CellSpec, policy: Policy, shape: ModelShape, data: DataEstimator,
               evals: dict[str, EvalCost]) -> CellCost:
     mode = training_mode(spec)
+    early_stop = bool(policy.statistics.early_stop)
     p = spec.params
     n_samples = p.get("n_samples")
     # A search's trials draw from batch_sizes: cost its largest (an upper estimate).
@@ -194,14 +250,17 @@ def cell_cost(spec: CellSpec, policy: Policy, shape: ModelShape, data: DataEstim
             assumed.append(f"{spec.attack_id}: training data length assumed")
     steps = spec.max_steps * trials(spec) if mode != "eval" else 0
     tokens = steps * batch * seq
-    runs = [e for _ in spec.checkpoints for e in spec.evaluate] * trials(spec) + list(
-        spec.evaluate_final)
-    eval_flop = sum(evals[e].flop(shape.n_active) for e in runs)
+    at = [(s, e) for s in spec.checkpoints for e in spec.evaluate] * trials(spec) + [
+        (spec.max_steps, e) for e in spec.evaluate_final]
+    runs = [(s, evals[e]) for s, e in at]
+    eval_flop = sum(e.flop(shape.n_active) for _, e in runs)
     return CellCost(spec.id, spec.attack_id, spec.role, spec.technique, mode, steps, batch, seq,
                     str(p.get("optimizer", "adamw")), len(runs), tokens,
                     FLOP_FACTOR[mode] * shape.n_active * tokens, eval_flop,
-                    sum(evals[e].generated for e in runs),
-                    sum(evals[e].decode_steps for e in runs), assumed)
+                    sum(e.generated for _, e in runs),
+                    sum(e.decode_steps for _, e in runs), assumed, spec.seed, spec.max_steps,
+                    runs, early_stop and mode != "eval" and len(spec.checkpoints) > 1,
+                    shape.n_active, shape.layers)
 
 
 def dtype_bytes(dtype: str) -> int:
