@@ -8,6 +8,11 @@ for the whole cell, its training and its evaluations. The headline ratio is the 
 over cells of measured / estimate-at-the-real-stop-step.
 
     python benchmarks/bench_cost_preview.py [--policy ci-smoke] [--model builtin:tiny-chat]
+    python benchmarks/bench_cost_preview.py --model smollm2-shape \
+        --policy benchmarks/cost-preview-smol.yaml
+
+``--model smollm2-shape`` builds a Llama of SmolLM2-135M's shape with random weights and
+tiny-chat's tokenizer (no download; the real weights are not needed to time a step).
 """
 
 from __future__ import annotations
@@ -71,14 +76,35 @@ def _row(cell: dict[str, Any], cost: Any, machine: Any) -> dict[str, Any]:
             "estimate_at_stop": train_at + eval_at, "measured": measured,
             "ratio": measured / (train_at + eval_at),
             "train_ratio": (measured - measured_eval) / train_at if train_at else None,
-            "eval_ratio": measured_eval / eval_at if eval_at else None}
+            "eval_ratio": measured_eval / eval_at if eval_at else None,
+            "estimate_train": train_at, "estimate_eval": eval_at,
+            "measured_eval": measured_eval,
+            "train_seconds_at": {k["step"]: k["seconds"] for k in cell["checkpoints"]}}
+
+
+def smollm2_shape(out: Path) -> Path:
+    """A model of SmolLM2-135M's published shape, random weights, tiny-chat's tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _, tokenizer = common.load_model(common.tiny_chat())
+    config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536,
+                         num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                         max_position_embeddings=2048, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
 
 
 def main() -> None:
     opts = _args()
-    load = os.getloadavg()[0]
-    est = _estimate(opts)
+    label = opts.model
     with tempfile.TemporaryDirectory() as tmp:
+        if opts.model == "smollm2-shape":
+            opts.model = str(smollm2_shape(Path(tmp) / "smollm2-shape"))
+        load = os.getloadavg()[0]
+        est = _estimate(opts)
         run = _certify("audit", *_audit_args(opts), "--out", f"{tmp}/run", "--format", "",
                        "-q")
         if run.returncode not in (0, 1):
@@ -97,7 +123,7 @@ def main() -> None:
               + "".join(fmt))
     ratios = [r["ratio"] for r in rows]
     total = sum(r["measured"] for r in rows) / sum(r["estimate_at_stop"] for r in rows)
-    line = (f"{opts.model} under {opts.policy}: measured / estimate per cell median "
+    line = (f"{label} under {opts.policy}: measured / estimate per cell median "
             f"{statistics.median(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f}, "
             f"{len(rows)} cells); all cells {total:.2f}x")
     common.report("cost_preview", line, {"ratio": statistics.median(ratios), "rows": rows,

@@ -3,9 +3,12 @@
 Nothing is trained and no weights are loaded: the model's size comes from its
 config (see :mod:`certify.cost.shape`), the cells from :func:`certify.plan.make_plan`,
 and the machine's speed from a sub-second matmul measurement. The time estimate
-divides the FLOP by the measured rate times an assumed utilisation (the share of
-that matmul rate a whole training or decoding step achieves); early stopping can
-only make a real run shorter, so the numbers are upper estimates of the plan.
+divides the FLOP by the measured rate times a utilisation (the share of that matmul
+rate a whole training or decoding step achieves) and adds a per-token, per-layer cost
+for the rest of each step, both fitted to timed steps (certify/cost/hardware.py).
+Each cell is estimated to its max_steps; where early stopping may end it, the
+preview also gives its time if it stopped at its first checkpoint, the range's floor.
+benchmarks/bench_cost_preview.py compares the estimate with a real audit per cell.
 """
 
 from __future__ import annotations
@@ -45,7 +48,9 @@ def _reference_shape(spec: str | None, candidate: ModelShape, revision: str | No
 def _eval_seconds(cell: CellCost, machine: hw.Hardware) -> tuple[float, float]:
     """(compute, fixed overhead) seconds of the cell's evaluations."""
     util = hw.UTILISATION[machine.device]
-    per_token = hw.TOKEN_LAYER_SECONDS[machine.device]
+    per_token = dict(hw.TOKEN_LAYER_SECONDS[machine.device])
+    if cell.mode == "lora":
+        per_token = {k: v * hw.LORA_EVAL_FACTOR for k, v in per_token.items()}
     flop = 2.0 * cell.n_active
     forward = sum(e.forward_tokens for _, e in cell.eval_runs)
     generated = sum(e.generated for _, e in cell.eval_runs)
@@ -53,7 +58,8 @@ def _eval_seconds(cell: CellCost, machine: hw.Hardware) -> tuple[float, float]:
                           + cell.layers * per_token["forward"])
                + generated * (flop / (machine.decode_flops * util["decode"])
                               + cell.layers * per_token["decode"]))
-    return compute, cell.decode_steps * hw.STEP_OVERHEAD[machine.device]["decode"]
+    fixed = sum(hw.EVAL_FIXED_SECONDS.get(e.kind, 0.0) for _, e in cell.eval_runs)
+    return compute + fixed, cell.decode_steps * hw.STEP_OVERHEAD[machine.device]["decode"]
 
 
 def cell_seconds(cell: CellCost, machine: hw.Hardware, fsdp: int = 1) -> tuple[float, float]:
@@ -68,8 +74,10 @@ def cell_seconds(cell: CellCost, machine: hw.Hardware, fsdp: int = 1) -> tuple[f
     if cell.mode != "eval":
         util = hw.UTILISATION[machine.device][cell.mode]
         per_token = hw.TOKEN_LAYER_SECONDS[machine.device][cell.mode]
+        setup = (cell.n_params * hw.TRAIN_SETUP_SECONDS_PER_PARAMETER[machine.device]
+                 if cell.mode == "full" and cell.steps else 0.0)
         train = (cell.train_flop / (devices * machine.train_flops * util)
-                 + cell.train_tokens * cell.layers * per_token / devices,
+                 + cell.train_tokens * cell.layers * per_token / devices + setup,
                  cell.steps * hw.STEP_OVERHEAD[machine.device]["train"])
     evals = _eval_seconds(cell, machine)
     if machine.device == "cpu":

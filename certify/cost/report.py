@@ -198,10 +198,11 @@ def assumptions(counter: TokenCounter, data: DataEstimator, costs: list[CellCost
         f"{util['lora']:.0%} (LoRA), {util['forward']:.0%} (reading prompts) and "
         f"{util['decode']:.0%} (decoding); per token and layer "
         f"{per['full'] * 1e6:g}/{per['lora'] * 1e6:g}/{per['forward'] * 1e6:g}/"
-        f"{per['decode'] * 1e6:g} us; {source} (certify/cost/hardware.py). Measured now: {machine.train_flops / 1e9:.1f} GFLOP/s "
-        f"(training shape) and {machine.decode_flops / 1e9:.1f} GFLOP/s (decoding shape) with "
+        f"{per['decode'] * 1e6:g} us; {source} (certify/cost/hardware.py). Measured now: "
+        f"{machine.train_flops / 1e9:.1f} GFLOP/s (training shape) and "
+        f"{machine.decode_flops / 1e9:.1f} GFLOP/s (decoding shape) with "
         f"{machine.measured}.",
-        f"Expected error: on the calibration machine real cells took {lo:.1f}x to {hi:.1f}x "
+        f"Expected error: on the calibration machine real cells took {lo:.2g}x to {hi:.2g}x "
         "the estimate (benchmarks/RESULTS.md, bench_cost_preview.py); on a machine shared with "
         "other work, or with a different torch thread count, expect more.",
         "Generation is costed to max_new_tokens; a model that ends its answers early (EOS) "

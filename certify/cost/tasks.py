@@ -70,5 +70,5 @@ def task_size(task: str, depth: int = 0) -> TaskSize | None:
     if not rows:
         return None
     choices = [len(r["choices"]) if isinstance(r.get("choices"), list) else 1 for r in rows]
-    chars = [len(json.dumps(r, ensure_ascii=False)) for r in rows]
-    return TaskSize(len(rows), sum(choices), sum(chars) / len(rows))
+    lengths = [len(json.dumps(r, ensure_ascii=False)) for r in rows]
+    return TaskSize(len(rows), sum(choices), sum(lengths) / len(rows))

@@ -41,6 +41,25 @@ class DataStats:
     response_tokens: float
     measured: bool
     label: str
+    lengths: tuple[int, ...] = ()
+    """Tokens of each example (prompt + response), for the padding of a batch."""
+
+    def padded(self, batch: int) -> float:
+        """Mean tokens per example once a batch is padded to its longest example.
+
+        certify pads each training batch to its longest row, and the evidence counts the
+        padded tokens (they cost compute). Estimated over 64 seeded random batches; with
+        no lengths known, no padding is assumed.
+        """
+        mean = self.prompt_tokens + self.response_tokens
+        if len(self.lengths) < 2 or batch < 2:
+            return mean
+        import random
+
+        rng = random.Random(0)
+        draws = [max(rng.sample(self.lengths, min(batch, len(self.lengths))))
+                 for _ in range(64)]
+        return max(mean, sum(draws) / len(draws))
 
 
 class TokenCounter:
@@ -58,16 +77,17 @@ class TokenCounter:
             except Exception:  # an unreadable tokenizer only costs accuracy
                 self.tokenizer = None
 
-    def mean(self, texts: list[str]) -> float:
-        if not texts:
-            return 0.0
+    def counts(self, texts: list[str]) -> list[int]:
+        """Tokens of each of the first 256 texts."""
         sample = texts[:256]
         if self.tokenizer is not None:
-            counts = [len(e.ids) for e in self.tokenizer.encode_batch(sample,
-                                                                       add_special_tokens=False)]
-        else:
-            counts = [math.ceil(len(t) / CHARS_PER_TOKEN) for t in sample]
-        return sum(counts) / len(counts)
+            return [len(e.ids) for e in self.tokenizer.encode_batch(sample,
+                                                                    add_special_tokens=False)]
+        return [math.ceil(len(t) / CHARS_PER_TOKEN) for t in sample]
+
+    def mean(self, texts: list[str]) -> float:
+        counts = self.counts(texts)
+        return sum(counts) / len(counts) if counts else 0.0
 
 
 class DataEstimator:
@@ -89,9 +109,12 @@ class DataEstimator:
         if not ref.source.startswith(HF_PREFIX):
             try:
                 rows = load_dataset(ref).rows
-                stats = DataStats(len(rows), self.counter.mean([r.prompt for r in rows]),
-                                  self.counter.mean([r.response or "" for r in rows]),
-                                  True, ref.label)
+                prompts = self.counter.counts([r.prompt for r in rows])
+                responses = self.counter.counts([r.response or "" for r in rows])
+                stats = DataStats(len(rows), sum(prompts) / max(len(prompts), 1),
+                                  sum(responses) / max(len(responses), 1), True, ref.label,
+                                  tuple(p + r for p, r in zip(prompts, responses,
+                                                              strict=True)))
             except DataError as e:
                 self.notes.append(f"dataset {ref.label} could not be read ({e.message}); "
                                   "its size was assumed, and the audit itself would stop on it")
@@ -108,6 +131,8 @@ class EvalCost:
     measured: bool
     requests: int | None = None
     """Forward passes over a prompt: one per choice for multiple choice; default items."""
+    kind: str = "generate"
+    """generate, or lm_eval (which also sets up its task manager and datasets each time)."""
 
     def flop(self, n_active: int) -> float:
         return 2.0 * n_active * (self.forward_tokens + self.generated)
@@ -145,7 +170,7 @@ def _lm_eval_cost(params: Any) -> EvalCost | None:
     tokens = chars / CHARS_PER_TOKEN  # the task's tokenizer is not at hand: characters
     return EvalCost(items=docs, prompt_tokens=tokens, new_tokens=0,
                     batch=int(getattr(params, "batch_size", 32) or 32), measured=True,
-                    requests=requests)
+                    requests=requests, kind="lm_eval")
 
 
 def eval_cost(policy: Policy, eval_id: str, data: DataEstimator) -> EvalCost:
@@ -165,7 +190,8 @@ def eval_cost(policy: Policy, eval_id: str, data: DataEstimator) -> EvalCost:
                     prompt_tokens=stats.prompt_tokens if stats else ASSUMED_PROMPT_TOKENS,
                     new_tokens=int(getattr(params, "max_new_tokens", 0) or 0),
                     batch=int(getattr(params, "batch_size", 64) or 64),
-                    measured=bool(stats and stats.measured and (limit or rows)))
+                    measured=bool(stats and stats.measured and (limit or rows)),
+                    kind="lm_eval" if getattr(params, "tasks", None) else "generate")
 
 
 @dataclass
@@ -196,6 +222,7 @@ class CellCost:
     """The cell may end at a checkpoint once its outcome is decided."""
     n_active: int = 0
     layers: int = 0
+    n_params: int = 0
 
     def until(self, step: int) -> CellCost:
         """The same cell stopped after ``step`` (early stopping): training and the
@@ -242,7 +269,7 @@ def cell_cost(spec: CellSpec, policy: Policy, shape: ModelShape, data: DataEstim
     assumed: list[str] = []
     if mode != "eval":
         stats = data.stats(p["dataset"]) if p.get("dataset") else None
-        per_example = (stats.prompt_tokens + stats.response_tokens if stats
+        per_example = (stats.padded(batch) if stats
                        else ASSUMED_PROMPT_TOKENS + ASSUMED_RESPONSE_TOKENS) + TEMPLATE_TOKENS
         cap = min(int(p.get("max_length", 10**9)), shape.max_positions or 10**9)
         seq = min(per_example, cap)
@@ -260,7 +287,7 @@ def cell_cost(spec: CellSpec, policy: Policy, shape: ModelShape, data: DataEstim
                     sum(e.generated for _, e in runs),
                     sum(e.decode_steps for _, e in runs), assumed, spec.seed, spec.max_steps,
                     runs, early_stop and mode != "eval" and len(spec.checkpoints) > 1,
-                    shape.n_active, shape.layers)
+                    shape.n_active, shape.layers, shape.n_params)
 
 
 def dtype_bytes(dtype: str) -> int:
