@@ -38,6 +38,8 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--reference", default=None)
     ap.add_argument("--overlay", action="append", default=[])
     ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
+    ap.add_argument("--device", default="cpu", help="(run_all.py passes it; CPU only here)")
+    ap.add_argument("--quick", action="store_true", help="(run_all.py passes it; no effect)")
     return ap.parse_args()
 
 
