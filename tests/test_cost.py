@@ -321,6 +321,7 @@ def test_each_cell_has_an_estimate_split_into_training_and_evaluation() -> None:
     assert sum(c["seconds"] for c in cells) == pytest.approx(report.seconds)
     text = report.text()
     assert "Expected error:" in text and "Early stopping: 4 of 5 cells" in text
+    assert "is evaluation, with every answer costed to max_new_tokens" in text
 
 
 def test_a_cell_that_may_stop_early_is_never_estimated_above_one_that_cannot() -> None:

@@ -234,6 +234,17 @@ def _table(report: DryRunReport) -> list[str]:
     return lines
 
 
+def _generation_line(report: DryRunReport) -> list[str]:
+    """How much of the estimate is evaluation, which is costed to max_new_tokens."""
+    evals = sum(c["eval_seconds"] for c in report.cells)
+    if not report.seconds or not evals:
+        return []
+    return [f"Of that, {duration(evals)} ({evals / report.seconds:.0%}) is evaluation, with "
+            "every answer costed to max_new_tokens: an upper bound, since a model that ends "
+            "its answers (EOS) stops generating sooner (a batch stops when its longest "
+            "answer ends)."]
+
+
 def _early_stop_lines(report: DryRunReport) -> list[str]:
     """Where early stopping may end cells sooner: how many, and the range of their time."""
     may = [c for c in report.cells if c["early_stop"]]
@@ -264,6 +275,7 @@ def render_text(report: DryRunReport) -> str:
         f" -> {'fits' if mem['fits'] else 'DOES NOT FIT'}.",
         f"Estimated time here: {duration(report.seconds)} "
         f"({report.reference_gpu_hours:,.1f} GPU-hours on an {hw.REFERENCE_GPU} for comparison).",
+        *_generation_line(report),
         *_early_stop_lines(report),
         f"Largest cell: {flop(report.largest_cell_flop)} FLOP (statutory compute lines such as "
         "10^25 and 10^26 FLOP concern training a model, not this audit).",
