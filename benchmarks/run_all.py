@@ -1,4 +1,4 @@
-"""Run the six benchmarks, each in a fresh process, and write benchmarks/RESULTS.md.
+"""Run the seven benchmarks, each in a fresh process, and write benchmarks/RESULTS.md.
 
     python benchmarks/run_all.py                 # print the figures
     python benchmarks/run_all.py --write         # and rewrite benchmarks/RESULTS.md
@@ -35,7 +35,11 @@ BENCHMARKS = [
      "(report)", None),
     ("bench_startup.py", "6. `certify --help` vs `import torch`; ci-smoke audit peak RSS",
      "no torch", None),
+    ("bench_cost_preview.py", "7. Dry-run time estimate vs a real ci-smoke audit (measured / "
+     "estimate, median over cells)", "0.7x-1.3x", lambda r: 0.7 <= r <= 1.3),
 ]
+KEPT = "## Cost preview: estimate vs measured"
+"""RESULTS.md keeps its hand-written section from this heading on when it is rewritten."""
 
 
 def run_one(script: str, extra: list[str]) -> dict:
@@ -99,8 +103,10 @@ def main() -> None:
         met = None if test is None else ("yes" if test(data["results"]["ratio"]) else "no")
         rows.append((script, figure, goal, met, data))
     if opts.write:
-        (HERE / "RESULTS.md").write_text(markdown(rows, started, opts.note, opts.device),
-                                         encoding="utf-8")
+        old = (HERE / "RESULTS.md").read_text(encoding="utf-8")
+        kept = old[old.index(KEPT):] if KEPT in old else ""
+        (HERE / "RESULTS.md").write_text(markdown(rows, started, opts.note, opts.device)
+                                         + ("\n" + kept if kept else ""), encoding="utf-8")
         raw = {script: data for script, _, _, _, data in rows}
         (HERE / "results.json").write_text(json.dumps(raw, indent=2, sort_keys=True) + "\n")
         print(f"wrote {HERE / 'RESULTS.md'} and results.json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -306,6 +307,70 @@ def test_dry_run_applies_overlays() -> None:
     quick = dry_run(opts(str(LLAMA7B), "sb1047", overlays=("first-look",)), machine=machine())
     assert quick.totals["cells"] < full.totals["cells"] / 10
     assert quick.policy["files"][-1]["role"] == "overlay"
+
+
+# --------------------------------------------------------------------------- time per cell
+
+def test_each_cell_has_an_estimate_split_into_training_and_evaluation() -> None:
+    report = dry_run(opts("builtin:tiny-chat", "ci-smoke"), machine=machine())
+    cells = report.as_json()["cells"]
+    assert len(cells) == report.totals["cells"] == 5
+    for c in cells:
+        assert c["seconds"] == pytest.approx(c["train_seconds"] + c["eval_seconds"])
+        assert (c["train_seconds"] > 0) == (c["mode"] != "eval")
+    assert sum(c["seconds"] for c in cells) == pytest.approx(report.seconds)
+    text = report.text()
+    assert "Expected error:" in text and "Early stopping: 4 of 5 cells" in text
+    assert "is evaluation, with every answer costed to max_new_tokens" in text
+
+
+def test_a_cell_that_may_stop_early_is_never_estimated_above_one_that_cannot() -> None:
+    """The early-stopping range sits at or below the full-budget estimate, and turning
+    early stopping off removes the range without changing the full-budget estimate."""
+    on = dry_run(opts("builtin:tiny-chat", "ci-smoke"), machine=machine())
+    off = dry_run(opts("builtin:tiny-chat", "ci-smoke",
+                       overlays=(str(ROOT / "tests/policies/no-early-stop.yaml"),)),
+                  machine=machine())
+    for a, b in zip(on.cells, off.cells, strict=True):
+        assert a["seconds"] == pytest.approx(b["seconds"])
+        assert b["seconds_if_stopped_first"] is None
+        if a["early_stop"]:
+            assert a["seconds_if_stopped_first"] < 0.5 * a["seconds"]
+
+
+def test_the_estimate_grows_with_every_step_and_every_evaluation() -> None:
+    from certify.cost.preview import cell_seconds
+
+    report = dry_run(opts("builtin:tiny-chat", "ci-smoke"), machine=machine())
+    fast = machine(rate=500e9)
+    for cost in report.cell_costs:
+        times = [sum(cell_seconds(cost.until(s), report.machine or fast))
+                 for s in range(cost.max_steps + 1)]
+        assert all(b >= a for a, b in itertools.pairwise(times))
+        assert sum(cell_seconds(cost, fast)) < sum(cell_seconds(cost, machine()))
+
+
+def test_provided_lm_eval_tasks_are_counted_not_assumed() -> None:
+    """The demo's capability group: 30 capitals + 20 opposites, four choices each, scored
+    by log-likelihood (one forward pass per choice), instead of 500 assumed documents."""
+    from certify.cost.tasks import task_size
+    from certify.cost.workload import DataEstimator, TokenCounter, eval_cost
+
+    size = task_size("certify_tiny_capability")
+    assert size is not None and (size.documents, size.requests) == (50, 200)
+    assert task_size("not_a_provided_task") is None
+    policy = load_policy("ci-smoke").policy
+    cost = eval_cost(policy, "capability", DataEstimator(TokenCounter(
+        model_shape("builtin:tiny-chat"))))
+    assert (cost.items, cost.requests, cost.generated, cost.kind) == (50, 200, 0, "lm_eval")
+
+
+def test_padding_to_the_longest_row_of_a_batch_is_costed() -> None:
+    from certify.cost.workload import DataStats
+
+    stats = DataStats(4, 10.0, 20.0, True, "x", (10, 20, 30, 60))
+    assert stats.padded(1) == 30.0  # one row: no padding
+    assert 30.0 < stats.padded(2) < stats.padded(4) == 60.0
 
 
 @pytest.mark.slow

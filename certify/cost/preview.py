@@ -3,9 +3,12 @@
 Nothing is trained and no weights are loaded: the model's size comes from its
 config (see :mod:`certify.cost.shape`), the cells from :func:`certify.plan.make_plan`,
 and the machine's speed from a sub-second matmul measurement. The time estimate
-divides the FLOP by the measured rate times an assumed utilisation (the share of
-that matmul rate a whole training or decoding step achieves); early stopping can
-only make a real run shorter, so the numbers are upper estimates of the plan.
+divides the FLOP by the measured rate times a utilisation (the share of that matmul
+rate a whole training or decoding step achieves) and adds a per-token, per-layer cost
+for the rest of each step, both fitted to timed steps (certify/cost/hardware.py).
+Each cell is estimated to its max_steps; where early stopping may end it, the
+preview also gives its time if it stopped at its first checkpoint, the range's floor.
+benchmarks/bench_cost_preview.py compares the estimate with a real audit per cell.
 """
 
 from __future__ import annotations
@@ -42,14 +45,60 @@ def _reference_shape(spec: str | None, candidate: ModelShape, revision: str | No
         return candidate
 
 
-def _time(cell: CellCost, machine: hw.Hardware, fsdp: int = 1) -> float:
+def _eval_seconds(cell: CellCost, machine: hw.Hardware) -> tuple[float, float]:
+    """(compute, fixed overhead) seconds of the cell's evaluations."""
     util = hw.UTILISATION[machine.device]
-    over = hw.STEP_OVERHEAD[machine.device]
+    per_token = dict(hw.TOKEN_LAYER_SECONDS[machine.device])
+    if cell.mode == "lora":
+        per_token = {k: v * hw.LORA_EVAL_FACTOR for k, v in per_token.items()}
+    flop = 2.0 * cell.n_active
+    forward = sum(e.forward_tokens for _, e in cell.eval_runs)
+    generated = sum(e.generated for _, e in cell.eval_runs)
+    compute = (forward * (flop / (machine.train_flops * util["forward"])
+                          + cell.layers * per_token["forward"])
+               + generated * (flop / (machine.decode_flops * util["decode"])
+                              + cell.layers * per_token["decode"]))
+    fixed = sum(hw.EVAL_FIXED_SECONDS.get(e.kind, 0.0) for _, e in cell.eval_runs)
+    return compute + fixed, cell.decode_steps * hw.STEP_OVERHEAD[machine.device]["decode"]
+
+
+def cell_seconds(cell: CellCost, machine: hw.Hardware, fsdp: int = 1) -> tuple[float, float]:
+    """(training, evaluation) seconds of one cell on ``machine``.
+
+    Each token trained, read or generated costs its matrix products at the measured
+    matmul rate times a utilisation, plus a per-layer cost for everything else (see
+    certify.cost.hardware for where each constant comes from).
+    """
     devices = fsdp if cell.mode == "full" else 1  # a sharded cell trains on fsdp devices
-    compute = (cell.train_flop / (devices * machine.train_flops * util["train"])
-               + cell.eval_flop / (machine.decode_flops * util["generate"]))
-    overhead = cell.steps * over["train"] + cell.decode_steps * over["decode"]
-    return compute + overhead if machine.device == "cpu" else max(compute, overhead)
+    train = (0.0, 0.0)
+    if cell.mode != "eval":
+        util = hw.UTILISATION[machine.device][cell.mode]
+        per_token = hw.TOKEN_LAYER_SECONDS[machine.device][cell.mode]
+        setup = (cell.n_params * hw.TRAIN_SETUP_SECONDS_PER_PARAMETER[machine.device]
+                 if cell.mode == "full" and cell.steps else 0.0)
+        train = (cell.train_flop / (devices * machine.train_flops * util)
+                 + cell.train_tokens * cell.layers * per_token / devices + setup,
+                 cell.steps * hw.STEP_OVERHEAD[machine.device]["train"])
+    evals = _eval_seconds(cell, machine)
+    if machine.device == "cpu":
+        return sum(train), sum(evals)
+    return max(train), max(evals)
+
+
+def _time(cell: CellCost, machine: hw.Hardware, fsdp: int = 1) -> float:
+    return sum(cell_seconds(cell, machine, fsdp))
+
+
+def cell_estimate(cell: CellCost, machine: hw.Hardware, fsdp: int = 1) -> dict[str, Any]:
+    """One cell's estimate; with early stopping on, also the shortest it can be (stopped at
+    its first checkpoint after step 0)."""
+    train, evals = cell_seconds(cell, machine, fsdp)
+    first = min((s for s, _ in cell.eval_runs if s > 0), default=cell.max_steps)
+    shortest = sum(cell_seconds(cell.until(first), machine, fsdp)) if cell.early_stop else None
+    return {"id": cell.cell_id, "attack_id": cell.attack_id, "role": cell.role,
+            "seed": cell.seed, "mode": cell.mode, "max_steps": cell.max_steps,
+            "seconds": train + evals, "train_seconds": train, "eval_seconds": evals,
+            "early_stop": cell.early_stop, "seconds_if_stopped_first": shortest}
 
 
 def reference_gpu_seconds(cell: CellCost) -> float:
@@ -144,6 +193,8 @@ def dry_run(opts: Any, machine: hw.Hardware | None = None) -> DryRunReport:
         largest_cell_gpu_hours=max((reference_gpu_seconds(c) for c in costs), default=0.0) / 3600,
         largest_cell_flop=max((c.train_flop + c.eval_flop for c in costs), default=0.0),
         feasible=memory["fits"] and seconds <= FEASIBLE_SECONDS)
+    report.cell_costs, report.machine = costs, machine
+    report.cells = [cell_estimate(c, machine, opts.fsdp) for c in costs]
     report.warnings = machine.problems + warnings(report, policy, plan_reference=bool(reference))
     report.assumptions = assumptions(counter, data, costs, machine) + notes + data.notes
     return report

@@ -56,6 +56,12 @@ class DryRunReport:
     feasible: bool
     warnings: list[str] = field(default_factory=list)
     assumptions: list[str] = field(default_factory=list)
+    cells: list[dict[str, Any]] = field(default_factory=list)
+    """Per cell: its estimate to max_steps, split into training and evaluation, and
+    (when early stopping may end it) the estimate if it stops at its first checkpoint."""
+    cell_costs: list[CellCost] = field(default_factory=list, repr=False)
+    machine: hw.Hardware | None = field(default=None, repr=False)
+    """The workload and the measured machine behind the numbers (for benchmarks; not JSON)."""
 
     def as_json(self) -> dict[str, Any]:
         return {"dry_run": True, "policy": self.policy, "model": self.model,
@@ -65,7 +71,7 @@ class DryRunReport:
                 "reference_gpu_hours": self.reference_gpu_hours,
                 "largest_cell_gpu_hours": self.largest_cell_gpu_hours,
                 "largest_cell_flop": self.largest_cell_flop, "feasible": self.feasible,
-                "warnings": self.warnings, "assumptions": self.assumptions}
+                "warnings": self.warnings, "assumptions": self.assumptions, "cells": self.cells}
 
     def text(self) -> str:
         return render_text(self)
@@ -177,23 +183,31 @@ def warnings(report: DryRunReport, policy: Policy, *, plan_reference: bool) -> l
 def assumptions(counter: TokenCounter, data: DataEstimator, costs: list[CellCost],
                 machine: hw.Hardware) -> list[str]:
     util = hw.UTILISATION[machine.device]
-    over = hw.STEP_OVERHEAD[machine.device]
+    per = hw.TOKEN_LAYER_SECONDS[machine.device]
+    lo, hi = hw.EXPECTED_ERROR
+    source = ("fitted to steps timed on a 2-core CPU" if machine.device == "cpu"
+              else "assumed, not yet measured on a GPU")
     out = [
         "Training FLOP = 6 x parameters x tokens (full fine-tuning), 4 x parameters x tokens "
         "(LoRA); evaluation FLOP = 2 x parameters x (prompt + generated tokens).",
         f"Tokens per example counted with {counter.method}, plus {TEMPLATE_TOKENS} chat-template "
         "tokens, capped at the attack's max_length and the model's context length; a step "
         "trains min(batch_size, n_samples) examples.",
-        f"Time = FLOP / (measured matmul rate x utilisation); utilisation assumed "
-        f"{util['train']:.0%} for training and {util['generate']:.0%} for generation. Measured "
-        f"now: {machine.train_flops / 1e9:.1f} GFLOP/s (training shape) and "
-        f"{machine.decode_flops / 1e9:.1f} GFLOP/s (decoding shape) with {machine.measured}; "
-        f"plus {over['train'] * 1000:g} ms per optimizer step and {over['decode'] * 1000:g} ms "
-        "per decoding step of fixed overhead.",
-        "Every cell runs to its max_steps here; early stopping ends decided cells sooner. "
-        "Model loading, judges other than keyword/canary rules, and report rendering are not "
-        "counted. The rate is a quick burst measurement: on a machine shared with other work, "
-        "or for very small models, a run can take several times longer.",
+        f"Time = FLOP / (measured matmul rate x utilisation) + a per-token, per-layer cost "
+        f"for the rest of each step. Utilisation {util['full']:.0%} (full fine-tuning), "
+        f"{util['lora']:.0%} (LoRA), {util['forward']:.0%} (reading prompts) and "
+        f"{util['decode']:.0%} (decoding); per token and layer "
+        f"{per['full'] * 1e6:g}/{per['lora'] * 1e6:g}/{per['forward'] * 1e6:g}/"
+        f"{per['decode'] * 1e6:g} us; {source} (certify/cost/hardware.py). Measured now: "
+        f"{machine.train_flops / 1e9:.1f} GFLOP/s (training shape) and "
+        f"{machine.decode_flops / 1e9:.1f} GFLOP/s (decoding shape) with "
+        f"{machine.measured}.",
+        f"Expected error: on the calibration machine real cells took {lo:.2g}x to {hi:.2g}x "
+        "the estimate (benchmarks/RESULTS.md, bench_cost_preview.py); on a machine shared with "
+        "other work, or with a different torch thread count, expect more.",
+        "Generation is costed to max_new_tokens; a model that ends its answers early (EOS) "
+        "takes less. Model loading, judges other than keyword/canary rules, and report "
+        "rendering are not counted.",
     ]
     unread = sorted({s.label for s in data.cache.values() if not s.measured})
     if unread:
@@ -220,6 +234,29 @@ def _table(report: DryRunReport) -> list[str]:
     return lines
 
 
+def _generation_line(report: DryRunReport) -> list[str]:
+    """How much of the estimate is evaluation, which is costed to max_new_tokens."""
+    evals = sum(c["eval_seconds"] for c in report.cells)
+    if not report.seconds or not evals:
+        return []
+    return [f"Of that, {duration(evals)} ({evals / report.seconds:.0%}) is evaluation, with "
+            "every answer costed to max_new_tokens: an upper bound, since a model that ends "
+            "its answers (EOS) stops generating sooner (a batch stops when its longest "
+            "answer ends)."]
+
+
+def _early_stop_lines(report: DryRunReport) -> list[str]:
+    """Where early stopping may end cells sooner: how many, and the range of their time."""
+    may = [c for c in report.cells if c["early_stop"]]
+    if not may:
+        return []
+    most = sum(c["seconds"] for c in may)
+    least = sum(c["seconds_if_stopped_first"] for c in may)
+    return [f"Early stopping: {len(may)} of {len(report.cells)} cells may end once their "
+            f"outcome is decided; together they take {duration(least)} (all decided at their "
+            f"first checkpoint) to {duration(most)} (none decided before max_steps)."]
+
+
 def render_text(report: DryRunReport) -> str:
     p, m, h, mem = report.policy, report.model, report.hardware, report.memory
     label = "" if p["evidentiary"] else " [non-evidentiary]"
@@ -238,6 +275,8 @@ def render_text(report: DryRunReport) -> str:
         f" -> {'fits' if mem['fits'] else 'DOES NOT FIT'}.",
         f"Estimated time here: {duration(report.seconds)} "
         f"({report.reference_gpu_hours:,.1f} GPU-hours on an {hw.REFERENCE_GPU} for comparison).",
+        *_generation_line(report),
+        *_early_stop_lines(report),
         f"Largest cell: {flop(report.largest_cell_flop)} FLOP (statutory compute lines such as "
         "10^25 and 10^26 FLOP concern training a model, not this audit).",
     ]

@@ -13,7 +13,7 @@ named on the Hugging Face hub are not read by a dry run and use stated defaults.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from certify import registry
@@ -41,6 +41,25 @@ class DataStats:
     response_tokens: float
     measured: bool
     label: str
+    lengths: tuple[int, ...] = ()
+    """Tokens of each example (prompt + response), for the padding of a batch."""
+
+    def padded(self, batch: int) -> float:
+        """Mean tokens per example once a batch is padded to its longest example.
+
+        certify pads each training batch to its longest row, and the evidence counts the
+        padded tokens (they cost compute). Estimated over 64 seeded random batches; with
+        no lengths known, no padding is assumed.
+        """
+        mean = self.prompt_tokens + self.response_tokens
+        if len(self.lengths) < 2 or batch < 2:
+            return mean
+        import random
+
+        rng = random.Random(0)
+        draws = [max(rng.sample(self.lengths, min(batch, len(self.lengths))))
+                 for _ in range(64)]
+        return max(mean, sum(draws) / len(draws))
 
 
 class TokenCounter:
@@ -58,16 +77,17 @@ class TokenCounter:
             except Exception:  # an unreadable tokenizer only costs accuracy
                 self.tokenizer = None
 
-    def mean(self, texts: list[str]) -> float:
-        if not texts:
-            return 0.0
+    def counts(self, texts: list[str]) -> list[int]:
+        """Tokens of each of the first 256 texts."""
         sample = texts[:256]
         if self.tokenizer is not None:
-            counts = [len(e.ids) for e in self.tokenizer.encode_batch(sample,
-                                                                       add_special_tokens=False)]
-        else:
-            counts = [math.ceil(len(t) / CHARS_PER_TOKEN) for t in sample]
-        return sum(counts) / len(counts)
+            return [len(e.ids) for e in self.tokenizer.encode_batch(sample,
+                                                                    add_special_tokens=False)]
+        return [math.ceil(len(t) / CHARS_PER_TOKEN) for t in sample]
+
+    def mean(self, texts: list[str]) -> float:
+        counts = self.counts(texts)
+        return sum(counts) / len(counts) if counts else 0.0
 
 
 class DataEstimator:
@@ -89,9 +109,12 @@ class DataEstimator:
         if not ref.source.startswith(HF_PREFIX):
             try:
                 rows = load_dataset(ref).rows
-                stats = DataStats(len(rows), self.counter.mean([r.prompt for r in rows]),
-                                  self.counter.mean([r.response or "" for r in rows]),
-                                  True, ref.label)
+                prompts = self.counter.counts([r.prompt for r in rows])
+                responses = self.counter.counts([r.response or "" for r in rows])
+                stats = DataStats(len(rows), sum(prompts) / max(len(prompts), 1),
+                                  sum(responses) / max(len(responses), 1), True, ref.label,
+                                  tuple(p + r for p, r in zip(prompts, responses,
+                                                              strict=True)))
             except DataError as e:
                 self.notes.append(f"dataset {ref.label} could not be read ({e.message}); "
                                   "its size was assumed, and the audit itself would stop on it")
@@ -106,10 +129,19 @@ class EvalCost:
     new_tokens: int
     batch: int
     measured: bool
+    requests: int | None = None
+    """Forward passes over a prompt: one per choice for multiple choice; default items."""
+    kind: str = "generate"
+    """generate, or lm_eval (which also sets up its task manager and datasets each time)."""
 
     def flop(self, n_active: int) -> float:
-        return 2.0 * n_active * self.items * (self.prompt_tokens + TEMPLATE_TOKENS
-                                              + self.new_tokens)
+        return 2.0 * n_active * (self.forward_tokens + self.generated)
+
+    @property
+    def forward_tokens(self) -> float:
+        """Tokens read in parallel (prompts before generation; lm-eval's scored requests)."""
+        return (self.items if self.requests is None else self.requests) * (
+            self.prompt_tokens + TEMPLATE_TOKENS)
 
     @property
     def generated(self) -> int:
@@ -121,9 +153,33 @@ class EvalCost:
         return math.ceil(self.items / self.batch) * self.new_tokens
 
 
+def _lm_eval_cost(params: Any) -> EvalCost | None:
+    """A capability evaluation whose tasks a provider ships: counted, not assumed."""
+    from certify.cost.tasks import task_size
+
+    sizes = [task_size(t) for t in params.tasks]
+    if not sizes or any(s is None for s in sizes):
+        return None
+    known = [s for s in sizes if s is not None]
+    limit = getattr(params, "limit", None)
+    docs = sum(min(s.documents, limit) if limit else s.documents for s in known)
+    requests = sum(round(s.requests * (min(s.documents, limit) / s.documents if limit else 1))
+                   for s in known)
+    chars = sum(s.characters * s.requests for s in known) / max(sum(s.requests
+                                                                    for s in known), 1)
+    tokens = chars / CHARS_PER_TOKEN  # the task's tokenizer is not at hand: characters
+    return EvalCost(items=docs, prompt_tokens=tokens, new_tokens=0,
+                    batch=int(getattr(params, "batch_size", 32) or 32), measured=True,
+                    requests=requests, kind="lm_eval")
+
+
 def eval_cost(policy: Policy, eval_id: str, data: DataEstimator) -> EvalCost:
     entry = policy.evaluations[eval_id]
     params = registry.get("eval", entry.eval).params.model_validate(entry.params)
+    if getattr(params, "tasks", None):
+        counted = _lm_eval_cost(params)
+        if counted is not None:
+            return counted
     ref = getattr(params, "dataset", None)
     stats = data.stats(ref) if ref is not None else None
     limit = getattr(params, "n", None) or getattr(params, "limit", None)
@@ -134,7 +190,8 @@ def eval_cost(policy: Policy, eval_id: str, data: DataEstimator) -> EvalCost:
                     prompt_tokens=stats.prompt_tokens if stats else ASSUMED_PROMPT_TOKENS,
                     new_tokens=int(getattr(params, "max_new_tokens", 0) or 0),
                     batch=int(getattr(params, "batch_size", 64) or 64),
-                    measured=bool(stats and stats.measured and (limit or rows)))
+                    measured=bool(stats and stats.measured and (limit or rows)),
+                    kind="lm_eval" if getattr(params, "tasks", None) else "generate")
 
 
 @dataclass
@@ -156,6 +213,31 @@ class CellCost:
     generated_tokens: int
     decode_steps: int
     assumed: list[str] = field(default_factory=list)
+    seed: int = 0
+    max_steps: int = 0
+    """Steps of one training run (``steps`` counts every trial of a search)."""
+    eval_runs: list[tuple[int, EvalCost]] = field(default_factory=list)
+    """Each evaluation with the step it runs at, so the cell can be cut at any step."""
+    early_stop: bool = False
+    """The cell may end at a checkpoint once its outcome is decided."""
+    n_active: int = 0
+    layers: int = 0
+    n_params: int = 0
+
+    def until(self, step: int) -> CellCost:
+        """The same cell stopped after ``step`` (early stopping): training and the
+        evaluations up to that step."""
+        if self.mode == "eval" or step >= self.max_steps:
+            return self
+        share = max(0, step) / self.max_steps
+        runs = [(s, e) for s, e in self.eval_runs if s <= step]
+        return replace(self, steps=round(self.steps * share),
+                       train_tokens=self.train_tokens * share,
+                       train_flop=self.train_flop * share, evaluations=len(runs),
+                       eval_flop=sum(e.flop(self.n_active) for _, e in runs),
+                       generated_tokens=sum(e.generated for _, e in runs),
+                       decode_steps=sum(e.decode_steps for _, e in runs), eval_runs=runs,
+                       max_steps=step)
 
 
 def training_mode(spec: CellSpec) -> str:
@@ -177,6 +259,7 @@ def trials(spec: CellSpec) -> int:
 def cell_cost(spec: CellSpec, policy: Policy, shape: ModelShape, data: DataEstimator,
               evals: dict[str, EvalCost]) -> CellCost:
     mode = training_mode(spec)
+    early_stop = bool(policy.statistics.early_stop)
     p = spec.params
     n_samples = p.get("n_samples")
     # A search's trials draw from batch_sizes: cost its largest (an upper estimate).
@@ -186,7 +269,7 @@ def cell_cost(spec: CellSpec, policy: Policy, shape: ModelShape, data: DataEstim
     assumed: list[str] = []
     if mode != "eval":
         stats = data.stats(p["dataset"]) if p.get("dataset") else None
-        per_example = (stats.prompt_tokens + stats.response_tokens if stats
+        per_example = (stats.padded(batch) if stats
                        else ASSUMED_PROMPT_TOKENS + ASSUMED_RESPONSE_TOKENS) + TEMPLATE_TOKENS
         cap = min(int(p.get("max_length", 10**9)), shape.max_positions or 10**9)
         seq = min(per_example, cap)
@@ -194,14 +277,17 @@ def cell_cost(spec: CellSpec, policy: Policy, shape: ModelShape, data: DataEstim
             assumed.append(f"{spec.attack_id}: training data length assumed")
     steps = spec.max_steps * trials(spec) if mode != "eval" else 0
     tokens = steps * batch * seq
-    runs = [e for _ in spec.checkpoints for e in spec.evaluate] * trials(spec) + list(
-        spec.evaluate_final)
-    eval_flop = sum(evals[e].flop(shape.n_active) for e in runs)
+    at = [(s, e) for s in spec.checkpoints for e in spec.evaluate] * trials(spec) + [
+        (spec.max_steps, e) for e in spec.evaluate_final]
+    runs = [(s, evals[e]) for s, e in at]
+    eval_flop = sum(e.flop(shape.n_active) for _, e in runs)
     return CellCost(spec.id, spec.attack_id, spec.role, spec.technique, mode, steps, batch, seq,
                     str(p.get("optimizer", "adamw")), len(runs), tokens,
                     FLOP_FACTOR[mode] * shape.n_active * tokens, eval_flop,
-                    sum(evals[e].generated for e in runs),
-                    sum(evals[e].decode_steps for e in runs), assumed)
+                    sum(e.generated for _, e in runs),
+                    sum(e.decode_steps for _, e in runs), assumed, spec.seed, spec.max_steps,
+                    runs, early_stop and mode != "eval" and len(spec.checkpoints) > 1,
+                    shape.n_active, shape.layers, shape.n_params)
 
 
 def dtype_bytes(dtype: str) -> int:

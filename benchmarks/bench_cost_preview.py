@@ -1,0 +1,136 @@
+"""Benchmark 7: the dry run's time estimate per cell against a real audit, in one run.
+
+Runs ``certify audit --dry-run`` (the estimate, with its quick hardware probe) and then
+the same audit for real, back to back in one process tree so both see the same machine
+load, and prints per cell: the estimate to max_steps, the estimate cut at the step the
+cell really stopped (early stopping), the measured seconds, and measured / estimate
+for the whole cell, its training and its evaluations. The headline ratio is the median
+over cells of measured / estimate-at-the-real-stop-step.
+
+    python benchmarks/bench_cost_preview.py [--policy ci-smoke] [--model builtin:tiny-chat]
+    python benchmarks/bench_cost_preview.py --model smollm2-shape \
+        --policy benchmarks/cost-preview-smol.yaml
+
+``--model smollm2-shape`` builds a Llama of SmolLM2-135M's shape with random weights and
+tiny-chat's tokenizer (no download; the real weights are not needed to time a step).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(__file__))
+import _common as common
+
+
+def _args() -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--policy", default="ci-smoke")
+    ap.add_argument("--model", default="builtin:tiny-chat")
+    ap.add_argument("--reference", default=None)
+    ap.add_argument("--overlay", action="append", default=[])
+    ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
+    ap.add_argument("--device", default="cpu", help="(run_all.py passes it; CPU only here)")
+    ap.add_argument("--quick", action="store_true", help="(run_all.py passes it; no effect)")
+    return ap.parse_args()
+
+
+def _audit_args(opts: argparse.Namespace) -> list[str]:
+    extra = ["--reference", opts.reference] if opts.reference else []
+    for o in opts.overlay:
+        extra += ["--overlay", o]
+    return [opts.model, "--policy", opts.policy, *extra]
+
+
+def _certify(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(common.ROOT)}
+    return subprocess.run([sys.executable, "-m", "certify", *args], text=True,
+                          capture_output=True, env=env, check=False)
+
+
+def _estimate(opts: argparse.Namespace) -> dict[str, Any]:
+    from certify.conductor import AuditOptions
+    from certify.cost import dry_run
+
+    report = dry_run(AuditOptions(model=opts.model, policy=opts.policy,
+                                  reference=opts.reference, overlays=tuple(opts.overlay)))
+    return {"report": report, "costs": report.cell_costs, "machine": report.machine}
+
+
+def _row(cell: dict[str, Any], cost: Any, machine: Any) -> dict[str, Any]:
+    from certify.cost.preview import cell_seconds
+
+    step = cell["checkpoints"][-1]["step"] if cell["checkpoints"] else 0
+    full = sum(cell_seconds(cost, machine))
+    train_at, eval_at = cell_seconds(cost.until(step), machine)
+    measured_eval = float(cell.get("seconds_eval") or 0.0)
+    measured = float(cell["seconds"])
+    return {"cell": f"{cell['role'][:3]}-{cell['attack_id']}-s{cell['seed']}",
+            "stopped_at": step, "max_steps": cell["max_steps"], "estimate_full": full,
+            "estimate_at_stop": train_at + eval_at, "measured": measured,
+            "ratio": measured / (train_at + eval_at),
+            "train_ratio": (measured - measured_eval) / train_at if train_at else None,
+            "eval_ratio": measured_eval / eval_at if eval_at else None,
+            "estimate_train": train_at, "estimate_eval": eval_at,
+            "measured_eval": measured_eval,
+            "train_seconds_at": {k["step"]: k["seconds"] for k in cell["checkpoints"]}}
+
+
+def smollm2_shape(out: Path) -> Path:
+    """A model of SmolLM2-135M's published shape, random weights, tiny-chat's tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    _, tokenizer = common.load_model(common.tiny_chat())
+    config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536,
+                         num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                         max_position_embeddings=2048, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def main() -> None:
+    opts = _args()
+    label = opts.model
+    with tempfile.TemporaryDirectory() as tmp:
+        if opts.model == "smollm2-shape":
+            opts.model = str(smollm2_shape(Path(tmp) / "smollm2-shape"))
+        load = os.getloadavg()[0]
+        est = _estimate(opts)
+        run = _certify("audit", *_audit_args(opts), "--out", f"{tmp}/run", "--format", "",
+                       "-q")
+        if run.returncode not in (0, 1):
+            sys.exit(f"the audit failed (exit {run.returncode}):\n{run.stderr[-2000:]}")
+        evidence = json.loads(Path(f"{tmp}/run/evidence.json").read_text())
+    costs = {(c.role, c.attack_id, c.seed): c for c in est["costs"]}
+    rows = [_row(c, costs[(c["role"], c["attack_id"], c["seed"])], est["machine"])
+            for c in evidence["cells"] if c["status"] == "ok"]
+    print(f"{'cell':<34}{'stop/max':>10}{'est.full':>9}{'est.stop':>9}{'measured':>9}"
+          f"{'ratio':>7}{'train':>7}{'eval':>7}")
+    for r in rows:
+        fmt = [f"{x:>7.2f}" if x is not None else f"{'-':>7}"
+               for x in (r["ratio"], r["train_ratio"], r["eval_ratio"])]
+        print(f"{r['cell']:<34}{r['stopped_at']:>5}/{r['max_steps']:<4}"
+              f"{r['estimate_full']:>9.1f}{r['estimate_at_stop']:>9.1f}{r['measured']:>9.1f}"
+              + "".join(fmt))
+    ratios = [r["ratio"] for r in rows]
+    total = sum(r["measured"] for r in rows) / sum(r["estimate_at_stop"] for r in rows)
+    line = (f"{label} under {opts.policy}: measured / estimate per cell median "
+            f"{statistics.median(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f}, "
+            f"{len(rows)} cells); all cells {total:.2f}x")
+    common.report("cost_preview", line, {"ratio": statistics.median(ratios), "rows": rows,
+                                         "all_cells": total}, opts.json, load)
+
+
+if __name__ == "__main__":
+    main()
