@@ -228,9 +228,11 @@ def _by_attack(ev: Evidence) -> dict[str, Any]:
                       for c in ev.cells}}
 
 
-@pytest.mark.parametrize("variant,flag", [("pickle", "--allow-pickle"),
-                                          ("custom", "--trust-remote-code"),
-                                          ("no_template", None)])
+@pytest.mark.parametrize("variant,flag", [
+    ("pickle", "--allow-pickle"),
+    pytest.param("custom", "--trust-remote-code", marks=pytest.mark.slow),
+    pytest.param("no_template", None, marks=pytest.mark.slow),
+])
 def test_opt_ins_and_fallback_measure_what_the_original_measures(
         variant: str, flag: str | None, models: dict[str, Path], reference: Any,
         tmp_path: Path) -> None:

@@ -55,5 +55,6 @@ def test_the_progress_line_shows_step_loss_harm_and_eta() -> None:
     progress.start(4, 1)
     progress.cell_checkpoint(CheckpointNote("can-sft-1", 3, 6, 1.23456,
                                             {"harm": {"k": 5, "n": 12}}, 75.0, 130.0))
-    assert out.getvalue().splitlines()[-1] == (
-        "[2/4] can-sft-1: step 3/6 · loss 1.235 · harm 5/12 · 1m15s, ETA ≤ 2m10s")
+    stamp, line = out.getvalue().splitlines()[-1].split(" ", 1)  # plain lines carry UTC time
+    assert stamp.endswith("Z") and "T" in stamp
+    assert line == "[2/4] can-sft-1: step 3/6 · loss 1.235 · harm 5/12 · 1m15s, ETA ≤ 2m10s"

@@ -63,6 +63,7 @@ def test_a_full_fine_tuning_cell_killed_between_checkpoints_resumes_from_the_fir
     assert trace.count("train_step") == 3 + 4  # sft's steps 4-6 and lora: 1-3 were not redone
 
 
+@pytest.mark.slow  # the full fine-tuning kill covers resume inside a cell by default
 def test_a_lora_cell_killed_between_checkpoints_resumes_from_the_first(
         tiny_chat: Path, tmp_path: Path) -> None:
     whole = audit(tmp_path / "whole", "--overlay", str(LORA_OVERLAY))

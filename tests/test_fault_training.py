@@ -148,6 +148,7 @@ cp -r {mnt}/run {logs}/run
 """
 
 
+@pytest.mark.slow  # the injected ENOSPC test covers the same path by default
 @pytest.mark.skipif(sys.platform != "linux" or not _namespaces_work(),
                     reason="needs unprivileged user and mount namespaces (unshare -rm)")
 def test_disk_full_on_a_real_filesystem_then_resume(reference: Any, tmp_path: Path,

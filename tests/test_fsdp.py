@@ -128,6 +128,7 @@ def test_errors_every_rank_sees_are_cell_errors_and_the_gang_carries_on(
     assert len(_events(out, "fsdp_start")) == 1  # no process was lost or restarted
 
 
+@pytest.mark.slow  # a rank killed mid-gang; the default suite keeps the in-rank errors test
 def test_a_killed_rank_fails_its_cell_and_the_run_resumes(
         sharded: Evidence, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from certify.conductor import AuditOptions, audit

@@ -80,6 +80,7 @@ def test_sigterm_stops_at_a_safe_point_exits_130_and_the_rerun_finishes(
     assert starts[1] not in kept  # the stop landed inside the training cell, not after it
 
 
+@pytest.mark.slow  # the first-signal test runs by default
 def test_a_second_signal_stops_at_once_still_130_and_resumable(reference: Any,
                                                               tmp_path: Path) -> None:
     out = tmp_path / "run"

@@ -18,6 +18,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from certify.evidence import Evidence
@@ -94,6 +95,7 @@ def _overlay(name: str, classifier: Path, guard: Path) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow  # a whole shipped policy; the others run by default
 def test_nist_800_1_runs_on_tiny_chat_with_its_attack_suite_and_judges(
         tmp_path: Path, tiny_chat: Path, judge_models: dict[str, Path]) -> None:  # noqa: F811
     from certify.conductor import AuditOptions, audit
