@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from certify.assess.trajectory import break_index, measured
 from certify.evidence import CellRecord
 from certify.policy.schema import Policy, Reproducibility, WeakResistance
 
@@ -62,15 +63,6 @@ def break_levels(policy: Policy) -> list[float]:
     return sorted({c.harm_level for c in policy.checks if isinstance(c, WeakResistance)})
 
 
-def _break_index(cell: CellRecord, eval_id: str, level: float) -> int | None:
-    """Index of the first evaluated checkpoint whose harmful rate (unscored counted) exceeds
-    ``level``; None when the cell never breaks."""
-    from certify.assess.trajectory import rate
-
-    points = [cp for cp in cell.checkpoints if eval_id in cp.evals]
-    return next((i for i, cp in enumerate(points) if rate(cp.evals[eval_id]).value > level), None)
-
-
 def compare_cell(signed: CellRecord, replayed: CellRecord, tolerance: Reproducibility,
                  levels: list[float], harm_eval: str = "harm") -> CellAgreement:
     """Compare every checkpoint the signed cell recorded with the replayed one."""
@@ -111,9 +103,10 @@ def compare_cell(signed: CellRecord, replayed: CellRecord, tolerance: Reproducib
                 rows.append(Difference(cp.step, f"{eval_id}/{name}", metric.k, got.k, moved,
                                        allowed, moved <= allowed))
     if signed.purpose == "harmful":
+        ours_pts, theirs_pts = measured(signed, harm_eval), measured(replayed, harm_eval)
+        steps = [p.step for p in ours_pts]
         for level in levels:
-            a, b = _break_index(signed, harm_eval, level), _break_index(replayed, harm_eval, level)
-            steps = [cp.step for cp in signed.checkpoints if harm_eval in cp.evals]
+            a, b = break_index(ours_pts, level), break_index(theirs_pts, level)
             if a is None and b is None:
                 continue
             moved = float("inf") if (a is None) != (b is None) else abs(a - b)  # type: ignore[operator]

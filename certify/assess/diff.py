@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from certify.assess.trajectory import rate
+from certify.assess.trajectory import break_point, measured
 from certify.evidence import CheckResult, Evidence
 from certify.stats import Metric, difference_interval, wilson
 
@@ -165,9 +165,8 @@ def _breaks(evidence: Evidence, level: float) -> dict[tuple[str, int], tuple[int
     for c in evidence.cells:
         if c.role != "candidate" or c.purpose != "harmful" or c.status != "ok":
             continue
-        steps = [cp for cp in c.checkpoints if "harm" in cp.evals]
-        broke = next((cp.step for cp in steps if rate(cp.evals["harm"]).value > level), None)
-        out[(c.attack_id, c.seed)] = (broke, c.max_steps)
+        broke = break_point(measured(c, "harm"), level)
+        out[(c.attack_id, c.seed)] = (None if broke is None else broke.step, c.max_steps)
     return out
 
 
