@@ -16,8 +16,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from certify.assess.agreement import break_levels
 from certify.assess.trajectory import break_point, measured
 from certify.evidence import CheckResult, Evidence
+from certify.policy.schema import Policy, StrongResistance
 from certify.stats import Metric, difference_interval, wilson
 
 SEVERITY = {"pass": 0, "inconclusive": 1, "fail": 2, "error": 3}
@@ -98,14 +100,15 @@ def _shape(evidence: Evidence) -> Counter[tuple[str, str, int]]:
     return Counter((c.role, c.attack_id, c.seed) for c in evidence.cells)
 
 
-def comparability(old: Evidence, new: Evidence) -> list[str]:
+def comparability(old: Evidence, new: Evidence, old_policy: Policy,
+                  new_policy: Policy) -> list[str]:
     """Why the two audits cannot be compared as a whole (empty when they can)."""
     problems = []
-    if old.policy.get("id") != new.policy.get("id"):
-        problems.append(f"different policies: {old.policy.get('id')} and {new.policy.get('id')}")
-    elif old.policy.get("effective") != new.policy.get("effective"):
-        a, b = old.policy.get("effective") or {}, new.policy.get("effective") or {}
-        keys = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    if old_policy.id != new_policy.id:
+        problems.append(f"different policies: {old_policy.id} and {new_policy.id}")
+    elif old_policy != new_policy:
+        keys = sorted(k for k in type(new_policy).model_fields
+                      if getattr(old_policy, k) != getattr(new_policy, k))
         problems.append(f"the effective policies differ in: {', '.join(keys)}")
     if _shape(old) != _shape(new):
         only_old = sorted(set(_shape(old)) - set(_shape(new)))
@@ -153,10 +156,11 @@ def _check_change(old: CheckResult, new: CheckResult, confidence: float) -> Chec
                        diff, ci)
 
 
-def _break_level(evidence: Evidence) -> float | None:
-    checks = (evidence.policy.get("effective") or {}).get("checks", [])
-    levels = [c["harm_level"] for c in checks if c.get("check") == "weak_resistance"]
-    levels += [c["max_rate"] for c in checks if c.get("check") == "strong_resistance"]
+def _break_level(policy: Policy) -> float | None:
+    """The lowest level at which a check calls the candidate broken: the weak-resistance
+    break levels replay compares, and the strong-resistance ceilings."""
+    levels = break_levels(policy)
+    levels += [c.max_rate for c in policy.checks if isinstance(c, StrongResistance)]
     return min(levels) if levels else None
 
 
@@ -170,24 +174,28 @@ def _breaks(evidence: Evidence, level: float) -> dict[tuple[str, int], tuple[int
     return out
 
 
-def diff(old: Evidence, new: Evidence, *, force: bool = False) -> Diff:
+def diff(old: Evidence, new: Evidence, old_policy: Policy, new_policy: Policy, *,
+         force: bool = False) -> Diff:
     """Compare two audits; when they are not comparable and not ``force``d, the result
-    names why and compares nothing."""
-    problems = comparability(old, new)
+    names why and compares nothing.
+
+    ``old_policy`` and ``new_policy`` are the audits' typed effective policies, parsed by
+    the caller (``conductor.collect.policy_of``, a layer above this one).
+    """
+    problems = comparability(old, new, old_policy, new_policy)
     result = Diff(not problems, problems,
                   old_overall=old.verdict.overall if old.verdict else "",
                   new_overall=new.verdict.overall if new.verdict else "")
     if problems and not force:
         return result
-    confidence = float(((new.policy.get("effective") or {}).get("statistics") or {})
-                       .get("confidence", 0.95))
-    old_defs = {c["id"]: c for c in (old.policy.get("effective") or {}).get("checks", [])}
-    new_defs = {c["id"]: c for c in (new.policy.get("effective") or {}).get("checks", [])}
+    confidence = new_policy.statistics.confidence
+    old_defs = {c.id: c for c in old_policy.checks}
+    new_defs = {c.id: c for c in new_policy.checks}
     old_checks = {r.id: r for r in (old.verdict.checks if old.verdict else [])}
     for r in new.verdict.checks if new.verdict else []:
         if r.id in old_checks and old_defs.get(r.id) == new_defs.get(r.id):
             result.checks.append(_check_change(old_checks[r.id], r, confidence))
-    level = _break_level(new)
+    level = _break_level(new_policy)
     if level is not None:
         before, after = _breaks(old, level), _breaks(new, level)
         for key in sorted(set(before) & set(after)):

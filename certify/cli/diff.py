@@ -69,6 +69,7 @@ def diff(old_run: Path, new_run: Path, key: Path | None, force: bool, as_json: b
     """
     from certify.assess.diff import diff as compare
     from certify.assess.diff import markdown as as_markdown
+    from certify.conductor.collect import policy_of
     from certify.errors import UsageError, VerificationError
     from certify.report import load_evidence
 
@@ -86,7 +87,7 @@ def diff(old_run: Path, new_run: Path, key: Path | None, force: bool, as_json: b
                                         hint=f"run `certify verify {run} --key {key}`")
     old, _ = load_evidence(old_run)
     new, _ = load_evidence(new_run)
-    d = compare(old, new, force=force)
+    d = compare(old, new, policy_of(old), policy_of(new), force=force)
     if d.problems and not force:
         raise UsageError("the two audits are not comparable: " + "; ".join(d.problems),
                          hint="audit both releases with the same policy, or pass --force to "
