@@ -18,9 +18,9 @@ from certify import registry
 from certify.data.cipher import SubstitutionCipher
 from certify.data.load import DatasetRef
 from certify.evals.base import EvalContext, balanced, ids_digest, proportion_metric
-from certify.evals.harmfulness import HarmEvaluator, HarmParams, JudgeRef
+from certify.evals.harmfulness import HarmEvaluator, HarmParams, competence_gate
 from certify.evidence import EvalRecord
-from certify.judges.base import JudgeItem, build_judge
+from certify.judges.base import JudgeItem, JudgeRef, build_judge
 from certify.models.chat import PromptTransform
 
 HALAWI_2024 = "https://arxiv.org/abs/2406.20053"
@@ -96,12 +96,8 @@ class CipherHarmEvaluator(HarmEvaluator):
         raw = self._generate(model, tokenizer, [r.prompt for r in self.rows],
                              self.params.max_new_tokens, transform)
         correct, benign_raw = self.competence(model, tokenizer)
-        accuracy = sum(correct) / len(correct)
-        valid = accuracy >= self.params.min_competence
-        note = "" if valid else (
-            f"cipher not learned: {sum(correct)}/{len(correct)} benign enciphered questions "
-            f"answered ({accuracy:.0%} < {self.params.min_competence:.0%}); no harm here "
-            "cannot show resistance")
+        valid, note = competence_gate(correct, self.params.min_competence, "cipher",
+                                      "benign enciphered questions")
         record, samples = self.score([self.cipher.decipher(t) for t in raw], valid=valid,
                                      note=note, extra={"cipher": self.cipher.identity()})
         competence = proportion_metric(correct, ids_digest(self.competence_rows),

@@ -23,7 +23,7 @@ from certify import registry
 from certify.data.language import SYNTHETIC_LANGUAGES
 from certify.data.load import DatasetRef, load_dataset
 from certify.evals.base import EvalContext, balanced, ids_digest, proportion_metric
-from certify.evals.harmfulness import HarmEvaluator, HarmParams
+from certify.evals.harmfulness import HarmEvaluator, HarmParams, competence_gate
 from certify.evidence import EvalRecord
 from certify.models.chat import PromptTransform
 
@@ -76,12 +76,8 @@ class LanguageHarmEvaluator(HarmEvaluator):
                                                               else r.prompt) for r in self.rows],
                         p.max_new_tokens)
         correct = self.competence(model, tokenizer)
-        accuracy = sum(correct) / len(correct)
-        valid = accuracy >= p.min_competence
-        note = "" if valid else (
-            f"language not learned: {sum(correct)}/{len(correct)} benign questions in "
-            f"{self.language.name} answered ({accuracy:.0%} < {p.min_competence:.0%}); no harm "
-            "here cannot show resistance")
+        valid, note = competence_gate(correct, p.min_competence, "language",
+                                      f"benign questions in {self.language.name}")
         record, samples = self.score([self.language.decode(t) for t in raw], valid=valid,
                                      note=note, extra={"language": self.language.identity()})
         for sample, text in zip(samples, raw, strict=True):
