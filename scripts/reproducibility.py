@@ -86,10 +86,7 @@ def compare(runs: dict[str, Path]) -> dict[str, object]:
                     break_moves.append(r.moved)
                 elif r.moved != float("inf"):
                     count_moves.append(r.moved)
-                    n = next(m.n for cp in cell.checkpoints if cp.step == r.step
-                             for e, rec in cp.evals.items() for k, m in rec.metrics.items()
-                             if f"{e}/{k}" == r.what)
-                    count_shares.append(r.moved / n if n else 0.0)
+                    count_shares.append(r.moved / r.n if r.n else 0.0)
         rows.append({"setting": name, "overall": ev.verdict.overall if ev.verdict else None,
                      "verdicts_flipped": flipped, "cells_moved": cells_moved,
                      "cells": len(base.cells), "max_count_move": max(count_moves, default=0),

@@ -29,6 +29,9 @@ class Difference:
     """How far it moved: items for counts, relative change for losses, checkpoints for breaks."""
     allowed: float
     agrees: bool
+    n: int | None = None
+    """How many items a judged count is out of (the signed run's n); None for losses and
+    break points."""
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,11 +100,11 @@ def compare_cell(signed: CellRecord, replayed: CellRecord, tolerance: Reproducib
                 if got is None or got.k is None or got.n != metric.n:
                     rows.append(Difference(cp.step, f"{eval_id}/{name}", metric.k,
                                            None if got is None else got.k, float("inf"),
-                                           allowed, False))
+                                           allowed, False, metric.n))
                     continue
                 moved = abs(got.k - metric.k)
                 rows.append(Difference(cp.step, f"{eval_id}/{name}", metric.k, got.k, moved,
-                                       allowed, moved <= allowed))
+                                       allowed, moved <= allowed, metric.n))
     if signed.purpose == "harmful":
         ours_pts, theirs_pts = measured(signed, harm_eval), measured(replayed, harm_eval)
         steps = [p.step for p in ours_pts]
