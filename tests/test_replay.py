@@ -124,6 +124,20 @@ def test_the_draw_is_seeded_by_the_attestation(signed):
     assert drawn == {c.id for c in evidence.cells if c.status == "ok"}
 
 
+def test_replay_reads_the_evidence_that_verified_once(signed, tmp_path):
+    from certify.attest import verify_run
+
+    run_dir, _, public = signed
+    result = verify_run(run_dir, public)
+    assert result.ok and result.evidence == (run_dir / "evidence.json").read_bytes()
+    # Without an envelope the draw is seeded by the evidence bytes already read: the
+    # directory has neither file, so nothing was read again.
+    evidence = Evidence.read(run_dir / "evidence.json")
+    choice = choose(tmp_path, evidence, (), 1, result.evidence)
+    assert hashlib.sha256(result.evidence).hexdigest()[:16] in choice.how
+    assert "evidence.json" in choice.how
+
+
 def test_agreement_is_within_the_declared_tolerance(signed):
     run_dir, _, _ = signed
     cell = Evidence.read(run_dir / "evidence.json").cell(_cell(run_dir, "sft"))

@@ -31,6 +31,9 @@ class Verification:
 
     run_dir: Path
     steps: list[Step] = field(default_factory=list)
+    evidence: bytes | None = field(default=None, repr=False)
+    """The evidence.json bytes the steps checked: a caller that goes on to read the
+    evidence (replay, diff) uses these, so it reads what was verified, and reads it once."""
 
     @property
     def ok(self) -> bool:

@@ -63,6 +63,7 @@ def verify_run(run_dir: Path, key: Path | None = None, *, model: str | None = No
     stmt = _guarded(result, "statement", _verified_statement, run_dir, pinned, result)
     evidence_bytes = _guarded(result, "evidence.json", steps.evidence_file, run_dir, stmt,
                               result)
+    result.evidence = evidence_bytes
     _guarded(result, "report.pdf", steps.report_file, run_dir, stmt, result)
     _guarded(result, "embedded evidence", steps.embedded_evidence, run_dir, evidence_bytes,
              result)

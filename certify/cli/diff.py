@@ -73,6 +73,7 @@ def diff(old_run: Path, new_run: Path, key: Path | None, force: bool, as_json: b
     from certify.errors import UsageError, VerificationError
     from certify.report import load_evidence
 
+    signed: dict[Path, bytes | None] = {}  # the evidence each verification read
     for run in (old_run, new_run):
         if not Path(run).is_dir():
             raise UsageError(f"run directory {run} does not exist",
@@ -85,8 +86,9 @@ def diff(old_run: Path, new_run: Path, key: Path | None, force: bool, as_json: b
                 failed = ", ".join(s.name for s in result.steps if s.status == "fail")
                 raise VerificationError(f"{run} does not verify ({failed})",
                                         hint=f"run `certify verify {run} --key {key}`")
-    old, _ = load_evidence(old_run)
-    new, _ = load_evidence(new_run)
+            signed[run] = result.evidence
+    old, _ = load_evidence(old_run, signed.get(old_run))
+    new, _ = load_evidence(new_run, signed.get(new_run))
     d = compare(old, new, policy_of(old), policy_of(new), force=force)
     if d.problems and not force:
         raise UsageError("the two audits are not comparable: " + "; ".join(d.problems),

@@ -23,6 +23,7 @@ from certify.conductor.collect import inputs_of, plan_of
 from certify.errors import RunError, UsageError, VerificationError
 from certify.evidence import CellRecord, Evidence
 from certify.plan import CellSpec
+from certify.policy.schema import Policy
 from certify.run.progress import NullProgress, Progress
 
 DEFAULT_K = 2
@@ -76,9 +77,11 @@ class ReplayResult:
                 "tolerance": self.tolerance, "cells": [c.as_json() for c in self.cells]}
 
 
-def choose(run_dir: Path, evidence: Evidence, named: tuple[str, ...], k: int) -> Choice:
+def choose(run_dir: Path, evidence: Evidence, named: tuple[str, ...], k: int,
+           evidence_bytes: bytes | None = None) -> Choice:
     """The cells to replay: those named, else ``k`` ok cells drawn with a seed the prover
-    cannot choose after the fact (the digest of the signed envelope, else the evidence)."""
+    cannot choose after the fact (the digest of the signed envelope, else the evidence,
+    ``evidence_bytes`` where it has been read already)."""
     ok = sorted(c.id for c in evidence.cells if c.status == "ok")
     if named:
         unknown = [c for c in named if c not in {x.id for x in evidence.cells}]
@@ -89,16 +92,20 @@ def choose(run_dir: Path, evidence: Evidence, named: tuple[str, ...], k: int) ->
     if k < 1:
         raise UsageError("--k must be at least 1")
     source = run_dir / statement.ENVELOPE_NAME
-    if not source.is_file():
+    if source.is_file():
+        data = source.read_bytes()
+    else:
         source = run_dir / statement.EVIDENCE_NAME
-    digest = hashlib.sha256(source.read_bytes()).hexdigest()
+        data = source.read_bytes() if evidence_bytes is None else evidence_bytes
+    digest = hashlib.sha256(data).hexdigest()
     drawn = random.Random(int(digest, 16)).sample(ok, min(k, len(ok)))
     return Choice(sorted(drawn), f"drawn: seeded by sha256 of {source.name} = {digest[:16]}…")
 
 
-def _verify(opts: ReplayOptions) -> bool:
+def _verify(opts: ReplayOptions) -> bytes | None:
+    """The evidence bytes the signature covers, read once; None without ``--key``."""
     if opts.key is None:
-        return False
+        return None
     from certify.attest import verify_run
 
     result = verify_run(opts.run_dir, opts.key)
@@ -107,7 +114,7 @@ def _verify(opts: ReplayOptions) -> bool:
         raise VerificationError(f"{opts.run_dir} does not verify, so there is no signed claim "
                                 f"to replay: {'; '.join(failed)}",
                                 hint="run `certify verify RUN_DIR --key PUB` for the details")
-    return True
+    return result.evidence
 
 
 def _models(evidence: Evidence, roles: set[str], given: dict[str, str]) -> dict[str, Any]:
@@ -139,13 +146,12 @@ def _models(evidence: Evidence, roles: set[str], given: dict[str, str]) -> dict[
     return out
 
 
-def _rerun(evidence: Evidence, specs: list[CellSpec], models: dict[str, Any], device: str,
-           progress: Progress) -> list[CellRecord]:
-    from certify.conductor.collect import policy_of
+def _rerun(evidence: Evidence, policy: Policy, specs: list[CellSpec], models: dict[str, Any],
+           device: str, progress: Progress) -> list[CellRecord]:
     from certify.run.worker import Worker, WorkerSetup
 
     run = evidence.run
-    worker = Worker(WorkerSetup(policy=policy_of(evidence), models=models, device=device,
+    worker = Worker(WorkerSetup(policy=policy, models=models, device=device,
                                 dtype=str(run.get("dtype") or "float32"),
                                 autocast=run.get("autocast"),
                                 gradient_checkpointing=bool(run.get("gradient_checkpointing"))))
@@ -168,18 +174,18 @@ def replay(opts: ReplayOptions, progress: Progress | None = None) -> ReplayResul
     if not run_dir.is_dir():
         raise UsageError(f"run directory {run_dir} does not exist",
                          hint="pass the directory `certify audit --out` wrote")
-    verified = _verify(opts)
-    evidence, _ = load_evidence(run_dir)
-    choice = choose(run_dir, evidence, opts.cells, opts.k)
+    signed = _verify(opts)
+    evidence, data = load_evidence(run_dir, signed)
+    choice = choose(run_dir, evidence, opts.cells, opts.k, data)
     loaded, recorded = inputs_of(evidence)
     plan = plan_of(loaded, recorded, [c["id"] for c in evidence.run.get("plan", [])])
     specs = [next(s for s in plan.cells if s.id == cid) for cid in choice.cells]
     models = _models(evidence, {s.role for s in specs}, opts.models)
-    replayed = _rerun(evidence, specs, models, opts.device, progress)
+    replayed = _rerun(evidence, loaded.policy, specs, models, opts.device, progress)
     tolerance = loaded.policy.statistics.reproducibility
     levels = break_levels(loaded.policy)
     rows = [compare_cell(evidence.cell(r.id), r, tolerance, levels) for r in replayed]
-    result = ReplayResult(run_dir, choice, verified, tolerance.model_dump(), rows)
+    result = ReplayResult(run_dir, choice, signed is not None, tolerance.model_dump(), rows)
     if opts.sign_key is not None:
         from certify.attest import replay as replay_statement
 

@@ -40,15 +40,16 @@ def _created(evidence: Evidence) -> datetime:
         return datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def load_evidence(run_dir: Path) -> tuple[Evidence, bytes]:
-    """``run_dir``'s evidence record and its exact bytes."""
+def load_evidence(run_dir: Path, data: bytes | None = None) -> tuple[Evidence, bytes]:
+    """``run_dir``'s evidence record and its exact bytes; ``data``: those bytes, already
+    read (by a verification, which should not be followed by a second read)."""
     from pydantic import ValidationError
 
     path = Path(run_dir) / "evidence.json"
-    if not path.is_file():
+    if data is None and not path.is_file():
         raise InputError(f"{run_dir} has no evidence.json",
                          hint="render the run directory a finished `certify audit` wrote")
-    data = path.read_bytes()
+    data = path.read_bytes() if data is None else data
     try:
         return Evidence.model_validate_json(data), data
     except ValidationError as e:
