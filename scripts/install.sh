@@ -26,13 +26,18 @@ fi
 python=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$python" -m venv .venv
 
+# Up to date when the same pyproject.toml and constraints installed these extras or more:
+# scripts/demo.sh (runtime) after `scripts/install.sh --dev` must not install again.
 stamp=.venv/.certify-install
-want="$extras $(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)"
-if [[ -f $stamp && "$(cat $stamp)" == "$want" ]]; then
-  exit 0
+digest=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
+if [[ -f $stamp ]]; then
+  read -r had had_digest < "$stamp" || true
+  if [[ "${had_digest:-}" == "$digest" && ( "$had" == "$extras" || "$had" == "run,dev" ) ]]; then
+    exit 0
+  fi
 fi
 echo "certify: installing Python packages into .venv (torch 2.13.0 CPU first; a few minutes)"
 pip=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 "${pip[@]}" -c constraints.txt torch==2.13.0
 "${pip[@]}" -c constraints.txt -e ".[$extras]"
-echo "$want" > $stamp
+echo "$extras $digest" > $stamp
