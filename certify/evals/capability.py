@@ -19,7 +19,7 @@ from pydantic import Field
 
 from certify import registry
 from certify._io import atomic_write_text, cache_root
-from certify.errors import CellError
+from certify.errors import CellError, InputError
 from certify.evals.base import EvalContext
 from certify.evidence import EvalRecord
 from certify.models.chat import PromptTransform
@@ -94,6 +94,34 @@ def provided_task_paths() -> list[str]:
             for _, p in sorted(registry.providers("lm_eval_tasks").items())]
 
 
+LIST_TASKS_HINT = ("list the tasks lm-eval knows with `lm-eval ls tasks` (standard tasks also "
+                   "need their datasets in the local HF cache), or add the directory of your "
+                   "task YAMLs to the evaluation's `include_paths`")
+
+
+def find_tasks(tasks: list[str], include_paths: list[str]) -> tuple[Any, list[str]]:
+    """lm-eval's TaskManager over the provided tasks, ``include_paths`` and, only when some
+    task is not among those, lm-eval's own YAMLs (indexing them takes tens of seconds);
+    and the names it does not know. Imports lm_eval.tasks (no torch)."""
+    from lm_eval.tasks import TaskManager
+
+    paths = [*provided_task_paths(), *include_paths]
+    manager = TaskManager(include_path=paths, include_defaults=False)
+    missing = [t for t in tasks if t not in manager.all_tasks]
+    if missing:  # standard tasks: index lm-eval's own YAMLs too (slower)
+        manager = TaskManager(include_path=paths, include_defaults=True)
+        missing = [t for t in tasks if t not in manager.all_tasks]
+    return manager, missing
+
+
+def check_tasks(params: LmEvalParams, eval_id: str) -> None:
+    """Before anything runs: every task the evaluation names exists (else InputError)."""
+    _, missing = find_tasks(list(params.tasks), list(params.include_paths))
+    if missing:
+        raise InputError(f"evaluation {eval_id!r}: lm-eval has no task "
+                         f"{', '.join(repr(m) for m in missing)}", hint=LIST_TASKS_HINT)
+
+
 def _stderr(m: Metric) -> float:
     """Standard error of a mean of 0/1 outcomes (lm-eval's closed form for `mean`)."""
     if m.n < 2:
@@ -102,6 +130,10 @@ def _stderr(m: Metric) -> float:
 
 
 class CapabilityEvaluator:
+    """lm-eval tasks on the in-memory model; per-document outcomes kept (paired comparisons)."""
+
+    plugin, measures = "lm_eval", "capability"
+
     def __init__(self, params: LmEvalParams, ctx: EvalContext) -> None:
         self.params, self.ctx, self.eval_id = params, ctx, ctx.eval_id
         self._manager: Any = None
@@ -109,17 +141,10 @@ class CapabilityEvaluator:
 
     def task_manager(self) -> Any:
         if self._manager is None:
-            from lm_eval.tasks import TaskManager
-
-            paths = [*provided_task_paths(), *self.params.include_paths]
-            manager = TaskManager(include_path=paths, include_defaults=False)
-            missing = [t for t in self.params.tasks if t not in manager.all_tasks]
-            if missing:  # standard tasks: index lm-eval's own YAMLs too (slower)
-                manager = TaskManager(include_path=paths, include_defaults=True)
-                missing = [t for t in self.params.tasks if t not in manager.all_tasks]
-                if missing:
-                    raise CellError("unknown_task", f"lm-eval has no task {missing[0]!r}",
-                                    hint="see `lm-eval ls tasks`, or add include_paths")
+            manager, missing = find_tasks(self.params.tasks, self.params.include_paths)
+            if missing:
+                raise CellError("unknown_task", f"lm-eval has no task {missing[0]!r}",
+                                hint=LIST_TASKS_HINT)
             self._manager = manager
         return self._manager
 
@@ -179,13 +204,13 @@ class CapabilityEvaluator:
         extra = {"lm_eval_version": results.get("lm_eval_version", ""),
                  "task_versions": self.versions, "reported": reported,
                  "n_samples": {k: v for k, v in sorted(results.get("n-samples", {}).items())}}
-        record = EvalRecord(eval=self.eval_id, plugin="lm_eval", measures="capability",
+        record = EvalRecord(eval=self.eval_id, plugin=self.plugin, measures=self.measures,
                             metrics={metric: aggregate}, groups={"task": groups},
                             n_samples=len(pooled), extra=extra)
         return record, samples
 
     def identity(self) -> dict[str, Any]:
-        return {"eval": self.eval_id, "plugin": "lm_eval", "tasks": list(self.params.tasks),
+        return {"eval": self.eval_id, "plugin": self.plugin, "tasks": list(self.params.tasks),
                 "task_versions": self.versions, "limit": self.params.limit,
                 "num_fewshot": self.params.num_fewshot}
 
