@@ -87,7 +87,8 @@ def task_problems(params: LmEvalParams) -> list[str]:
     """What makes the tasks unusable for a knowledge evaluation: unknown, or not multiple
     choice (a generative task has no chance level to compare against)."""
     manager, missing = find_tasks(list(params.tasks), list(params.include_paths))
-    problems = [f"lm-eval has no task {m!r}" for m in missing]
+    known = sorted(manager.all_tasks)
+    problems = [f"lm-eval has no task {m!r}{registry.suggest(m, known)}" for m in missing]
     for task in params.tasks:
         if task in missing:
             continue
