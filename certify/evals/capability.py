@@ -137,6 +137,8 @@ class CapabilityEvaluator:
     def __init__(self, params: LmEvalParams, ctx: EvalContext) -> None:
         self.params, self.ctx, self.eval_id = params, ctx, ctx.eval_id
         self._manager: Any = None
+        self._loaded: Any = None
+        """The tasks, loaded once (their datasets read once, not at every checkpoint)."""
         self.versions: dict[str, Any] = {}
 
     def task_manager(self) -> Any:
@@ -162,17 +164,51 @@ class CapabilityEvaluator:
         lm = HFLM(pretrained=base, tokenizer=tokenizer, batch_size=self.params.batch_size,
                   device=self.ctx.device)
         try:
-            results = lm_eval.simple_evaluate(
-                model=lm, tasks=list(self.params.tasks), task_manager=self.task_manager(),
-                limit=self.params.limit, num_fewshot=self.params.num_fewshot,
-                log_samples=True, bootstrap_iters=100, random_seed=0, numpy_random_seed=0,
-                torch_random_seed=0, fewshot_random_seed=0,
-                apply_chat_template=self.params.apply_chat_template)
+            if hasattr(self.task_manager(), "load"):
+                results = self._evaluate(lm)
+            else:  # an lm-eval without TaskManager.load (before 0.4.10): the whole API
+                results = lm_eval.simple_evaluate(
+                    model=lm, tasks=list(self.params.tasks), task_manager=self.task_manager(),
+                    limit=self.params.limit, num_fewshot=self.params.num_fewshot,
+                    log_samples=True, bootstrap_iters=100, random_seed=0, numpy_random_seed=0,
+                    torch_random_seed=0, fewshot_random_seed=0,
+                    apply_chat_template=self.params.apply_chat_template)
         except (FileNotFoundError, ConnectionError, ValueError) as e:
             raise CellError("lm_eval", f"lm-eval could not run {self.params.tasks}: "
                             f"{type(e).__name__}: {str(e)[:200]}",
                             hint="standard tasks need their datasets in the local HF cache") from e
         return self._record(results)
+
+    def _evaluate(self, lm: Any) -> dict[str, Any]:
+        """What ``lm_eval.simple_evaluate`` does for a model already in memory, without what
+        a checkpoint does not need again: loading the tasks and their datasets (once per
+        evaluator here) and collecting the environment (``torch.utils.collect_env`` runs pip
+        in subprocesses: half of a small model's evaluation). The same seeds are set, so
+        the numbers are the same (tests/test_knowledge.py)."""
+        import random
+        from importlib.metadata import version
+
+        import numpy as np
+        import torch
+        from lm_eval.evaluator import evaluate
+
+        random.seed(0)
+        np.random.seed(0)
+        torch.manual_seed(0)
+        if self._loaded is None:
+            self._loaded = self.task_manager().load(list(self.params.tasks))
+        for task in self._loaded["tasks"].values():
+            fewshot = self.params.num_fewshot
+            if fewshot is not None and task.get_config("num_fewshot") != 0:
+                task.set_config(key="num_fewshot", value=fewshot)
+            elif fewshot is None and task.get_config("num_fewshot") is None:
+                task.set_config(key="num_fewshot", value=0)
+            task.set_fewshot_seed(seed=0)
+        results: dict[str, Any] = evaluate(
+            lm=lm, task_dict=self._loaded, limit=self.params.limit, bootstrap_iters=100,
+            log_samples=True, apply_chat_template=self.params.apply_chat_template)
+        results["lm_eval_version"] = version("lm_eval")
+        return results
 
     def _record(self, results: dict[str, Any]) -> tuple[EvalRecord, list[dict[str, Any]]]:
         metric, conf = self.params.metric, self.ctx.confidence
