@@ -267,3 +267,49 @@ def test_audit_refuses_a_task_that_is_not_multiple_choice(tmp_path: Path) -> Non
                              f"include_paths: [{tasks}]}}}}\n")
     assert "task 'my_generative_task' is generate_until, not multiple_choice" in err
     assert "needs multiple-choice tasks" in err
+
+
+def test_relearning_with_lora_trains_adapters_to_the_end(tmp_path: Path) -> None:
+    """lora_rank > 0: adapters only (the base weights stay), every checkpoint evaluated."""
+    out = tmp_path / "run"
+    overlay = _relearn_overlay(tmp_path, "    budget: {lora_rank: 4}\n"
+                                         "statistics: {early_stop: false}\n")
+    proc = run_certify("audit", "builtin:tiny-chat", "--policy", str(POLICY), "--overlay",
+                       str(overlay), "--out", str(out), "--format", "md")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    evidence = json.loads((out / "evidence.json").read_text())
+    (cell,) = [c for c in evidence["cells"] if c["attack_id"] == "relearn"]
+    assert cell["params"]["lora_rank"] == 4 and cell["notes"]["relearning"]["lora_rank"] == 4
+    assert 0 < cell["n_trainable"] < cell["n_parameters"] // 4
+    assert [cp["step"] for cp in cell["checkpoints"]] == [2, 4]
+    assert all("knowledge" in cp["evals"] and cp["loss"] > 0 for cp in cell["checkpoints"])
+
+
+def test_lm_eval_path_gives_simple_evaluates_numbers_twice(tiny_chat: Path) -> None:
+    """The evaluators call lm-eval's ``evaluate`` on tasks loaded once (not
+    ``simple_evaluate`` at every checkpoint): the same per-document outcomes and
+    log-likelihoods as ``simple_evaluate``, at the first checkpoint and the next."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from certify.evals.base import EvalContext
+    from certify.evals.capability import CapabilityEvaluator, LmEvalParams
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_chat)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_chat))
+    params = LmEvalParams(tasks=["certify_tiny_capability"], limit=5)
+    ev = CapabilityEvaluator(params, EvalContext("capability"))
+    reference = lm_eval.simple_evaluate(
+        model=HFLM(pretrained=model, tokenizer=tokenizer, batch_size=32, device="cpu"),
+        tasks=["certify_tiny_capability"], task_manager=ev.task_manager(), limit=5,
+        log_samples=True, bootstrap_iters=100, random_seed=0, numpy_random_seed=0,
+        torch_random_seed=0, fewshot_random_seed=0)
+    expected = {f"{t}/{d['doc_id']}": (d["acc"], [r[0][0] for r in d["resps"]])
+                for t, docs in reference["samples"].items() for d in docs}
+    for _ in range(2):
+        results = ev._evaluate(HFLM(pretrained=model, tokenizer=tokenizer, batch_size=32,
+                                    device="cpu"))
+        got = {f"{t}/{d['doc_id']}": (d["acc"], [r[0][0] for r in d["resps"]])
+               for t, docs in results["samples"].items() for d in docs}
+        assert got == expected

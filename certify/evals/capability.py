@@ -179,6 +179,12 @@ class CapabilityEvaluator:
                             hint="standard tasks need their datasets in the local HF cache") from e
         return self._record(results)
 
+    def loaded_tasks(self) -> dict[str, Any]:
+        """lm-eval's loaded tasks (``{"tasks": {name: Task}, "groups": ...}``), loaded once."""
+        if self._loaded is None:
+            self._loaded = self.task_manager().load(list(self.params.tasks))
+        return dict(self._loaded)
+
     def _evaluate(self, lm: Any) -> dict[str, Any]:
         """What ``lm_eval.simple_evaluate`` does for a model already in memory, without what
         a checkpoint does not need again: loading the tasks and their datasets (once per
@@ -195,9 +201,7 @@ class CapabilityEvaluator:
         random.seed(0)
         np.random.seed(0)
         torch.manual_seed(0)
-        if self._loaded is None:
-            self._loaded = self.task_manager().load(list(self.params.tasks))
-        for task in self._loaded["tasks"].values():
+        for task in self.loaded_tasks()["tasks"].values():
             fewshot = self.params.num_fewshot
             if fewshot is not None and task.get_config("num_fewshot") != 0:
                 task.set_config(key="num_fewshot", value=fewshot)

@@ -140,11 +140,14 @@ class KnowledgeEvaluator(CapabilityEvaluator):
         """The evaluated items' texts (prompt and choices), ids as in the samples
         (``task/doc_id``); the overlap check compares attack data with them."""
         if self._rows is None:
-            from lm_eval.tasks import get_task_dict
+            if hasattr(self.task_manager(), "load"):  # the tasks the evaluation asks
+                tasks = dict(self.loaded_tasks()["tasks"])
+            else:  # an older lm-eval
+                from lm_eval.tasks import get_task_dict
 
+                tasks = get_task_dict(list(self.params.tasks), self.task_manager())
             items: list[Item] = []
-            for task, obj in sorted(_task_objects(get_task_dict(list(self.params.tasks),
-                                                                 self.task_manager()))):
+            for task, obj in sorted(_task_objects(tasks), key=lambda x: x[0]):
                 docs = list(obj.eval_docs)[: self.params.limit or None]
                 for i, doc in enumerate(docs):
                     choices = obj.doc_to_choice(doc)
