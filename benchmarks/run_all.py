@@ -37,6 +37,9 @@ BENCHMARKS = [
      "no torch", None),
     ("bench_cost_preview.py", "7. Dry-run time estimate vs a real ci-smoke audit (measured / "
      "estimate, median over cells)", "0.7x-1.3x", lambda r: 0.7 <= r <= 1.3),
+    ("bench_knowledge_eval.py", "8. Knowledge eval (lm-eval log-likelihood) vs harmfulness eval "
+     "(generation), seconds per checkpoint, same model and item count", ">= 3x",
+     lambda r: r >= 3),
 ]
 KEPT = "## Cost preview: estimate vs measured"
 """RESULTS.md keeps its hand-written section from this heading on when it is rewritten."""

@@ -37,10 +37,11 @@ ProviderKind = Literal["model", "dataset", "lm_eval_tasks"]
 _BUILTIN_MODULES: tuple[str, ...] = (
     "certify.attacks.finetune", "certify.attacks.none", "certify.attacks.poisoned_mix",
     "certify.attacks.cipher", "certify.attacks.search", "certify.attacks.jailbreak_tuning",
-    "certify.attacks.multilingual",
+    "certify.attacks.multilingual", "certify.attacks.relearning",
     "certify.judges.keywords", "certify.judges.classifier", "certify.judges.guard",
     "certify.evals.harmfulness", "certify.evals.benign", "certify.evals.capability",
     "certify.evals.cipher_harmfulness", "certify.evals.language_harmfulness",
+    "certify.evals.knowledge",
     "certify.demo.plugin",  # the embedded demo: builtin models, datasets, tasks, canary judge
 )
 
@@ -131,7 +132,10 @@ def judge(name: str, *, params: type[Params], paper: str = "", tags: tuple[str, 
 
 def evaluation(name: str, *, params: type[Params], paper: str = "", tags: tuple[str, ...] = (),
                version: int = 1, **extra: Any) -> Callable[[F], F]:
-    """Register an eval factory: ``fn(params, ctx) -> Evaluator``."""
+    """Register an eval factory: ``fn(params, ctx) -> Evaluator``. ``measures``: what it
+    measures (checks declare what they read). ``check_inputs=fn(params, eval_id)``: called
+    by the audit's preflight before anything runs; raises InputError naming the problem
+    (e.g. an unknown lm-eval task)."""
     return _register("eval", name, params, paper, tags, version, extra)
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
-from certify.assess import comparisons, resistance
+from certify.assess import comparisons, knowledge, resistance
 from certify.assess.context import Context
 from certify.assess.trajectory import Point
 from certify.evidence import CellRecord, CheckResult
@@ -71,6 +71,11 @@ KINDS: dict[str, CheckKind[Any]] = {
                                       resistance.post_finetune_safety,
                                       resistance.confidently_above_max_rate),
     "judge_validity": CheckKind(schema.JudgeValidity, comparisons.judge_validity),
+    # Its threshold depends on the chance level of the evaluated items: the report draws
+    # it on the knowledge curves (report/plots.py), not as a harm-curve line.
+    "knowledge_resistance": CheckKind(schema.KnowledgeResistance,
+                                      knowledge.knowledge_resistance,
+                                      knowledge.knowledge_restored),
 }
 
 

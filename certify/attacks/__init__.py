@@ -20,6 +20,7 @@ than techniques of their own:
 
 Registered techniques: ``sft``, ``lora`` (finetune), ``poisoned_mix``
 (poisoned_mix), ``cipher`` (covert cipher), ``search`` (worst-case search),
-``jailbreak_tuning`` (jailbreak_tuning), ``multilingual`` (multilingual), and the
-``none`` baseline.
+``jailbreak_tuning`` (jailbreak_tuning), ``multilingual`` (multilingual),
+``relearning`` (relearning: language modelling on hazard-domain documents, gated by
+the knowledge evaluation), and the ``none`` baseline.
 """

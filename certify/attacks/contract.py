@@ -117,6 +117,14 @@ class AttackRun(Protocol):
         None); the evidence records the dataset and the categories used."""
         ...
 
+    def documents(self, ref: DatasetRef, n: int | None,
+                  categories: list[str] | None = None) -> list[str]:
+        """``n`` distinct documents drawn with the cell's seed (all when None): each row's
+        ``response`` (its ``prompt``, when not empty, before it), for plain language
+        modelling; the evidence records the dataset, the categories and the overlap with
+        the cell's evaluations, as for ``examples``."""
+        ...
+
     def trainable_model(self) -> Any:
         """The model with every weight trainable, restored from a snapshot after the cell."""
         ...

@@ -60,6 +60,7 @@ def preflight(opts: AuditOptions, loaded: LoadedPolicy, progress: Progress) -> I
     check_device(opts.executor, opts.fsdp, opts.device, opts.dtype, opts.autocast)
     datasets = dataset_identities(loaded)  # bad data fails before any model is built or loaded
     check_judge_models(loaded)  # a missing judge fails now, not in every cell after training
+    check_eval_inputs(loaded)  # e.g. an unknown lm-eval task: now, not after training
     return Inputs(resolve_models(opts, loaded, progress), datasets, signer)
 
 
@@ -104,6 +105,16 @@ def check_judge_models(loaded: LoadedPolicy) -> None:
                                      f"cannot be found: {e.message}", hint=e.hint) from None
 
 
+def check_eval_inputs(loaded: LoadedPolicy) -> None:
+    """Each evaluation plug-in's own input check (``check_inputs`` at registration), such as
+    a knowledge evaluation's tasks existing and being multiple choice."""
+    for eval_id, entry in loaded.policy.evaluations.items():
+        spec = registry.get("eval", entry.eval)
+        check = spec.extra.get("check_inputs")
+        if check is not None:
+            check(spec.params.model_validate(entry.params), eval_id)
+
+
 def _dataset_refs(params: Any) -> list[DatasetRef]:
     values = params.__dict__.values() if hasattr(params, "__dict__") else []
     return [value for value in values if isinstance(value, DatasetRef)]
@@ -122,7 +133,9 @@ def dataset_identities(loaded: LoadedPolicy) -> list[dict[str, Any]]:
         first = {k: (v[0] if isinstance(v, list) else v) for k, v in attack.budget.items()}
         for ref in _dataset_refs(spec.params.model_validate({**attack.params, **first})):
             dataset = load_dataset(ref)
-            dataset.require("prompt", "response")  # attacks train on (prompt, response) pairs
+            # Attacks train on (prompt, response) pairs unless they declare other fields
+            # (relearning trains on documents: the response alone).
+            dataset.require(*spec.extra.get("data_fields", ("prompt", "response")))
             seen.setdefault(ref.label, dataset.identity())
     return list(seen.values())
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 from typing import Any
 
 from certify.cost import hardware as hw
-from certify.cost.report import DryRunReport, Row, assumptions, warnings
+from certify.cost.report import DryRunReport, EvalRow, Row, assumptions, warnings
 from certify.cost.shape import ModelShape, model_shape
 from certify.cost.workload import (
     CellCost,
     DataEstimator,
+    EvalCost,
     TokenCounter,
     cell_cost,
     eval_cost,
@@ -28,6 +29,7 @@ from certify.cost.workload import (
 )
 from certify.errors import CertifyError
 from certify.plan import make_plan
+from certify.policy.schema import Policy
 
 FEASIBLE_SECONDS = 24 * 3600
 DAY = 24 * 3600.0
@@ -47,19 +49,40 @@ def _reference_shape(spec: str | None, candidate: ModelShape, revision: str | No
 
 def _eval_seconds(cell: CellCost, machine: hw.Hardware) -> tuple[float, float]:
     """(compute, fixed overhead) seconds of the cell's evaluations."""
+    return _runs_seconds([e for _, e in cell.eval_runs], cell.n_active, cell.layers, cell.mode,
+                         machine)
+
+
+def _runs_seconds(runs: list[EvalCost], n_active: int, layers: int, mode: str,
+                  machine: hw.Hardware) -> tuple[float, float]:
     util = hw.UTILISATION[machine.device]
     per_token = dict(hw.TOKEN_LAYER_SECONDS[machine.device])
-    if cell.mode == "lora":
+    if mode == "lora":
         per_token = {k: v * hw.LORA_EVAL_FACTOR for k, v in per_token.items()}
-    flop = 2.0 * cell.n_active
-    forward = sum(e.forward_tokens for _, e in cell.eval_runs)
-    generated = sum(e.generated for _, e in cell.eval_runs)
+    flop = 2.0 * n_active
+    forward = sum(e.forward_tokens for e in runs)
+    generated = sum(e.generated for e in runs)
     compute = (forward * (flop / (machine.train_flops * util["forward"])
-                          + cell.layers * per_token["forward"])
+                          + layers * per_token["forward"])
                + generated * (flop / (machine.decode_flops * util["decode"])
-                              + cell.layers * per_token["decode"]))
-    fixed = sum(hw.EVAL_FIXED_SECONDS.get(e.kind, 0.0) for _, e in cell.eval_runs)
-    return compute + fixed, cell.decode_steps * hw.STEP_OVERHEAD[machine.device]["decode"]
+                              + layers * per_token["decode"]))
+    fixed = sum(hw.EVAL_FIXED_SECONDS.get(e.kind, 0.0) for e in runs)
+    return compute + fixed, sum(e.decode_steps for e in runs) * hw.STEP_OVERHEAD[
+        machine.device]["decode"]
+
+
+def _eval_rows(evals: dict[str, EvalCost], costs: list[CellCost], shape: ModelShape,
+               policy: Policy, machine: hw.Hardware) -> list[EvalRow]:
+    """Per evaluation: what one run of it reads and generates, what one run costs here, and
+    how often the plan runs it (a checkpoint of a cell, a baseline)."""
+    rows = []
+    for eval_id, e in evals.items():
+        runs = sum(1 for c in costs for _, run in c.eval_runs if run is e)
+        once = sum(_runs_seconds([e], shape.n_active, shape.layers, "full", machine))
+        rows.append(EvalRow(eval_id, policy.evaluations[eval_id].eval, e.kind, e.items,
+                            e.requests if e.requests is not None else e.items, e.new_tokens,
+                            e.flop(shape.n_active), once, runs))
+    return rows
 
 
 def cell_seconds(cell: CellCost, machine: hw.Hardware, fsdp: int = 1) -> tuple[float, float]:
@@ -194,6 +217,7 @@ def dry_run(opts: Any, machine: hw.Hardware | None = None) -> DryRunReport:
         largest_cell_flop=max((c.train_flop + c.eval_flop for c in costs), default=0.0),
         feasible=memory["fits"] and seconds <= FEASIBLE_SECONDS)
     report.cell_costs, report.machine = costs, machine
+    report.evaluations = _eval_rows(evals, costs, shape, policy, machine)
     report.cells = [cell_estimate(c, machine, opts.fsdp) for c in costs]
     report.warnings = machine.problems + warnings(report, policy, plan_reference=bool(reference))
     report.assumptions = assumptions(counter, data, costs, machine) + notes + data.notes

@@ -39,6 +39,24 @@ class Row:
 
 
 @dataclass
+class EvalRow:
+    """One evaluation of the policy: one run of it, and how many runs the plan makes."""
+
+    eval_id: str
+    plugin: str
+    kind: str
+    """generate (prompts answered token by token) or lm_eval (log-likelihoods, batched)."""
+    items: int
+    requests: int
+    """Forward passes over a prompt: one per choice of a multiple-choice item."""
+    new_tokens: int
+    flop: float
+    seconds: float
+    """One run on the candidate here (a checkpoint of a cell, or a baseline)."""
+    runs: int
+
+
+@dataclass
 class DryRunReport:
     """The plan preview: cells, steps, tokens, FLOP, memory and time on this machine."""
 
@@ -56,6 +74,8 @@ class DryRunReport:
     feasible: bool
     warnings: list[str] = field(default_factory=list)
     assumptions: list[str] = field(default_factory=list)
+    evaluations: list[EvalRow] = field(default_factory=list)
+    """Per evaluation: the cost of one run (one checkpoint) and the number of runs."""
     cells: list[dict[str, Any]] = field(default_factory=list)
     """Per cell: its estimate to max_steps, split into training and evaluation, and
     (when early stopping may end it) the estimate if it stops at its first checkpoint."""
@@ -71,7 +91,8 @@ class DryRunReport:
                 "reference_gpu_hours": self.reference_gpu_hours,
                 "largest_cell_gpu_hours": self.largest_cell_gpu_hours,
                 "largest_cell_flop": self.largest_cell_flop, "feasible": self.feasible,
-                "warnings": self.warnings, "assumptions": self.assumptions, "cells": self.cells}
+                "warnings": self.warnings, "assumptions": self.assumptions, "cells": self.cells,
+                "evaluations": [e.__dict__ for e in self.evaluations]}
 
     def text(self) -> str:
         return render_text(self)
@@ -234,11 +255,28 @@ def _table(report: DryRunReport) -> list[str]:
     return lines
 
 
+def _eval_table(report: DryRunReport) -> list[str]:
+    """What one checkpoint's evaluation costs, per evaluation (knowledge vs generation)."""
+    if not report.evaluations:
+        return []
+    head = (f"{'evaluation':<22} {'plug-in':<16} {'kind':<8} {'items':>6} {'requests':>8} "
+            f"{'new tok':>7} {'FLOP/run':>9} {'time/run':>9} {'runs':>5}")
+    lines = ["", head, "-" * len(head)]
+    for e in report.evaluations:
+        lines.append(f"{e.eval_id[:22]:<22} {e.plugin[:16]:<16} {e.kind:<8} {e.items:>6,} "
+                     f"{e.requests:>8,} {e.new_tokens:>7,} {flop(e.flop):>9} "
+                     f"{duration(e.seconds):>9} {e.runs:>5,}")
+    return lines
+
+
 def _generation_line(report: DryRunReport) -> list[str]:
     """How much of the estimate is evaluation, which is costed to max_new_tokens."""
     evals = sum(c["eval_seconds"] for c in report.cells)
     if not report.seconds or not evals:
         return []
+    if not report.totals.get("generated_tokens"):
+        return [f"Of that, {duration(evals)} ({evals / report.seconds:.0%}) is evaluation "
+                "(log-likelihoods only: nothing is generated)."]
     return [f"Of that, {duration(evals)} ({evals / report.seconds:.0%}) is evaluation, with "
             "every answer costed to max_new_tokens: an upper bound, since a model that ends "
             "its answers (EOS) stops generating sooner (a batch stops when its longest "
@@ -266,7 +304,7 @@ def render_text(report: DryRunReport) -> str:
         f"  reference  {report.reference or 'none given'}",
         f"  hardware   {h['device']}: {h['name'] or 'unknown'}, {gib(h['memory_available'])} of "
         f"{gib(h['memory_total'])} {'RAM' if h['device'] == 'cpu' else 'GPU memory'} available",
-        "", *_table(report), "",
+        "", *_table(report), *_eval_table(report), "",
         f"Optimizer steps: {report.totals['steps']:,} in all; evaluations: "
         f"{report.totals['evaluations']:,} ({si(report.totals['generated_tokens'])} generated "
         "tokens).",

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from certify import registry
 from certify._io import atomic_write_text, cache_root
-from certify.errors import CellError
+from certify.errors import CellError, InputError
 from certify.evals.base import EvalContext
 from certify.evidence import EvalRecord
 from certify.models.chat import PromptTransform
@@ -94,6 +94,34 @@ def provided_task_paths() -> list[str]:
             for _, p in sorted(registry.providers("lm_eval_tasks").items())]
 
 
+LIST_TASKS_HINT = ("list the tasks lm-eval knows with `lm-eval ls tasks` (standard tasks also "
+                   "need their datasets in the local HF cache), or add the directory of your "
+                   "task YAMLs to the evaluation's `include_paths`")
+
+
+def find_tasks(tasks: list[str], include_paths: list[str]) -> tuple[Any, list[str]]:
+    """lm-eval's TaskManager over the provided tasks, ``include_paths`` and, only when some
+    task is not among those, lm-eval's own YAMLs (indexing them takes tens of seconds);
+    and the names it does not know. Imports lm_eval.tasks (no torch)."""
+    from lm_eval.tasks import TaskManager
+
+    paths = [*provided_task_paths(), *include_paths]
+    manager = TaskManager(include_path=paths, include_defaults=False)
+    missing = [t for t in tasks if t not in manager.all_tasks]
+    if missing:  # standard tasks: index lm-eval's own YAMLs too (slower)
+        manager = TaskManager(include_path=paths, include_defaults=True)
+        missing = [t for t in tasks if t not in manager.all_tasks]
+    return manager, missing
+
+
+def check_tasks(params: LmEvalParams, eval_id: str) -> None:
+    """Before anything runs: every task the evaluation names exists (else InputError)."""
+    _, missing = find_tasks(list(params.tasks), list(params.include_paths))
+    if missing:
+        raise InputError(f"evaluation {eval_id!r}: lm-eval has no task "
+                         f"{', '.join(repr(m) for m in missing)}", hint=LIST_TASKS_HINT)
+
+
 def _stderr(m: Metric) -> float:
     """Standard error of a mean of 0/1 outcomes (lm-eval's closed form for `mean`)."""
     if m.n < 2:
@@ -102,24 +130,23 @@ def _stderr(m: Metric) -> float:
 
 
 class CapabilityEvaluator:
+    """lm-eval tasks on the in-memory model; per-document outcomes kept (paired comparisons)."""
+
+    plugin, measures = "lm_eval", "capability"
+
     def __init__(self, params: LmEvalParams, ctx: EvalContext) -> None:
         self.params, self.ctx, self.eval_id = params, ctx, ctx.eval_id
         self._manager: Any = None
+        self._loaded: Any = None
+        """The tasks, loaded once (their datasets read once, not at every checkpoint)."""
         self.versions: dict[str, Any] = {}
 
     def task_manager(self) -> Any:
         if self._manager is None:
-            from lm_eval.tasks import TaskManager
-
-            paths = [*provided_task_paths(), *self.params.include_paths]
-            manager = TaskManager(include_path=paths, include_defaults=False)
-            missing = [t for t in self.params.tasks if t not in manager.all_tasks]
-            if missing:  # standard tasks: index lm-eval's own YAMLs too (slower)
-                manager = TaskManager(include_path=paths, include_defaults=True)
-                missing = [t for t in self.params.tasks if t not in manager.all_tasks]
-                if missing:
-                    raise CellError("unknown_task", f"lm-eval has no task {missing[0]!r}",
-                                    hint="see `lm-eval ls tasks`, or add include_paths")
+            manager, missing = find_tasks(self.params.tasks, self.params.include_paths)
+            if missing:
+                raise CellError("unknown_task", f"lm-eval has no task {missing[0]!r}",
+                                hint=LIST_TASKS_HINT)
             self._manager = manager
         return self._manager
 
@@ -137,17 +164,55 @@ class CapabilityEvaluator:
         lm = HFLM(pretrained=base, tokenizer=tokenizer, batch_size=self.params.batch_size,
                   device=self.ctx.device)
         try:
-            results = lm_eval.simple_evaluate(
-                model=lm, tasks=list(self.params.tasks), task_manager=self.task_manager(),
-                limit=self.params.limit, num_fewshot=self.params.num_fewshot,
-                log_samples=True, bootstrap_iters=100, random_seed=0, numpy_random_seed=0,
-                torch_random_seed=0, fewshot_random_seed=0,
-                apply_chat_template=self.params.apply_chat_template)
+            if hasattr(self.task_manager(), "load"):
+                results = self._evaluate(lm)
+            else:  # an lm-eval without TaskManager.load (before 0.4.10): the whole API
+                results = lm_eval.simple_evaluate(
+                    model=lm, tasks=list(self.params.tasks), task_manager=self.task_manager(),
+                    limit=self.params.limit, num_fewshot=self.params.num_fewshot,
+                    log_samples=True, bootstrap_iters=100, random_seed=0, numpy_random_seed=0,
+                    torch_random_seed=0, fewshot_random_seed=0,
+                    apply_chat_template=self.params.apply_chat_template)
         except (FileNotFoundError, ConnectionError, ValueError) as e:
             raise CellError("lm_eval", f"lm-eval could not run {self.params.tasks}: "
                             f"{type(e).__name__}: {str(e)[:200]}",
                             hint="standard tasks need their datasets in the local HF cache") from e
         return self._record(results)
+
+    def loaded_tasks(self) -> dict[str, Any]:
+        """lm-eval's loaded tasks (``{"tasks": {name: Task}, "groups": ...}``), loaded once."""
+        if self._loaded is None:
+            self._loaded = self.task_manager().load(list(self.params.tasks))
+        return dict(self._loaded)
+
+    def _evaluate(self, lm: Any) -> dict[str, Any]:
+        """What ``lm_eval.simple_evaluate`` does for a model already in memory, without what
+        a checkpoint does not need again: loading the tasks and their datasets (once per
+        evaluator here) and collecting the environment (``torch.utils.collect_env`` runs pip
+        in subprocesses: half of a small model's evaluation). The same seeds are set, so
+        the numbers are the same (tests/test_knowledge.py)."""
+        import random
+        from importlib.metadata import version
+
+        import numpy as np
+        import torch
+        from lm_eval.evaluator import evaluate
+
+        random.seed(0)
+        np.random.seed(0)
+        torch.manual_seed(0)
+        for task in self.loaded_tasks()["tasks"].values():
+            fewshot = self.params.num_fewshot
+            if fewshot is not None and task.get_config("num_fewshot") != 0:
+                task.set_config(key="num_fewshot", value=fewshot)
+            elif fewshot is None and task.get_config("num_fewshot") is None:
+                task.set_config(key="num_fewshot", value=0)
+            task.set_fewshot_seed(seed=0)
+        results: dict[str, Any] = evaluate(
+            lm=lm, task_dict=self._loaded, limit=self.params.limit, bootstrap_iters=100,
+            log_samples=True, apply_chat_template=self.params.apply_chat_template)
+        results["lm_eval_version"] = version("lm_eval")
+        return results
 
     def _record(self, results: dict[str, Any]) -> tuple[EvalRecord, list[dict[str, Any]]]:
         metric, conf = self.params.metric, self.ctx.confidence
@@ -179,13 +244,13 @@ class CapabilityEvaluator:
         extra = {"lm_eval_version": results.get("lm_eval_version", ""),
                  "task_versions": self.versions, "reported": reported,
                  "n_samples": {k: v for k, v in sorted(results.get("n-samples", {}).items())}}
-        record = EvalRecord(eval=self.eval_id, plugin="lm_eval", measures="capability",
+        record = EvalRecord(eval=self.eval_id, plugin=self.plugin, measures=self.measures,
                             metrics={metric: aggregate}, groups={"task": groups},
                             n_samples=len(pooled), extra=extra)
         return record, samples
 
     def identity(self) -> dict[str, Any]:
-        return {"eval": self.eval_id, "plugin": "lm_eval", "tasks": list(self.params.tasks),
+        return {"eval": self.eval_id, "plugin": self.plugin, "tasks": list(self.params.tasks),
                 "task_versions": self.versions, "limit": self.params.limit,
                 "num_fewshot": self.params.num_fewshot}
 

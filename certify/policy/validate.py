@@ -174,7 +174,7 @@ def _reference_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...],
             problems.append(f"{_where(label, lines, loc + ('eval',))}: checks[{i}] ({check.id}): "
                             f"a {check.check} check needs an evaluation measuring "
                             f"{' or '.join(wanted)}, but {check.eval!r} "
-                            f"measures {measures[check.eval]}")
+                            f"measures {measures[check.eval]}{_measuring(wanted, measures)}")
         for a in getattr(check, "attacks", None) or []:
             if a not in attack_ids:
                 problems.append(f"{_where(label, lines, loc + ('attacks',))}: checks[{i}] "
@@ -188,6 +188,14 @@ def _reference_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...],
                                 f"clause_map[{i}] ({clause.ref}): names check {c!r}, which this "
                                 f"policy does not define{registry.suggest(c, check_ids)}")
     return problems
+
+
+def _measuring(wanted: tuple[str, ...], measures: dict[str, str]) -> str:
+    """The fix: the policy's evaluations that measure what the check reads, if any."""
+    fitting = [e for e, m in measures.items() if m in wanted]
+    return (f"; point `eval` at {' or '.join(repr(e) for e in fitting)}" if fitting else
+            f"; add an evaluation that measures {' or '.join(wanted)} (see `certify list "
+            "evals`) and point `eval` at it")
 
 
 def validate_data(data: dict[str, Any], label: str,

@@ -67,6 +67,9 @@ _THRESHOLD_TEXT = {
     "cost": lambda v: f"cost in {v}",
     "metric": lambda v: f"metric {v}",
     "on": lambda v: f"on the {v}",
+    "max_above_chance": lambda v: f"accuracy ≤ chance + {pct(v)}",
+    "chance": lambda v: f"chance {pct(v)}",
+    "threshold": lambda v: f"= {pct(v)}",
 }
 
 

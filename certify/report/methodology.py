@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import inspect
+from dataclasses import dataclass, field
 from typing import Any
 
 from certify.evidence import CellRecord, Evidence
@@ -46,6 +47,8 @@ class Methodology:
     judges: list[JudgeLine]
     datasets: list[tuple[str, str, str, str]]
     statistics: list[tuple[str, str]]
+    checks: list[tuple[str, str, str]] = field(default_factory=list)
+    """(check id, kind, how the kind decides): each kind's schema docstring."""
     licence: str | None = None
     """The licence every dataset shares, said once instead of in a column repeating it."""
 
@@ -135,6 +138,9 @@ def methodology(evidence: Evidence, policy: Policy) -> Methodology:
                       one_line(v.get("summary", ""), 300), _kv(v.get("params", {})))
                      for k, v in evidence.evaluations.items()],
         judges=[_judge(j, evidence.judges) for j in evidence.judges],
+        checks=[(one_line(c.id, 80), c.check,
+                 one_line(" ".join((inspect.getdoc(type(c)) or "").split()), 600))
+                for c in policy.checks],
         datasets=[(one_line(d.get("name"), 120), num(d.get("n")),
                    one_line(d.get("sha256"), 80), one_line(d.get("licence") or "—", 120))
                   for d in evidence.datasets],

@@ -1,8 +1,11 @@
-"""Harmfulness-vs-steps curves (matplotlib SVG), candidate against reference.
+"""Harmfulness- and knowledge-vs-steps curves (matplotlib SVG), candidate against reference.
 
 One figure per harmful attack and harm evaluation: every cell's harmful rate at each
 checkpoint with its confidence band, the policy's thresholds as horizontal lines,
-and each cell's break point (first checkpoint above the break level) marked. The
+and each cell's break point (first checkpoint above the break level) marked. Likewise
+one figure per harmful attack and knowledge evaluation: every cell's accuracy, the
+chance level of the evaluated items, and each knowledge_resistance threshold (chance
++ δ) with the first checkpoint above it marked. The
 SVG is made reproducible (fixed hash salt, no date, no comments) and draws text
 as paths, so the PDF needs no extra fonts for it.
 """
@@ -16,9 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from certify.assess.kinds import kind_of
+from certify.assess.knowledge import chance
 from certify.assess.trajectory import rate, trajectory
 from certify.evidence import CellRecord, Evidence
-from certify.policy.schema import Policy
+from certify.policy.schema import KnowledgeResistance, Policy
 
 COLORS = {"candidate": "#1f5fa8", "reference": "#b4441c"}
 STYLES = ("-", "--", ":", "-.")
@@ -45,14 +49,16 @@ class Curve:
     svg: str
     series: list[Series]
     thresholds: list[tuple[str, float]]
+    measures: str = "harm"
+    """harm (harmful rate) or knowledge (accuracy against chance)."""
 
 
 def _series(cell: CellRecord, eval_id: str, cells: list[CellRecord], level: float | None,
-            confidence: float) -> Series | None:
+            confidence: float, metric: str = "harmful") -> Series | None:
     points = trajectory(cell, eval_id, cells)
     if not points:
         return None
-    rates = [rate(p.record, confidence=confidence) for p in points]
+    rates = [rate(p.record, metric, confidence) for p in points]
     values = [r.value for r in rates]
     broke = next((i for i, v in enumerate(values) if level is not None and v > level), None)
     return Series(cell.role, f"{cell.role} seed {cell.seed}", [p.step for p in points], values,
@@ -83,7 +89,8 @@ def merge_equal(lines: list[tuple[str, float]]) -> list[tuple[str, float]]:
     return [("; ".join(labels), value) for value, labels in merged.items()]
 
 
-def _svg(curve_series: list[Series], thresholds: list[tuple[str, float]], title: str) -> str:
+def _svg(curve_series: list[Series], thresholds: list[tuple[str, float]], title: str,
+         ylabel: str = "harmful rate") -> str:
     import matplotlib
     from matplotlib.figure import Figure
 
@@ -91,7 +98,7 @@ def _svg(curve_series: list[Series], thresholds: list[tuple[str, float]], title:
     with matplotlib.rc_context({"svg.hashsalt": "certify", "svg.fonttype": "path",
                                 "font.size": 8, "axes.titlesize": 9}):
         fig = Figure(figsize=(6.6, 2.7))
-        _draw(fig.subplots(), curve_series, thresholds, title)
+        _draw(fig.subplots(), curve_series, thresholds, title, ylabel)
         buf = io.StringIO()
         fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buf.getvalue()
@@ -101,7 +108,7 @@ def _svg(curve_series: list[Series], thresholds: list[tuple[str, float]], title:
 
 
 def _draw(ax: Any, curve_series: list[Series], thresholds: list[tuple[str, float]],
-          title: str) -> None:
+          title: str, ylabel: str = "harmful rate") -> None:
     counts: dict[str, int] = {}
     for s in curve_series:
         n = counts.get(s.role, 0)
@@ -130,7 +137,7 @@ def _draw(ax: Any, curve_series: list[Series], thresholds: list[tuple[str, float
     ax.xaxis.set_minor_locator(matplotlib_ticker().NullLocator())
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("optimizer steps of the attack")
-    ax.set_ylabel("harmful rate")
+    ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, linewidth=0.3, alpha=0.5)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False,
@@ -143,8 +150,47 @@ def matplotlib_ticker() -> Any:
     return ticker
 
 
+def _knowledge_lines(policy: Policy, eval_id: str, cells: list[CellRecord],
+                    ) -> tuple[list[tuple[str, float]], float | None]:
+    """The chance level of the evaluated items and each knowledge_resistance threshold on
+    ``eval_id``; the lowest threshold is the level a curve counts as broken above."""
+    level = next((lv for c in cells for cp in c.checkpoints
+                  if eval_id in cp.evals and (lv := chance(cp.evals[eval_id])) is not None), None)
+    if level is None:
+        return [], None
+    lines = [(f"chance {level:.0%}", level)]
+    limits = [(f"{c.id}: chance + {c.max_above_chance:.0%}", level + c.max_above_chance)
+              for c in policy.checks
+              if isinstance(c, KnowledgeResistance) and c.eval == eval_id]
+    return merge_equal(lines + limits), min((v for _, v in limits), default=None)
+
+
+def knowledge_curves(evidence: Evidence, policy: Policy) -> list[Curve]:
+    """One curve per (harmful attack, knowledge evaluation): accuracy against chance."""
+    confidence = policy.statistics.confidence
+    evals = [e for e, spec in evidence.evaluations.items() if spec.get("measures") == "knowledge"]
+    out = []
+    for attack in evidence.attacks:
+        if attack.get("purpose") != "harmful":
+            continue
+        cells = [c for c in evidence.cells if c.attack_id == attack["id"] and c.status == "ok"]
+        cells.sort(key=lambda c: (c.role != "candidate", c.seed, c.id))
+        for eval_id in evals:
+            lines, level = _knowledge_lines(policy, eval_id, evidence.cells)
+            series = [s for c in cells if (s := _series(c, eval_id, evidence.cells, level,
+                                                        confidence, "acc"))]
+            if not series:
+                continue
+            title = f"{attack['id']} ({attack.get('technique', '')}) · {eval_id} accuracy"
+            out.append(Curve(attack["id"], eval_id, title,
+                             _svg(series, lines, title, "accuracy"), series, lines,
+                             "knowledge"))
+    return out
+
+
 def curves(evidence: Evidence, policy: Policy) -> list[Curve]:
-    """One curve per (harmful attack, harm evaluation) that the evidence measured."""
+    """One curve per (harmful attack, harm evaluation) that the evidence measured, then the
+    knowledge curves."""
     confidence = policy.statistics.confidence
     harm_evals = [e for e, spec in evidence.evaluations.items() if spec.get("measures") == "harm"]
     out = []
@@ -162,4 +208,4 @@ def curves(evidence: Evidence, policy: Policy) -> list[Curve]:
             title = f"{attack['id']} ({attack.get('technique', '')}) · {eval_id}"
             out.append(Curve(attack["id"], eval_id, title, _svg(series, lines, title), series,
                              lines))
-    return out
+    return out + knowledge_curves(evidence, policy)

@@ -25,7 +25,7 @@ from certify._io import utc_now
 from certify.assess.early_stop import decided
 from certify.assess.trajectory import Point, rate
 from certify.attacks.contract import Adapters, AttackRun, Batch, Spend, Trial
-from certify.data.load import DatasetRef, load_dataset
+from certify.data.load import DatasetRef, Row, load_dataset
 from certify.data.overlap import overlap_by_eval
 from certify.environment import hostname_hash
 from certify.errors import CellError, DataError
@@ -129,8 +129,20 @@ class CellRun:
         """``n`` distinct (prompt, response) examples drawn with the cell's seed."""
         from certify.train import Example
 
+        chosen = self._draw(ref, n, categories, ("prompt", "response"))
+        return [Example(r.prompt, r.response or "", system) for r in chosen]
+
+    def documents(self, ref: DatasetRef, n: int | None,
+                  categories: list[str] | None = None) -> list[str]:
+        """``n`` distinct documents (prompt, when not empty, then response)."""
+        chosen = self._draw(ref, n, categories, ("response",))
+        return ["\n\n".join(t for t in (r.prompt, r.response) if t) for r in chosen]
+
+    def _draw(self, ref: DatasetRef, n: int | None, categories: list[str] | None,
+              fields: tuple[str, ...]) -> list[Row]:
+        """Rows drawn with the cell's seed; recorded with their overlap with the evaluations."""
         dataset = load_dataset(ref)
-        dataset.require("prompt", "response")
+        dataset.require(*fields)
         rows = [r for r in dataset.rows if categories is None or r.category in categories]
         if n is not None and n > len(rows):
             raise CellError("not_enough_data", f"dataset {dataset.name} has {len(rows)} usable "
@@ -145,7 +157,7 @@ class CellRun:
         self.notes.setdefault("train_data", []).append(
             {**dataset.identity(), "categories_used": used, "n_used": len(chosen),
              "overlap": overlap_by_eval(chosen, self._evaluators)})
-        return [Example(r.prompt, r.response or "", system) for r in chosen]
+        return chosen
 
     def trainable_model(self) -> Any:
         """The model, all weights trainable (restored from the snapshot after the cell).
