@@ -21,6 +21,9 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One torch thread per worker (and per audit it starts): two workers share two cores.
+    os.environ["OMP_NUM_THREADS"] = "1"
 os.environ.setdefault("CERTIFY_CACHE_DIR", str(ROOT / ".cache" / "certify"))
 for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ[var] = "1"
