@@ -21,6 +21,9 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One torch thread per worker (and per audit it starts): two workers share two cores.
+    os.environ["OMP_NUM_THREADS"] = "1"
 os.environ.setdefault("CERTIFY_CACHE_DIR", str(ROOT / ".cache" / "certify"))
 for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ[var] = "1"
@@ -125,16 +128,58 @@ def _signed_audit(root: Path, *audit_args: str) -> SignedRun:
                      out.stdout, out.returncode)
 
 
-@pytest.fixture(scope="session")
-def signed_run(tmp_path_factory: pytest.TempPathFactory, tiny_chat: Path) -> SignedRun:
-    return _signed_audit(tmp_path_factory.mktemp("signed-run"), "builtin:tiny-chat", "--quiet")
+def _shared_root(factory: pytest.TempPathFactory) -> Path:
+    """A directory every pytest-xdist worker of this session sees (the session's own
+    temporary root without xdist)."""
+    base = factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
 
 
-@pytest.fixture(scope="session")
-def demo_run(tmp_path_factory: pytest.TempPathFactory, tiny_chat: Path) -> SignedRun:
-    """The README demo: the defended demo model against the undefended one, signed."""
+def _shared_audit(factory: pytest.TempPathFactory, name: str, *audit_args: str) -> SignedRun:
+    """Run a signed audit once per test session, whichever worker asks first; the other
+    workers wait for it and read the same run (a session fixture is otherwise per worker,
+    and two workers would each spend minutes on the same audit)."""
+    from filelock import FileLock
+
+    root = _shared_root(factory) / f"shared-{name}"
+    done = root.with_suffix(".json")
+    with FileLock(str(root) + ".lock"):
+        if not done.is_file():
+            root.mkdir(exist_ok=True)
+            run = _signed_audit(root, *audit_args)
+            done.write_text(json.dumps({**{k: str(v) for k, v in vars(run).items()},
+                                        "audit_returncode": run.audit_returncode}))
+    saved = json.loads(done.read_text())
+    return SignedRun(Path(saved["run_dir"]), Path(saved["private_key"]),
+                     Path(saved["public_key"]), saved["audit_stdout"],
+                     int(saved["audit_returncode"]))
+
+
+def _demo_run(factory: pytest.TempPathFactory) -> SignedRun:
     from certify.demo.models import ensure_built
 
+    ensure_built("tiny-chat")
     ensure_built("tiny-chat-immunized")
-    return _signed_audit(tmp_path_factory.mktemp("demo-run"), "builtin:tiny-chat-immunized",
+    return _shared_audit(factory, "demo-run", "builtin:tiny-chat-immunized",
                          "--reference", "builtin:tiny-chat")
+
+
+@pytest.fixture(scope="session")
+def signed_run(tmp_path_factory: pytest.TempPathFactory, tiny_chat: Path) -> SignedRun:
+    return _shared_audit(tmp_path_factory, "signed-run", "builtin:tiny-chat", "--quiet")
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> SignedRun:
+    """The README demo: the defended demo model against the undefended one, signed."""
+    return _demo_run(tmp_path_factory)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """When the session has tests that need the README demo audit, the second xdist
+    worker runs it before its first test, so that it is ready (or under way) when the
+    first worker's tests ask for it, instead of one worker waiting minutes for the other."""
+    if os.environ.get("PYTEST_XDIST_WORKER") == "gw1" and any(
+            "demo_run" in getattr(item, "fixturenames", ()) for item in session.items):
+        factory = session.config._tmp_path_factory  # type: ignore[attr-defined]
+        _demo_run(factory)

@@ -20,7 +20,11 @@ from certify.models.generate import generate
 from certify.models.load import LoadOptions, ModelHandle, load
 from certify.models.source import identity, resolve
 from tests._scale import SCALE_POLICY
-from tests.conftest import run_certify
+from tests.conftest import ROOT, run_certify
+
+LOW_PRECISION_POLICY = str(ROOT / "tests" / "policies" / "low-precision.yaml")
+"""One attack, one checkpoint, 16 prompts: bfloat16 on a CPU is slow, and the test is
+about the low-precision paths running end to end, not about the scale policy."""
 
 
 def _handle(**options: Any) -> ModelHandle:
@@ -128,8 +132,8 @@ def test_autocast_over_low_precision_weights_is_refused(tmp_path: Path) -> None:
 def test_low_precision_audit_runs_end_to_end(tiny_chat: Path, tmp_path: Path,
                                              flags: tuple[str, ...]) -> None:
     out = tmp_path / "run"
-    result = run_certify("audit", "builtin:tiny-chat", "--policy", SCALE_POLICY, "--out",
-                         str(out), "--format", "md", "--quiet", *flags)
+    result = run_certify("audit", "builtin:tiny-chat", "--policy", LOW_PRECISION_POLICY,
+                         "--out", str(out), "--format", "md", "--quiet", *flags)
     assert result.returncode == 1, result.stderr  # the undefended demo model fails, no error
     ev = Evidence.read(out / "evidence.json")
     assert ev.run["status"] == "complete" and all(c.status == "ok" for c in ev.cells)
