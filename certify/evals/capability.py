@@ -103,19 +103,33 @@ def find_tasks(tasks: list[str], include_paths: list[str]) -> tuple[Any, list[st
     """lm-eval's TaskManager over the provided tasks, ``include_paths`` and, only when some
     task is not among those, lm-eval's own YAMLs (indexing them takes tens of seconds);
     and the names it does not know. Imports lm_eval.tasks (no torch)."""
-    from lm_eval.tasks import TaskManager
-
-    paths = [*provided_task_paths(), *include_paths]
-    manager = TaskManager(include_path=paths, include_defaults=False)
+    paths = (*provided_task_paths(), *include_paths)
+    manager = _task_manager(paths, False)
     missing = [t for t in tasks if t not in manager.all_tasks]
     if missing:  # standard tasks: index lm-eval's own YAMLs too (slower)
-        manager = TaskManager(include_path=paths, include_defaults=True)
+        manager = _task_manager(paths, True)
         missing = [t for t in tasks if t not in manager.all_tasks]
     return manager, missing
 
 
+_MANAGERS: dict[tuple[tuple[str, ...], bool], Any] = {}
+
+
+def _task_manager(paths: tuple[str, ...], defaults: bool) -> Any:
+    """lm-eval's TaskManager, built once per process for the same directories: indexing
+    lm-eval's own YAMLs takes tens of seconds, and the preflight checks of every lm-eval
+    evaluation of a policy (capability and knowledge) and their evaluators share one."""
+    from lm_eval.tasks import TaskManager
+
+    key = (paths, defaults)
+    if key not in _MANAGERS:
+        _MANAGERS[key] = TaskManager(include_path=list(paths), include_defaults=defaults)
+    return _MANAGERS[key]
+
+
 def check_tasks(params: LmEvalParams, eval_id: str) -> None:
-    """Before anything runs: every task the evaluation names exists (else InputError)."""
+    """Before anything runs (preflight, and the dry run): every task the evaluation names
+    exists (else InputError, exit 2), so a typo never costs a trained cell."""
     _, missing = find_tasks(list(params.tasks), list(params.include_paths))
     if missing:
         raise InputError(f"evaluation {eval_id!r}: lm-eval has no task "
@@ -256,7 +270,7 @@ class CapabilityEvaluator:
 
 
 @registry.evaluation("lm_eval", params=LmEvalParams, measures="capability", paper=LM_EVAL_PAPER,
-                     tags=("capability", "lm-eval"))
+                     tags=("capability", "lm-eval"), check_inputs=check_tasks)
 def lm_eval_tasks(params: LmEvalParams, ctx: EvalContext) -> CapabilityEvaluator:
     """Score capability tasks with lm-eval's simple_evaluate on the in-memory model."""
     return CapabilityEvaluator(params, ctx)
