@@ -7,8 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer, \
-    model_validator
+from pydantic import (
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from certify import registry
 from certify._io import canonical_json, sha256_bytes
@@ -75,8 +80,8 @@ class DatasetRef(Params):
     def _config_is_for_hub(self) -> DatasetRef:
         if self.config is not None and not self.source.startswith(HF_PREFIX):
             raise ValueError(f"`config` ({self.config!r}) names a hub dataset's configuration; "
-                             f"{self.source!r} is not an hf:ORG/NAME source (an overlay that points "
-                             "the reference at a local file also sets `config: null`)")
+                             f"{self.source!r} is not an hf:ORG/NAME source (an overlay that "
+                             "points the reference at a local file also sets `config: null`)")
         return self
 
     @model_serializer(mode="wrap")

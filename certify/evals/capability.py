@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import Field
