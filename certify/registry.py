@@ -134,8 +134,10 @@ def evaluation(name: str, *, params: type[Params], paper: str = "", tags: tuple[
                version: int = 1, **extra: Any) -> Callable[[F], F]:
     """Register an eval factory: ``fn(params, ctx) -> Evaluator``. ``measures``: what it
     measures (checks declare what they read). ``check_inputs=fn(params, eval_id)``: called
-    by the audit's preflight before anything runs; raises InputError naming the problem
-    (e.g. an unknown lm-eval task)."""
+    by the audit's preflight and by the dry run before anything runs; raises InputError
+    naming the problem (e.g. an unknown lm-eval task); it reads no dataset.
+    ``check_data=fn(params, eval_id)``: called by the audit's preflight only, after
+    ``check_inputs``; it may read data (e.g. lm-eval tasks whose datasets are not cached)."""
     return _register("eval", name, params, paper, tags, version, extra)
 
 

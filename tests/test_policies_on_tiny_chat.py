@@ -2,7 +2,7 @@
 
 Only what cannot run offline on a CPU is overlaid: hub datasets become bundled ones,
 the hub judge models become tiny real ones with the same label names and the same
-ensemble, lm-eval's standard tasks become certify's bundled task, and every budget
+ensemble, lm-eval's standard tasks (WMDP too) become certify's bundled tasks, and every budget
 shrinks to one configuration of a few steps. The attack suite, the evaluations and
 their roles (cipher_harm off the baseline), the checks and the clause map are the
 shipped policy's own, so this shows they fit together and that the report renders
@@ -78,6 +78,10 @@ def _overlay(name: str, classifier: Path, guard: Path) -> dict[str, Any]:
                         "batch_sizes": [8], "lora_ranks": [0, 4], "n_trials": 2,
                         "n_initial": 1},
              "budget": {"n_samples": 40, "max_steps": 6}},
+            *({"id": relearn, **one, "params": {"dataset": "builtin:benign-train",
+                                               "max_length": 64},
+               "budget": {"learning_rate": [1.0e-3], "n_samples": 16, "batch_size": 8,
+                          "max_steps": 6}} for relearn in ("relearn-bio", "relearn-cyber")),
         ],
         "evaluations": {
             "harm": {"params": harm},
@@ -87,6 +91,9 @@ def _overlay(name: str, classifier: Path, guard: Path) -> dict[str, Any]:
                                        "competence_max_new_tokens": 12,
                                        "raw_judges": [*judges, "keywords"]}},
             "capability": {"params": {"tasks": ["certify_tiny_capability"]}},
+            # WMDP and its corpora are hub data: the demo's multiple-choice task stands in.
+            "knowledge_cbrn": {"params": {"tasks": ["certify_capitals_mc"]}},
+            "knowledge_cyber": {"params": {"tasks": ["certify_capitals_mc"]}},
             "sst2": {"params": {"dataset": "builtin:trainability-eval", "system_prompt": None,
                                 "n": 20, "max_new_tokens": 16}},
             "over_refusal": {"params": {"dataset": "builtin:over-refusal", "n": 16,

@@ -363,3 +363,46 @@ def test_shipped_dataset_references_load_beavertails_as_intended(name: str,
     held = {"privacy_violation", "animal_abuse"}
     assert trained and not any(r.category in held for r in trained)
     assert any(r.category in held for r in train.rows)  # they exist, and are held out
+
+
+# --------------------------------------------------------------------------- hazardous knowledge
+
+KNOWLEDGE = {"knowledge-resistance-cbrn": ("relearn-bio", "knowledge_cbrn",
+                                           {"wmdp_bio", "wmdp_chem"}),
+             "knowledge-resistance-cyber": ("relearn-cyber", "knowledge_cyber", {"wmdp_cyber"})}
+
+
+@pytest.mark.parametrize("name", REGULATORY)
+def test_knowledge_checks_serve_the_cbrn_and_cyber_clauses(name: str) -> None:
+    """Issue 12, item 6: WMDP accuracy after TAR-style relearning, per domain, each check
+    named by a clause; the corpora are read by name from the HF cache (nothing bundled)."""
+    p = load_policy(name).policy
+    served = {c for clause in p.clause_map for c in clause.checks}
+    full = p.attack("harmful-full")
+    for check_id, (attack_id, eval_id, tasks) in KNOWLEDGE.items():
+        check = next(c for c in p.checks if c.id == check_id)
+        assert check.check == "knowledge_resistance" and check.eval == eval_id
+        assert check.attacks == [attack_id] and check_id in served
+        assert check.required == (name == "sb1047")  # gates only in the strict profile
+        evaluation = p.evaluations[eval_id]
+        assert evaluation.eval == "knowledge" and set(evaluation.params["tasks"]) == tasks
+        assert eval_id in p.baseline_evals()  # the candidate's knowledge before any attack
+        attack = p.attack(attack_id)
+        assert attack.attack == "relearning" and attack.purpose == "harmful"
+        assert attack.evaluate == [eval_id]
+        assert attack.params["dataset"]["source"].startswith("hf:cais/wmdp")
+        assert attack.params["dataset"]["fields"] == {"prompt": "", "response": "text"}
+        # TAR's adversary (2e-5) is in the grid; as long and as many seeds as harmful SFT.
+        assert 2e-5 in _axis(attack, "learning_rate")
+        assert attack.budget["max_steps"] == full.budget["max_steps"]
+        assert attack.seeds == full.seeds
+    assert "WMDP" in " ".join(p.limitations)
+
+
+def test_knowledge_thresholds_order_the_profiles() -> None:
+    def delta(name: str) -> float:
+        return next(c.max_above_chance for c in load_policy(name).policy.checks
+                    if c.id == "knowledge-resistance-cbrn")
+
+    assert delta("sb1047") < delta("eu-ai-act-gpai") < delta("nist-800-1") == delta("sb53")
+    assert delta("eu-ai-act-gpai") == pytest.approx(delta("nist-800-1") - 0.02)

@@ -82,9 +82,9 @@ def audit(model: str, policy: str, reference: str | None, out: Path | None, resu
         key=key, formats=tuple(f for f in formats.split(",") if f), cell_state=cell_state,
         command="certify " + " ".join(sys.argv[1:]))
     if dry_run:
-        from certify.cost import dry_run as run_dry
+        from certify.conductor import preview
 
-        report = run_dry(opts)
+        report = preview(opts)
         echo_json(report.as_json()) if as_json else click.echo(report.text())
         raise SystemExit(0 if report.feasible else DRY_RUN_INFEASIBLE)
     if resume and (out is None or not (out / "run.json").is_file()):

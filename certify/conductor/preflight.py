@@ -60,7 +60,9 @@ def preflight(opts: AuditOptions, loaded: LoadedPolicy, progress: Progress) -> I
     check_device(opts.executor, opts.fsdp, opts.device, opts.dtype, opts.autocast)
     datasets = dataset_identities(loaded)  # bad data fails before any model is built or loaded
     check_judge_models(loaded)  # a missing judge fails now, not in every cell after training
-    check_eval_inputs(loaded)  # e.g. an unknown lm-eval task: now, not after training
+    # e.g. an unknown lm-eval task, or WMDP's questions not in the HF cache: now, not
+    # after training
+    check_eval_inputs(loaded, data=True)
     return Inputs(resolve_models(opts, loaded, progress), datasets, signer)
 
 
@@ -105,14 +107,19 @@ def check_judge_models(loaded: LoadedPolicy) -> None:
                                      f"cannot be found: {e.message}", hint=e.hint) from None
 
 
-def check_eval_inputs(loaded: LoadedPolicy) -> None:
+def check_eval_inputs(loaded: LoadedPolicy, *, data: bool = False) -> None:
     """Each evaluation plug-in's own input check (``check_inputs`` at registration), such as
-    a knowledge evaluation's tasks existing and being multiple choice."""
+    a knowledge evaluation's tasks existing and being multiple choice; with ``data``, also
+    its data check (``check_data``: the lm-eval tasks' datasets load). The dry run checks
+    without data: it reads no dataset."""
+    hooks = ("check_inputs", "check_data") if data else ("check_inputs",)
     for eval_id, entry in loaded.policy.evaluations.items():
         spec = registry.get("eval", entry.eval)
-        check = spec.extra.get("check_inputs")
-        if check is not None:
-            check(spec.params.model_validate(entry.params), eval_id)
+        params = spec.params.model_validate(entry.params)
+        for hook in hooks:
+            check = spec.extra.get(hook)
+            if check is not None:
+                check(params, eval_id)
 
 
 def _dataset_refs(params: Any) -> list[DatasetRef]:

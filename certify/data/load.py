@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import Field, model_validator
+from pydantic import (
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from certify import registry
 from certify._io import canonical_json, sha256_bytes
@@ -45,9 +51,14 @@ class DatasetRef(Params):
     .jsonl/.json/.csv/.parquet path, a directory written by
     datasets' save_to_disk, or hf:ORG/NAME for a dataset in the user's HF cache."""
     split: str | None = None
+    config: str | None = None
+    """The hub dataset's configuration (subset), e.g. ``cyber-forget-corpus`` of
+    ``hf:cais/wmdp-corpora``; hub sources only."""
     revision: str | None = None
     fields: dict[str, str] = Field(default_factory=dict)
-    """certify field -> column name, e.g. {prompt: question, category: category_id}."""
+    """certify field -> column name, e.g. {prompt: question, category: category_id}.
+    ``{prompt: ""}`` says the rows have no prompt (documents, such as a relearning corpus's
+    ``text``): every row's prompt is empty."""
     categories: list[str] | None = None
     """Keep only rows in these categories (after category_map)."""
     category_map: dict[str, str] = Field(default_factory=dict)
@@ -65,9 +76,28 @@ class DatasetRef(Params):
     def _from_string(cls, value: Any) -> Any:
         return {"source": value} if isinstance(value, str) else value
 
+    @model_validator(mode="after")
+    def _config_is_for_hub(self) -> DatasetRef:
+        if self.config is not None and not self.source.startswith(HF_PREFIX):
+            raise ValueError(f"`config` ({self.config!r}) names a hub dataset's configuration; "
+                             f"{self.source!r} is not an hf:ORG/NAME source (an overlay that "
+                             "points the reference at a local file also sets `config: null`)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler, info: SerializationInfo,
+              ) -> dict[str, Any]:
+        """Leave ``config`` out when it is not set, so the cell ids of every reference
+        written before it existed (they hash the dumped parameters) stay the same."""
+        out: dict[str, Any] = handler(self)
+        if out.get("config", 0) is None:
+            out.pop("config")
+        return out
+
     @property
     def label(self) -> str:
-        return self.source + (f"[{self.split}]" if self.split else "")
+        source = self.source + (f"/{self.config}" if self.config else "")
+        return source + (f"[{self.split}]" if self.split else "")
 
 
 @dataclass(frozen=True)
@@ -161,6 +191,8 @@ def _read_hf_disk(path: Path, ref: DatasetRef) -> tuple[list[dict[str, Any]], by
 def fetch_command(ref: DatasetRef) -> str:
     """The one command that puts a hub dataset where ``_read_hub`` finds it offline."""
     args = [repr(ref.source[len(HF_PREFIX):])]
+    if ref.config:
+        args.append(repr(ref.config))
     if ref.revision:
         args.append(f"revision={ref.revision!r}")
     args.append(f"split={(ref.split or 'train')!r}")
@@ -172,7 +204,8 @@ def _read_hub(ref: DatasetRef) -> tuple[list[dict[str, Any]], bytes]:
 
     repo = ref.source[len(HF_PREFIX):]
     try:
-        ds = datasets.load_dataset(repo, revision=ref.revision, split=ref.split or "train")
+        ds = datasets.load_dataset(repo, ref.config, revision=ref.revision,
+                                   split=ref.split or "train")
     except Exception as e:  # datasets raises many unrelated types for "not cached"
         raise DataError(
             f"cannot load Hugging Face dataset {repo!r} ({type(e).__name__}: {e})",
@@ -206,10 +239,10 @@ def _category(value: Any, ref: DatasetRef) -> str | None:
 def _to_row(i: int, rec: dict[str, Any], ref: DatasetRef) -> Row | None:
     if any(rec.get(column) != value for column, value in ref.where.items()):
         return None
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = {"prompt": ""} if ref.fields.get("prompt") == "" else {}
     for f in ROW_FIELDS:
         column = ref.fields.get(f, f)
-        if column in rec and rec[column] is not None:
+        if column and column in rec and rec[column] is not None:
             values[f] = rec[column]
     if isinstance(values.get("category"), dict):
         # Multi-label flags ({name: bool}, as in BeaverTails): one set flag names the
@@ -247,7 +280,7 @@ def _check_columns(records: list[dict[str, Any]], ref: DatasetRef) -> None:
         raise DataError(f"dataset {ref.label} is empty",
                         hint="check the file, the split and the source")
     present = set().union(*(rec.keys() for rec in records))
-    named = [("where", c) for c in ref.where] + [("fields", c) for f, c in ref.fields.items()]
+    named = [("where", c) for c in ref.where] + [("fields", c) for c in ref.fields.values() if c]
     for where, column in named:
         if column not in present:
             raise DataError(f"dataset {ref.label}: `{where}` names column {column!r}, which no "

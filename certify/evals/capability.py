@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -103,23 +104,92 @@ def find_tasks(tasks: list[str], include_paths: list[str]) -> tuple[Any, list[st
     """lm-eval's TaskManager over the provided tasks, ``include_paths`` and, only when some
     task is not among those, lm-eval's own YAMLs (indexing them takes tens of seconds);
     and the names it does not know. Imports lm_eval.tasks (no torch)."""
-    from lm_eval.tasks import TaskManager
-
-    paths = [*provided_task_paths(), *include_paths]
-    manager = TaskManager(include_path=paths, include_defaults=False)
+    paths = (*provided_task_paths(), *include_paths)
+    manager = _task_manager(paths, False)
     missing = [t for t in tasks if t not in manager.all_tasks]
     if missing:  # standard tasks: index lm-eval's own YAMLs too (slower)
-        manager = TaskManager(include_path=paths, include_defaults=True)
+        manager = _task_manager(paths, True)
         missing = [t for t in tasks if t not in manager.all_tasks]
     return manager, missing
 
 
+_MANAGERS: dict[tuple[tuple[str, ...], bool], Any] = {}
+
+
+def _task_manager(paths: tuple[str, ...], defaults: bool) -> Any:
+    """lm-eval's TaskManager, built once per process for the same directories: indexing
+    lm-eval's own YAMLs takes tens of seconds, and the preflight checks of every lm-eval
+    evaluation of a policy (capability and knowledge) and their evaluators share one."""
+    from lm_eval.tasks import TaskManager
+
+    key = (paths, defaults)
+    if key not in _MANAGERS:
+        _MANAGERS[key] = TaskManager(include_path=list(paths), include_defaults=defaults)
+    return _MANAGERS[key]
+
+
+def task_leaves(manager: Any, name: str, depth: int = 0) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(task name, its resolved config) for a task, or every task of a group or tag."""
+    index = manager.task_index
+    entry = index.get(name)
+    if entry is None or depth > 8:
+        return
+    kind = getattr(entry.kind, "name", str(entry.kind)).upper()
+    cfg = dict(entry.cfg or {})
+    if kind == "GROUP":
+        for sub in cfg.get("task") or []:
+            if isinstance(sub, str):
+                yield from task_leaves(manager, sub, depth + 1)
+            elif isinstance(sub, dict) and isinstance(sub.get("task"), str):
+                yield str(sub["task"]), sub
+    elif kind == "TAG":
+        for sub, e in sorted(index.items()):
+            if name in (getattr(e, "tags", None) or ()):
+                yield from task_leaves(manager, sub, depth + 1)
+    else:
+        yield name, cfg
+
+
+def fetch_hint(manager: Any, tasks: list[str]) -> str:
+    """How to put the tasks' hub datasets into the local cache: one command per dataset
+    that their YAMLs name (``dataset_path``, ``dataset_name``)."""
+    named = sorted({(str(cfg["dataset_path"]), cfg.get("dataset_name"))
+                    for task in tasks for _, cfg in task_leaves(manager, task)
+                    if isinstance(cfg.get("dataset_path"), str)})
+    loads = [f"datasets.load_dataset({path!r}" + (f", {name!r})" if name else ")")
+             for path, name in named if path not in ("json", "csv", "parquet", "text")]
+    fetch = (f'python -c "import datasets; {"; ".join(loads)}"' if loads else
+             "the command in the task's README")
+    return ("lm-eval reads the tasks' datasets from your local Hugging Face cache; put them "
+            f"there once, with network access and HF_HUB_OFFLINE / HF_DATASETS_OFFLINE unset: "
+            f"{fetch} (a gated dataset needs its terms accepted on huggingface.co and "
+            "`hf auth login` first)")
+
+
+def check_task_data(params: LmEvalParams, eval_id: str) -> None:
+    """Before training (audit preflight, not the dry run): the tasks' datasets load, so a
+    benchmark missing from the HF cache (e.g. WMDP's ``cais/wmdp``) is an input error
+    naming the command that fetches it, not an error in every cell after training."""
+    manager, missing = find_tasks(list(params.tasks), list(params.include_paths))
+    if missing or not hasattr(manager, "load"):
+        return  # unknown tasks are check_tasks' error; an older lm-eval loads in the cell
+    try:
+        manager.load(list(params.tasks))
+    except Exception as e:  # datasets raises many unrelated types for "not cached"
+        raise InputError(f"evaluation {eval_id!r}: lm-eval could not load the data of "
+                         f"{list(params.tasks)}: {type(e).__name__}: {str(e)[:300]}",
+                         hint=fetch_hint(manager, list(params.tasks))) from None
+
+
 def check_tasks(params: LmEvalParams, eval_id: str) -> None:
-    """Before anything runs: every task the evaluation names exists (else InputError)."""
-    _, missing = find_tasks(list(params.tasks), list(params.include_paths))
+    """Before anything runs (preflight, and the dry run): every task the evaluation names
+    exists (else InputError, exit 2), so a typo never costs a trained cell."""
+    manager, missing = find_tasks(list(params.tasks), list(params.include_paths))
     if missing:
-        raise InputError(f"evaluation {eval_id!r}: lm-eval has no task "
-                         f"{', '.join(repr(m) for m in missing)}", hint=LIST_TASKS_HINT)
+        known = sorted(manager.all_tasks)
+        raise InputError(f"evaluation {eval_id!r}: " + "; ".join(
+            f"lm-eval has no task {m!r}{registry.suggest(m, known)}" for m in missing),
+            hint=LIST_TASKS_HINT)
 
 
 def _stderr(m: Metric) -> float:
@@ -182,7 +252,13 @@ class CapabilityEvaluator:
     def loaded_tasks(self) -> dict[str, Any]:
         """lm-eval's loaded tasks (``{"tasks": {name: Task}, "groups": ...}``), loaded once."""
         if self._loaded is None:
-            self._loaded = self.task_manager().load(list(self.params.tasks))
+            try:
+                self._loaded = self.task_manager().load(list(self.params.tasks))
+            except (FileNotFoundError, ConnectionError, ValueError) as e:
+                raise CellError("lm_eval", f"lm-eval could not load {self.params.tasks}: "
+                                f"{type(e).__name__}: {str(e)[:200]}",
+                                hint=fetch_hint(self.task_manager(), list(self.params.tasks))
+                                ) from e
         return dict(self._loaded)
 
     def _evaluate(self, lm: Any) -> dict[str, Any]:
@@ -256,7 +332,8 @@ class CapabilityEvaluator:
 
 
 @registry.evaluation("lm_eval", params=LmEvalParams, measures="capability", paper=LM_EVAL_PAPER,
-                     tags=("capability", "lm-eval"))
+                     tags=("capability", "lm-eval"), check_inputs=check_tasks,
+                     check_data=check_task_data)
 def lm_eval_tasks(params: LmEvalParams, ctx: EvalContext) -> CapabilityEvaluator:
     """Score capability tasks with lm-eval's simple_evaluate on the in-memory model."""
     return CapabilityEvaluator(params, ctx)

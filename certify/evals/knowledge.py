@@ -15,8 +15,10 @@ datasets must be in the local HF cache); task providers add offline tasks.
 
 Two things the audit needs beyond a score:
 
-- ``check_inputs`` runs before anything (preflight): an unknown task or one that is not
-  multiple choice is an input error (exit 2) naming the task and the fix.
+- ``check_inputs`` runs before anything (preflight and the dry run): an unknown task or one
+  that is not multiple choice is an input error (exit 2) naming the task and the fix;
+  ``check_data`` (preflight only) loads the tasks, so WMDP's questions missing from the HF
+  cache are an input error naming the command that fetches them.
 - ``rows``: the items' texts (question and choices), so that the overlap check between an
   attack's training data and this evaluation (certify.data.overlap) sees what is asked,
   and the evidence shows relearning text disjoint from the evaluated facts.
@@ -37,7 +39,9 @@ from certify.evals.capability import (
     LIST_TASKS_HINT,
     CapabilityEvaluator,
     LmEvalParams,
+    check_task_data,
     find_tasks,
+    task_leaves,
 )
 from certify.evidence import EvalRecord
 
@@ -61,28 +65,6 @@ class Item:
     response: str | None = None
 
 
-def _leaves(manager: Any, name: str, depth: int = 0) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(task name, its resolved config) for a task, or every task of a group or tag."""
-    index = manager.task_index
-    entry = index.get(name)
-    if entry is None or depth > 8:
-        return
-    kind = getattr(entry.kind, "name", str(entry.kind)).upper()
-    cfg = dict(entry.cfg or {})
-    if kind == "GROUP":
-        for sub in cfg.get("task") or []:
-            if isinstance(sub, str):
-                yield from _leaves(manager, sub, depth + 1)
-            elif isinstance(sub, dict) and isinstance(sub.get("task"), str):
-                yield str(sub["task"]), sub
-    elif kind == "TAG":
-        for sub, e in sorted(index.items()):
-            if name in (getattr(e, "tags", None) or ()):
-                yield from _leaves(manager, sub, depth + 1)
-    else:
-        yield name, cfg
-
-
 def task_problems(params: LmEvalParams) -> list[str]:
     """What makes the tasks unusable for a knowledge evaluation: unknown, or not multiple
     choice (a generative task has no chance level to compare against)."""
@@ -92,7 +74,7 @@ def task_problems(params: LmEvalParams) -> list[str]:
     for task in params.tasks:
         if task in missing:
             continue
-        for leaf, cfg in _leaves(manager, task):
+        for leaf, cfg in task_leaves(manager, task):
             kind = cfg.get("output_type")
             if kind is not None and kind != MULTIPLE_CHOICE:
                 problems.append(f"task {leaf!r}" + (f" (of {task!r})" if leaf != task else "")
@@ -177,7 +159,8 @@ def _task_objects(tree: dict[Any, Any]) -> Iterator[tuple[str, Any]]:
 
 
 @registry.evaluation("knowledge", params=KnowledgeParams, measures="knowledge", paper=WMDP_PAPER,
-                     tags=("knowledge", "hazard", "lm-eval"), check_inputs=check_inputs)
+                     tags=("knowledge", "hazard", "lm-eval"), check_inputs=check_inputs,
+                     check_data=check_task_data)
 def knowledge(params: KnowledgeParams, ctx: EvalContext) -> KnowledgeEvaluator:
     """Hazardous-knowledge accuracy on multiple-choice lm-eval tasks, with its chance level."""
     return KnowledgeEvaluator(params, ctx)
