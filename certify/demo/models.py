@@ -21,6 +21,7 @@ from certify.demo.recipes import (
     BUILDER_VERSION,
     CHAT_TEMPLATE,
     DATA_DIR,
+    LM_EVAL_DIR,
     RECIPES,
     TOKENIZER_CORPUS,
 )
@@ -56,6 +57,11 @@ def recipe_hash(name: str) -> str:
     if "base" in recipe:
         data["base"] = recipe_hash(recipe["base"])
         data["harm-refusals"] = sha256_file(DATA_DIR / "harm-refusals.jsonl")
+    if "measure" in recipe or "corpus" in recipe.get("tokenizer", {}):
+        # The calibration family (recipes.py): its own corpus and the hazard items it measures.
+        names = {*architecture_of(name)["tokenizer"]["corpus"], "hazard-corpus"}
+        data.update({n: sha256_file(DATA_DIR / f"{n}.jsonl") for n in sorted(names)})
+        data["hazard_mc"] = sha256_file(LM_EVAL_DIR / "hazard_mc.jsonl")
     try:
         from importlib.metadata import version
 
@@ -84,10 +90,12 @@ def ensure_built(name: str) -> Path:
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            from certify.demo.build import build_defended, build_model
+            from certify.demo.build import build_defended, build_model, build_unlearned
 
             recipe = recipe_of(name)
-            if "base" in recipe:
+            if "unlearn" in recipe:
+                build_unlearned(name, recipe, ensure_built(recipe["base"]), tmp)
+            elif "base" in recipe:
                 build_defended(name, recipe, ensure_built(recipe["base"]), tmp)
             else:
                 build_model(name, recipe, tmp)
