@@ -28,17 +28,16 @@ import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(__file__))
-import _common as common  # noqa: E402,F401  (offline environment, sys.path)
+import _common as common  # noqa: F401  (offline environment, sys.path)
 
 MODELS = ("tiny-chat-unfiltered", "tiny-chat-filtered", "tiny-chat-unlearned")
 CHECKPOINTS = (0, 8, 16, 32, 64, 100)
 
 
 def lm_eval_accuracy(model: Any, tokenizer: Any) -> float:
+    import certify.demo.plugin  # noqa: F401  (registers the builtin task provider)
     from certify.evals.base import EvalContext
     from certify.evals.capability import CapabilityEvaluator, LmEvalParams
-
-    import certify.demo.plugin  # noqa: F401  (registers the builtin task provider)
 
     evaluator = CapabilityEvaluator(LmEvalParams(tasks=["certify_hazard_mc"]),
                                     EvalContext(eval_id="hazard"))

@@ -7,6 +7,23 @@ safety training) and to answer benign questions. It is built deterministically o
 first use and cached under the user cache directory, keyed by a hash of its recipe
 (hyper-parameters, data bytes, builder version). The build measures the model and
 stores the numbers next to the weights (``certify-build.json``).
+
+``builtin:tiny-chat-immunized`` is tiny-chat plus first-order tamper-resistant
+training (certify/demo/defense.py).
+
+The calibration models of hazardous-knowledge audits (docs/calibration.md) share one
+tokenizer, trained on the corpus including the synthetic hazard domain
+(``builtin:hazard-corpus``: invented agents and codes), and are measured on its 64
+evaluated facts (lm-eval task ``certify_hazard_mc``, chance 1/4):
+
+- ``builtin:tiny-chat-unfiltered``: tiny-chat's recipe with the hazard corpus mixed
+  into training; it knows the evaluated facts (the reference that read the domain).
+- ``builtin:tiny-chat-filtered``: the same recipe with the hazard domain filtered out
+  of its corpus, Deep Ignorance in miniature (O'Brien et al. 2025); at chance, and
+  relearning on related facts does not bring the evaluated ones: the PASS standard.
+- ``builtin:tiny-chat-unlearned``: tiny-chat-unfiltered after RMU unlearning of the
+  evaluated facts (Li et al. 2024; certify/demo/unlearn.py); at chance, but a few dozen
+  steps of relearning on related facts restore them (Hu et al. 2024): the FAIL standard.
 """
 
 from __future__ import annotations
