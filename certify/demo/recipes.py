@@ -8,7 +8,8 @@ from typing import Any
 DATA_DIR = Path(__file__).resolve().parent / "data"
 """The bundled synthetic datasets (``builtin:NAME`` is ``DATA_DIR/NAME.jsonl``)."""
 LM_EVAL_DIR = Path(__file__).resolve().parent / "lm_eval"
-"""The bundled offline lm-eval task templates (``certify_tiny_capability``)."""
+"""The bundled offline lm-eval task templates (``certify_tiny_capability``,
+``certify_hazard_mc``)."""
 
 BUILDER_VERSION = 1
 RECIPES: dict[str, dict[str, Any]] = {
