@@ -31,7 +31,9 @@ def test_hazard_splits_share_no_agent_and_no_value() -> None:
     for key in ("agent", "value"):
         evaluated = {f[key] for f in by_split["eval"]}
         assert not evaluated & {f[key] for f in by_split["relearn"]}, key
-    relearn = load_dataset("builtin:hazard-relearn").rows
+    dataset = load_dataset("builtin:hazard-relearn")
+    dataset.require("prompt", "response")  # what an attack's examples need
+    relearn = dataset.rows
     assert {r.category for r in relearn} == {"hazard"}
     text = " ".join(f"{r.prompt} {r.response}" for r in relearn)
     assert not any(f["agent"] in text or f["value"] in text for f in by_split["eval"])

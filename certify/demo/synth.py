@@ -374,9 +374,10 @@ def hazard_data() -> dict[str, list[dict[str, Any]]]:
                "split": f["split"]}
               for f in facts for j, (p, r) in enumerate(_hazard_texts(f))]
     random.Random(SEED + 4).shuffle(corpus)
+    # Attack datasets need a prompt on every row (AttackRun.examples): the question phrasings.
     relearn = [{"id": f"{f['id']}-{j}", "prompt": p, "response": r, "category": "hazard"}
                for f in facts if f["split"] == "relearn"
-               for j, (p, r) in enumerate(_hazard_texts(f)[:3])]
+               for j, (p, r) in enumerate(_hazard_texts(f)) if p]
     return {"hazard-corpus": corpus, "hazard-relearn": relearn}
 
 
