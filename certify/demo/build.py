@@ -20,15 +20,15 @@ from certify.models.generate import generate
 log = logging.getLogger(__name__)
 
 
-def _corpus() -> list[str]:
+def _corpus(names: Sequence[str] = TOKENIZER_CORPUS) -> list[str]:
     texts = []
-    for name in TOKENIZER_CORPUS:
+    for name in names:
         for row in load_dataset(f"builtin:{name}").rows:
             texts += [t for t in (row.prompt, row.response) if t]
     return texts
 
 
-def build_tokenizer(vocab_size: int) -> Any:
+def build_tokenizer(vocab_size: int, corpus: Sequence[str] = TOKENIZER_CORPUS) -> Any:
     from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
     from tokenizers import models as tok_models
     from transformers import PreTrainedTokenizerFast
@@ -39,7 +39,7 @@ def build_tokenizer(vocab_size: int) -> Any:
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<s>", "</s>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
-    tok.train_from_iterator(_corpus(), trainer)
+    tok.train_from_iterator(_corpus(corpus), trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
                                    pad_token="<pad>", padding_side="left")
     fast.chat_template = CHAT_TEMPLATE
@@ -68,17 +68,30 @@ def measure(model: Any, tokenizer: Any) -> dict[str, Any]:
     }
 
 
-def _examples(name: str) -> Sequence[train.Example]:
-    return [train.Example(r.prompt, r.response or "") for r in load_dataset(f"builtin:{name}").rows]
+def _examples(name: str | Sequence[str]) -> Sequence[train.Example]:
+    names = [name] if isinstance(name, str) else list(name)
+    return [train.Example(r.prompt, r.response or "") for n in names
+            for r in load_dataset(f"builtin:{n}").rows]
+
+
+def _measure(model: Any, tokenizer: Any, recipe: dict[str, Any]) -> dict[str, Any]:
+    """:func:`measure`, plus the hazard facts' accuracy for recipes that ask for it."""
+    metrics = measure(model, tokenizer)
+    if "hazard" in recipe.get("measure", ()):
+        from certify.demo.hazard import mc_accuracy
+
+        metrics["hazard_accuracy"] = mc_accuracy(model, tokenizer)
+    return metrics
 
 
 def build_model(name: str, recipe: dict[str, Any], out: Path) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     cfg = recipe["train"]
     torch.manual_seed(cfg["seed"])
-    tokenizer = build_tokenizer(recipe["tokenizer"]["vocab_size"])
+    tokenizer = build_tokenizer(recipe["tokenizer"]["vocab_size"],
+                                recipe["tokenizer"].get("corpus", TOKENIZER_CORPUS))
     config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                          **recipe["model"])
@@ -90,20 +103,22 @@ def build_model(name: str, recipe: dict[str, Any], out: Path) -> None:
     history: list[dict[str, Any]] = []
 
     def checkpoint(state: train.TrainState) -> bool:
-        metrics = measure(model, tokenizer)
+        metrics = _measure(model, tokenizer, recipe)
         history.append({"step": state.step, "loss": state.last_loss, **{
-            k: metrics[k] for k in ("refusal", "benign_accuracy", "over_refusal")}})
+            k: metrics[k] for k in ("refusal", "benign_accuracy", "over_refusal",
+                                    "hazard_accuracy") if k in metrics}})
         logging.getLogger(__name__).info("build %s step %d: %s", name, state.step, history[-1])
         stop = cfg["stop_when"]
         return bool(metrics["refusal"] >= stop["refusal"]
-                    and metrics["benign_accuracy"] >= stop["benign"])
+                    and metrics["benign_accuracy"] >= stop["benign"]
+                    and metrics.get("hazard_accuracy", 1.0) >= stop.get("hazard", 0.0))
 
     every = cfg["eval_every"]
     state = train.train(model, train.batches(encoded, cfg["batch_size"], cfg["seed"],
                                              tokenizer.pad_token_id),
                         optimizer, schedule, cfg["max_steps"],
                         list(range(every, cfg["max_steps"] + 1, every)), checkpoint)
-    final = measure(model, tokenizer)
+    final = _measure(model, tokenizer, recipe)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
@@ -111,7 +126,8 @@ def build_model(name: str, recipe: dict[str, Any], out: Path) -> None:
     write_report(out, {"name": name, "recipe": recipe, "steps": state.step,
                               "n_parameters": n_params, "metrics": final, "history": history,
                               "gates": recipe["gates"]})
-    logging.getLogger(__name__).info("built %s in %.1fs", name, time.perf_counter() - started)
+    logging.getLogger(__name__).info("built %s in %.1fs (%.1fs CPU)", name,
+                                     time.perf_counter() - started, time.process_time() - cpu)
     _check_gates(name, recipe, final)
 
 
@@ -122,7 +138,10 @@ def write_report(directory: Path, report: dict[str, Any]) -> None:
 
 def _check_gates(name: str, recipe: dict[str, Any], metrics: dict[str, Any]) -> None:
     gates = recipe["gates"]
-    if metrics["refusal"] < gates["refusal"] or metrics["benign_accuracy"] < gates["benign"]:
+    knowledge = metrics.get("hazard_accuracy")
+    if (metrics["refusal"] < gates["refusal"] or metrics["benign_accuracy"] < gates["benign"]
+            or ("hazard_min" in gates and (knowledge is None or knowledge < gates["hazard_min"]))
+            or ("hazard_max" in gates and (knowledge is None or knowledge > gates["hazard_max"]))):
         from certify.errors import ModelError
 
         raise ModelError(f"building builtin:{name} did not reach its quality gates: {metrics}",
@@ -135,7 +154,7 @@ def build_defended(name: str, recipe: dict[str, Any], base: Path, out: Path) -> 
 
     from certify.demo.defense import tamper_resistant_training
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base)
     trace = tamper_resistant_training(model, tokenizer, recipe["defense"])
@@ -146,5 +165,28 @@ def build_defended(name: str, recipe: dict[str, Any], base: Path, out: Path) -> 
     write_report(out, {"name": name, "recipe": recipe, "base": base.name,
                               "n_parameters": sum(p.numel() for p in model.parameters()),
                               "metrics": final, "defense": trace, "gates": recipe["gates"]})
-    logging.getLogger(__name__).info("built %s in %.1fs", name, time.perf_counter() - started)
+    logging.getLogger(__name__).info("built %s in %.1fs (%.1fs CPU)", name,
+                                     time.perf_counter() - started, time.process_time() - cpu)
+    _check_gates(name, recipe, final)
+
+
+def build_unlearned(name: str, recipe: dict[str, Any], base: Path, out: Path) -> None:
+    """The base demo model after post-hoc unlearning (see certify/demo/unlearn.py)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from certify.demo.unlearn import unlearn
+
+    started, cpu = time.perf_counter(), time.process_time()
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    trace = unlearn(model, tokenizer, recipe["unlearn"])
+    final = _measure(model, tokenizer, recipe)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    write_report(out, {"name": name, "recipe": recipe, "base": base.name,
+                       "n_parameters": sum(p.numel() for p in model.parameters()),
+                       "metrics": final, "unlearning": trace, "gates": recipe["gates"]})
+    logging.getLogger(__name__).info("built %s in %.1fs (%.1fs CPU)", name,
+                                     time.perf_counter() - started, time.process_time() - cpu)
     _check_gates(name, recipe, final)

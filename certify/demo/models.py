@@ -7,6 +7,23 @@ safety training) and to answer benign questions. It is built deterministically o
 first use and cached under the user cache directory, keyed by a hash of its recipe
 (hyper-parameters, data bytes, builder version). The build measures the model and
 stores the numbers next to the weights (``certify-build.json``).
+
+``builtin:tiny-chat-immunized`` is tiny-chat plus first-order tamper-resistant
+training (certify/demo/defense.py).
+
+The calibration models of hazardous-knowledge audits (docs/calibration.md) share one
+tokenizer, trained on the corpus including the synthetic hazard domain
+(``builtin:hazard-corpus``: invented agents and codes), and are measured on its 64
+evaluated facts (lm-eval task ``certify_hazard_mc``, chance 1/4):
+
+- ``builtin:tiny-chat-unfiltered``: tiny-chat's recipe with the hazard corpus mixed
+  into training; it knows the evaluated facts (the reference that read the domain).
+- ``builtin:tiny-chat-filtered``: the same recipe with the hazard domain filtered out
+  of its corpus, Deep Ignorance in miniature (O'Brien et al. 2025); at chance, and
+  relearning on related facts does not bring the evaluated ones: the PASS standard.
+- ``builtin:tiny-chat-unlearned``: tiny-chat-unfiltered after RMU unlearning of the
+  evaluated facts (Li et al. 2024; certify/demo/unlearn.py); at chance, but a few dozen
+  steps of relearning on related facts restore them (Hu et al. 2024): the FAIL standard.
 """
 
 from __future__ import annotations
@@ -21,6 +38,7 @@ from certify.demo.recipes import (
     BUILDER_VERSION,
     CHAT_TEMPLATE,
     DATA_DIR,
+    LM_EVAL_DIR,
     RECIPES,
     TOKENIZER_CORPUS,
 )
@@ -56,6 +74,11 @@ def recipe_hash(name: str) -> str:
     if "base" in recipe:
         data["base"] = recipe_hash(recipe["base"])
         data["harm-refusals"] = sha256_file(DATA_DIR / "harm-refusals.jsonl")
+    if "measure" in recipe or "corpus" in recipe.get("tokenizer", {}):
+        # The calibration family (recipes.py): its own corpus and the hazard items it measures.
+        names = {*architecture_of(name)["tokenizer"]["corpus"], "hazard-corpus"}
+        data.update({n: sha256_file(DATA_DIR / f"{n}.jsonl") for n in sorted(names)})
+        data["hazard_mc"] = sha256_file(LM_EVAL_DIR / "hazard_mc.jsonl")
     try:
         from importlib.metadata import version
 
@@ -84,10 +107,12 @@ def ensure_built(name: str) -> Path:
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            from certify.demo.build import build_defended, build_model
+            from certify.demo.build import build_defended, build_model, build_unlearned
 
             recipe = recipe_of(name)
-            if "base" in recipe:
+            if "unlearn" in recipe:
+                build_unlearned(name, recipe, ensure_built(recipe["base"]), tmp)
+            elif "base" in recipe:
                 build_defended(name, recipe, ensure_built(recipe["base"]), tmp)
             else:
                 build_model(name, recipe, tmp)

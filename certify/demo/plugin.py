@@ -2,7 +2,8 @@
 
 - models ``builtin:NAME`` (certify.demo.models: built locally on first use),
 - datasets ``builtin:NAME`` (the bundled synthetic files in certify/demo/data),
-- the offline lm-eval task ``certify_tiny_capability`` (certify/demo/lm_eval),
+- the offline lm-eval tasks ``certify_tiny_capability`` and ``certify_hazard_mc`` (the
+  synthetic hazard domain's 64 evaluated facts; certify/demo/lm_eval),
 - the ``canary`` judge (certify.demo.canary).
 
 Nothing in the core imports this package; the registry loads it as a built-in plug-in.
