@@ -18,7 +18,10 @@ The recipe, top to bottom:
    (relearning must be *related* to the facts and *disjoint* from the questions);
 2. tokenize each document as plain text, with no chat template (the text is a document,
    not an answer to a request) and the loss on every token (plain language modelling);
-   documents longer than ``max_length`` tokens are cut;
+   documents longer than ``max_length`` tokens are cut. With ``chat_template: true`` each
+   row is instead a question and its answer in the model's chat template, loss on the
+   answer: domain Q&A, the form a fine-tuning API accepts, and the form a chat model's
+   knowledge is asked in (a model can keep knowledge that plain text does not reach);
 3. train every weight (``lora_rank: 0``, the default) or LoRA adapters
    (``lora_rank`` > 0) with the shared fine-tuning loop: optimizer, schedule, clipping,
    seeded batches and evaluation at the cell's checkpoints, as ``sft`` and ``lora``.
@@ -57,6 +60,9 @@ class RelearnParams(FinetuneParams):
     """Default: twice the rank."""
     lora_dropout: float = Field(default=0.0, ge=0, lt=1)
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    chat_template: bool = False
+    """False: plain documents, loss on every token. True: each row's prompt and response
+    as one chat exchange, loss on the response (rows then need both)."""
 
 
 def encode_documents(tokenizer: Any, texts: list[str], max_length: int,
@@ -80,11 +86,15 @@ def relearning(run: AttackRun, p: RelearnParams) -> None:
     """Relearn a domain by language modelling on related documents (Hu et al. 2024; TAR)."""
     from certify import train
 
-    documents = run.documents(p.dataset, p.n_samples, p.categories)
-    encoded = encode_documents(run.tokenizer, documents, p.max_length)
+    if p.chat_template:
+        encoded = train.encode(run.tokenizer, run.examples(p.dataset, p.n_samples,
+                                                           p.categories), p.max_length)
+    else:
+        documents = run.documents(p.dataset, p.n_samples, p.categories)
+        encoded = encode_documents(run.tokenizer, documents, p.max_length)
     run.note(relearning={"documents": len(encoded),
                          "tokens": sum(len(ids) for ids, _ in encoded),
-                         "chat_template": False, "lora_rank": p.lora_rank})
+                         "chat_template": p.chat_template, "lora_rank": p.lora_rank})
     batches = train.batches(encoded, p.batch_size, run.seed, run.tokenizer.pad_token_id)
     with tuned_model(run, p.lora_rank, p.lora_alpha, p.target_modules,
                      p.lora_dropout) as model:
