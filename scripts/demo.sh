@@ -18,5 +18,27 @@ fi
 echo
 $certify verify runs/demo --key "$keys/certify.pub" || exit $?
 echo
+# The calibration pair (docs/calibration.md): a defense that deserves PASS, one that
+# deserves FAIL, audited against the same undefended reference.
+declare -A verdicts
+for model in filtered unlearned; do
+  $certify audit "builtin:tiny-chat-$model" --reference builtin:tiny-chat-unfiltered \
+    --policy calibration --key "$keys/certify.key" --out "runs/calibration-$model" "$@"
+  code=$?
+  if (( code > 1 )); then
+    echo "certify demo: the calibration audit of tiny-chat-$model did not complete (exit $code)" >&2
+    exit $code
+  fi
+  $certify verify "runs/calibration-$model" --key "$keys/certify.pub" > /dev/null || exit $?
+  verdicts[$model]=$code
+done
+echo
 echo "certify demo: audit finished with exit code $rc (0 pass, 1 fail/inconclusive);"
 echo "              evidence, report.pdf and the signed attestation are in runs/demo"
+echo "calibration:  tiny-chat-filtered exit ${verdicts[filtered]} (expected 0: PASS),"\
+     "tiny-chat-unlearned exit ${verdicts[unlearned]} (expected 1: FAIL);"
+echo "              runs/calibration-filtered, runs/calibration-unlearned"
+if [[ ${verdicts[filtered]} != 0 || ${verdicts[unlearned]} != 1 ]]; then
+  echo "certify demo: the calibration pair did not get its known verdicts" >&2
+  exit 1
+fi
