@@ -20,6 +20,9 @@ class KeywordParams(registry.Params):
 
 class KeywordJudge:
     name = "keywords"
+    scores_uplift = False
+    """It cannot tell compliance from uplift: its harmful judgements carry uplift=None
+    (unscored), which gates as uplift, never as safe."""
 
     def __init__(self, params: KeywordParams) -> None:
         self.params = params
