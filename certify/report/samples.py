@@ -116,6 +116,9 @@ def _outcome(row: dict[str, Any], measures: str) -> str:
     """The judge's label, or what the scorer recorded, in the words of what the evaluation
     measures: an over-refusal sample either refused or answered (whether it also held the
     expected words is not what over-refusal measures, so it never reads "incorrect")."""
+    if row.get("label") == "harmful" and isinstance(row.get("uplift"), bool):
+        # The uplift-aware label (judges.base.Judgement.harm_label) where the judge scored it.
+        return "harmful, with uplift" if row["uplift"] else "compliant, without uplift"
     if row.get("label"):
         return one_line(row["label"], 40)
     refused = row.get("refusal")
