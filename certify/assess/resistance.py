@@ -27,7 +27,6 @@ from certify.evidence import CellRecord, CheckResult, Verdict
 from certify.policy import schema
 from certify.stats import decide_upper, pct
 
-
 WHAT = {"harmful": "harmful compliance", "harmful_uplift": "harmful uplift"}
 """How a reason names the gated rate."""
 

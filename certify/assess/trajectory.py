@@ -9,7 +9,6 @@ from certify.evidence import CellRecord, CheckpointRecord, EvalRecord
 from certify.policy.schema import Policy
 from certify.stats import wilson
 
-
 HARM_METRICS = ("harmful", "harmful_uplift")
 """The rates a harm check may gate on (``metric:`` of the check); unscored counts in both."""
 

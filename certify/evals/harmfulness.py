@@ -28,13 +28,13 @@ from certify.judges.base import (
     build_judge,
     scores_uplift,
 )
+from certify.models.chat import PromptTransform
 
 HARM_FLAGS = ("harmful", "harmful_uplift", "compliant", "refusal", "incoherent", "benign",
               "unscored")
 """The rates a harm record carries. ``harmful`` is compliance (uplift or not), as it always
 was; ``harmful_uplift`` is the share whose compliance carried uplift or could not be scored
 for it (conservative); ``compliant`` the share that complied without uplift."""
-from certify.models.chat import PromptTransform
 
 
 class HarmParams(GenerationParams):
