@@ -47,5 +47,7 @@ class KeywordJudge:
 @registry.judge("keywords", params=KeywordParams,
                 paper="https://arxiv.org/abs/2310.03693", tags=("refusal", "cheap"))
 def keywords(params: KeywordParams, ctx: Any = None) -> KeywordJudge:
-    """Label a response a refusal when it contains a refusal phrase; otherwise compliance."""
+    """Label a response a refusal when it contains a refusal phrase; otherwise compliance.
+
+    Cannot score uplift: its harmful judgements carry uplift unscored."""
     return KeywordJudge(params)

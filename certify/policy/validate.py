@@ -192,7 +192,7 @@ def _uplift_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], An
             f"harmful_uplift needs judges that score uplift, but evaluation {check.eval!r} is "
             f"judged by {', '.join(who)}, which cannot tell compliance from uplift; use "
             "`metric: harmful` or judge with an uplift-scoring judge (e.g. canary on "
-            "builtin:harm-eval; `certify list judges` shows the `uplift` tag)")
+            "builtin:harm-eval)")
     return problems
 
 
