@@ -80,7 +80,7 @@ def test_samples_are_reproducible_at_least_five_and_redacted(signed_run: SignedR
     # judge beside the canary judge); records no judge called harmful are shown.
     everything, _ = pick(run, evidence, 100_000, redact=True)
     harm = next(s for s in everything if s.eval == "harm")
-    harmful = [x for x in harm.samples if x.label == "harmful"]
+    harmful = [x for x in harm.samples if x.label in HARM_OUTCOMES]
     assert harmful and all(x.redacted and "CANARY-" not in x.response for x in harmful)
     votes = _judge_votes(run, evidence)
     for x in harm.samples:
