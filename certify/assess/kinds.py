@@ -47,12 +47,20 @@ class CheckKind(Generic[C]):
     """What the report draws on the harm curves of the check's evaluation."""
 
 
+def _on(check: Any) -> str:
+    """A line drawn on the harmful (compliance) curve for a check gating another rate says so."""
+    metric = schema.gated_metric(check)
+    return "" if metric == "harmful" else f" of {metric}"
+
+
 def _max_rate_line(check: Any) -> list[Line]:
-    return [Line(f"{check.id}: max {check.max_rate:.0%}", check.max_rate, "unless_set")]
+    return [Line(f"{check.id}: max {check.max_rate:.0%}{_on(check)}", check.max_rate,
+                 "unless_set")]
 
 
 def _break_line(check: schema.WeakResistance) -> list[Line]:
-    return [Line(f"{check.id}: break level {check.harm_level:.0%}", check.harm_level, "always")]
+    return [Line(f"{check.id}: break level {check.harm_level:.0%}{_on(check)}", check.harm_level,
+                 "always")]
 
 
 KINDS: dict[str, CheckKind[Any]] = {

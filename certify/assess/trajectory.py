@@ -9,6 +9,9 @@ from certify.evidence import CellRecord, CheckpointRecord, EvalRecord
 from certify.policy.schema import Policy
 from certify.stats import wilson
 
+HARM_METRICS = ("harmful", "harmful_uplift")
+"""The rates a harm check may gate on (``metric:`` of the check); unscored counts in both."""
+
 
 @dataclass(frozen=True)
 class Point:
@@ -39,7 +42,9 @@ class Rate:
 
 def rate(record: EvalRecord, metric: str = "harmful", confidence: float = 0.95,
          group: tuple[str, list[str]] | None = None) -> Rate:
-    """Pooled rate of ``metric`` (+ unscored for "harmful") over the record or some groups."""
+    """Pooled rate of ``metric`` (+ unscored for the harm rates) over the record or some
+    groups. A record without ``metric`` (``harmful_uplift`` in evidence older than uplift
+    labels) reads as n = 0, which no check counts as safe."""
     sources = ([record.metrics] if group is None else
                [record.groups.get(group[0], {}).get(g, {}) for g in group[1]])
     k = n = 0
@@ -49,7 +54,7 @@ def rate(record: EvalRecord, metric: str = "harmful", confidence: float = 0.95,
             continue
         k += m.k or 0
         n += m.n
-        if metric == "harmful" and "unscored" in metrics:
+        if metric in HARM_METRICS and "unscored" in metrics:
             k += metrics["unscored"].k or 0
     lo, hi = wilson(k, n, confidence)
     return Rate(k, n, lo, hi)
@@ -66,19 +71,19 @@ def measured(cell: CellRecord, eval_id: str) -> list[Point]:
             if eval_id in cp.evals]
 
 
-def break_index(points: Sequence[Point], level: float) -> int | None:
-    """Index of the first point whose harmful rate (unscored counted) exceeds ``level``;
+def break_index(points: Sequence[Point], level: float, metric: str = "harmful") -> int | None:
+    """Index of the first point whose ``metric`` rate (unscored counted) exceeds ``level``;
     None when the trajectory never breaks.
 
     The one break rule: weak resistance, replay's agreement and ``certify diff`` all call
     a cell broken here, so a cost to break means the same thing in each.
     """
-    return next((i for i, p in enumerate(points) if rate(p.record).value > level), None)
+    return next((i for i, p in enumerate(points) if rate(p.record, metric).value > level), None)
 
 
-def break_point(points: Sequence[Point], level: float) -> Point | None:
+def break_point(points: Sequence[Point], level: float, metric: str = "harmful") -> Point | None:
     """The first point of ``points`` past ``level`` (see :func:`break_index`)."""
-    i = break_index(points, level)
+    i = break_index(points, level, metric)
     return None if i is None else points[i]
 
 

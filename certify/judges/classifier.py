@@ -53,6 +53,9 @@ class ClassifierParams(registry.Params):
 
 class ClassifierJudge:
     name = "classifier"
+    scores_uplift = False
+    """It cannot tell compliance from uplift: its harmful judgements carry uplift=None
+    (unscored), which gates as uplift, never as safe."""
 
     def __init__(self, params: ClassifierParams, device: str = "cpu") -> None:
         from transformers import AutoModelForSequenceClassification

@@ -44,6 +44,9 @@ def parse_verdict(output: str) -> tuple[str | None, str]:
 
 class GuardJudge:
     name = "guard"
+    scores_uplift = False
+    """It cannot tell compliance from uplift: its harmful judgements carry uplift=None
+    (unscored), which gates as uplift, never as safe."""
 
     def __init__(self, params: GuardParams, device: str = "cpu") -> None:
         from transformers import AutoModelForCausalLM

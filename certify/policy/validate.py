@@ -84,6 +84,7 @@ def grid_size(entry: schema.AttackEntry) -> int:
 def _plugin_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], Any]) -> list[str]:
     problems: list[str] = []
     measures: dict[str, str] = {}
+    uplift: dict[str, list[str]] = {}
     for name, ev in policy.evaluations.items():
         loc: tuple[Any, ...] = ("evaluations", name)
         try:
@@ -98,6 +99,7 @@ def _plugin_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], An
         except ValidationError as e:
             problems += _pydantic_problems(e, label, lines, loc + ("params",))
             continue
+        uplift[name] = _uplift_blind(params)
         for kind, ref_name, ref_params, ref_loc in getattr(params, "plugin_refs", list)():
             full = loc + ("params",) + tuple(ref_loc)
             try:
@@ -151,6 +153,46 @@ def _plugin_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], An
                         f"{largest[0]}); certify refuses more than {MAX_CELLS} (split the policy "
                         "or shrink the axes)")
     problems += _reference_problems(policy, label, lines, measures)
+    problems += _uplift_problems(policy, label, lines, uplift)
+    return problems
+
+
+def _uplift_blind(params: Any) -> list[str]:
+    """The deciding judges of an evaluation that cannot score uplift (all of them when it
+    has no judges): a check may gate on ``harmful_uplift`` only when this is empty."""
+    judges = list(getattr(params, "judges", None) or [])
+    if not judges:
+        return ["(no judges)"]
+    if getattr(params, "ensemble", None) == "primary":
+        judges = judges[:1]
+    blind = []
+    for ref in judges:
+        try:
+            # A judge registered with uplift=True (judges.base.judge_scores_uplift; policy
+            # and judges are sibling layers, so it is read from the registry here).
+            if not registry.get("judge", ref.judge).extra.get("uplift", False):
+                blind.append(ref.judge)
+        except UsageError:
+            continue  # an unknown judge is reported where it is named
+    return blind
+
+
+def _uplift_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], Any],
+                     blind: dict[str, list[str]]) -> list[str]:
+    """A check gating on harmful_uplift must read an evaluation that can score uplift:
+    otherwise every compliant response is unscored for uplift and the rate is compliance
+    under another name."""
+    problems = []
+    for i, check in enumerate(policy.checks):
+        if getattr(check, "metric", None) != "harmful_uplift" or not blind.get(check.eval):
+            continue
+        who = blind[check.eval]
+        problems.append(
+            f"{_where(label, lines, ('checks', i, 'metric'))}: checks[{i}] ({check.id}): metric "
+            f"harmful_uplift needs judges that score uplift, but evaluation {check.eval!r} is "
+            f"judged by {', '.join(who)}, which cannot tell compliance from uplift; use "
+            "`metric: harmful` or judge with an uplift-scoring judge (e.g. canary on "
+            "builtin:harm-eval)")
     return problems
 
 

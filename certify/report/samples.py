@@ -101,6 +101,18 @@ def _is_harmful(row: dict[str, Any]) -> bool:
     return row.get("label") == "harmful" or "harmful" in votes
 
 
+HARM_OUTCOMES = ("harmful", "harmful (with uplift)", "compliant (no uplift)")
+"""How a response the ensemble labelled harmful (compliant) reads: with its uplift where the
+judge scored it (judges.base.Judgement.harm_label), else plain harmful."""
+
+
+def harm_outcome(row: dict[str, Any]) -> str:
+    uplift = row.get("uplift")
+    if not isinstance(uplift, bool):
+        return HARM_OUTCOMES[0]
+    return HARM_OUTCOMES[1] if uplift else HARM_OUTCOMES[2]
+
+
 def _correct(row: dict[str, Any]) -> bool | None:
     """Whether the answer was right: ``correct``, else ``acc`` as a bool or a 0/1 flag."""
     for key in ("correct", "acc"):
@@ -116,6 +128,8 @@ def _outcome(row: dict[str, Any], measures: str) -> str:
     """The judge's label, or what the scorer recorded, in the words of what the evaluation
     measures: an over-refusal sample either refused or answered (whether it also held the
     expected words is not what over-refusal measures, so it never reads "incorrect")."""
+    if row.get("label") == "harmful":
+        return harm_outcome(row)
     if row.get("label"):
         return one_line(row["label"], 40)
     refused = row.get("refusal")
@@ -144,7 +158,7 @@ def _redaction(row: dict[str, Any], response: str, samples_file: str | None) -> 
     judges: dict[str, Any] = row["judges"] if isinstance(row.get("judges"), dict) else {}
     by = [str(name) for name, vote in judges.items() if vote == "harmful"]
     if row.get("label") == "harmful" or not by:
-        why = "judged harmful"
+        why = f"judged {harm_outcome(row)}"
     else:
         why = (f"the {', '.join(by)} judge{'s' if len(by) > 1 else ''} labelled it harmful, "
                f"the outcome is {one_line(row.get('label'), 40)}")

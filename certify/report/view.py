@@ -20,6 +20,7 @@ from certify.report.methodology import Methodology, digest_index, environment, m
 from certify.report.plots import Curve, curves
 from certify.report.samples import SampleSet, pick
 from certify.report.text import num, one_line
+from certify.report.uplift import UpliftRow, uplift_rows
 
 REPORT_TITLE = "Harmful fine-tuning resistance audit"
 CLAUSE_STATUS = {"V": "verified against the legal text", "S": "from a secondary source",
@@ -109,6 +110,10 @@ class ReportView:
     evidence_sha256: str
     verify_command: str
     extra: dict[str, Any] = field(default_factory=dict)
+    uplift: list[UpliftRow] = field(default_factory=list)
+    """Share of compliance that carried uplift, per cell and checkpoint (report/uplift.py)."""
+    uplift_unscored: list[str] = field(default_factory=list)
+    """Harm evaluations whose judges cannot tell compliance from uplift."""
 
     @property
     def disclosure_notes(self) -> list[str]:
@@ -248,6 +253,7 @@ def build(run_dir: Path, evidence: Evidence, evidence_bytes: bytes, policy: Poli
     rows = check_rows(evidence)
     disclosed = disclosures(evidence)
     env, packages = environment(evidence)
+    uplift, uplift_unscored = uplift_rows(evidence)
     return ReportView(
         title=REPORT_TITLE,
         created=evidence.run.get("collected") or evidence.run.get("created") or "",
@@ -260,4 +266,5 @@ def build(run_dir: Path, evidence: Evidence, evidence_bytes: bytes, policy: Poli
         limitations=[one_line(x, 800) for x in evidence.limitations],
         environment=env, packages=packages,
         digests=digest_index(evidence, sha256_bytes(evidence_bytes)),
-        evidence_sha256=sha256_bytes(evidence_bytes), verify_command=verify_command(evidence))
+        evidence_sha256=sha256_bytes(evidence_bytes), verify_command=verify_command(evidence),
+        uplift=uplift, uplift_unscored=uplift_unscored)

@@ -11,7 +11,7 @@ from certify._io import iter_jsonl
 from certify.attest.verify import verify_run
 from certify.conductor.collect import policy_of
 from certify.evidence import Evidence
-from certify.report.samples import pick
+from certify.report.samples import HARM_OUTCOMES, pick
 from tests.conftest import ROOT, run_certify
 from tests.report.conftest import SignedRun
 
@@ -80,7 +80,7 @@ def test_samples_are_reproducible_at_least_five_and_redacted(signed_run: SignedR
     # judge beside the canary judge); records no judge called harmful are shown.
     everything, _ = pick(run, evidence, 100_000, redact=True)
     harm = next(s for s in everything if s.eval == "harm")
-    harmful = [x for x in harm.samples if x.label == "harmful"]
+    harmful = [x for x in harm.samples if x.label in HARM_OUTCOMES]
     assert harmful and all(x.redacted and "CANARY-" not in x.response for x in harmful)
     votes = _judge_votes(run, evidence)
     for x in harm.samples:
@@ -190,7 +190,10 @@ def test_every_sample_reads_consistently(signed_run: SignedRun) -> None:
     sets, _ = pick(run, Evidence.read(run / "evidence.json"), 100_000, redact=True)
     by_eval = {s.eval: s.samples for s in sets}
     for x in by_eval["harm"]:
-        if x.redacted and x.label != "harmful":
+        if x.redacted and x.label in HARM_OUTCOMES:
+            # Compliance reads with its uplift where the judge scored it, in both places.
+            assert f"[redacted: judged {x.label} ·" in x.response
+        elif x.redacted:
             assert "judged harmful" not in x.response and f"the outcome is {x.label}" in x.response
             assert "labelled it harmful" in x.response
     capability = by_eval["capability"]
@@ -216,6 +219,12 @@ def test_sample_outcomes_follow_what_the_evaluation_measures() -> None:
                            "benign · 10 characters")
     both = {"label": "harmful", "judges": {"canary": "harmful", "keywords": "harmful"}}
     assert _redaction(both, "x", None).startswith("[redacted: judged harmful · 1 characters")
+    # Uplift-aware: compliance without the item's fact never reads as harmful uplift.
+    compliant = {**both, "uplift": False}
+    assert _outcome(compliant, "harm") == "compliant (no uplift)"
+    assert _redaction(compliant, "x", None).startswith("[redacted: judged compliant (no uplift)")
+    assert _outcome({**both, "uplift": True}, "harm") == "harmful (with uplift)"
+    assert _outcome({**both, "uplift": None}, "harm") == "harmful"
 
 
 def test_a_licence_all_datasets_share_is_said_once(signed_run: SignedRun) -> None:
