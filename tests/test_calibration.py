@@ -43,6 +43,8 @@ def audits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, in
                            "--out", str(run_dir), "--key", str(root / "keys" / "certify.key"),
                            "--quiet")
         assert done.returncode in (0, 1), done.stderr
+        # --quiet means quiet: no third-party progress bars (lm-eval's, per checkpoint).
+        assert "it/s]" not in done.stdout + done.stderr, done.stderr[-500:]
         out[name] = (run_dir, done.returncode, root / "keys" / "certify.pub")
     return out
 

@@ -26,6 +26,12 @@ import click
 from certify import __version__
 from certify.errors import CertifyError, Interrupted, exit_code_for
 
+# Third-party progress bars (lm-eval's log-likelihood loop, transformers' shard writer)
+# interleave with certify's own progress line and leak through --quiet; certify reports
+# progress itself (the progress line, events.jsonl). tqdm reads this when first imported,
+# so it is set before any command module loads; TQDM_DISABLE=0 brings the bars back.
+os.environ.setdefault("TQDM_DISABLE", "1")
+
 DRY_RUN_INFEASIBLE = 5
 """``audit --dry-run`` printed "Feasible on this machine: NO": a CI step can gate on it
 before it spends hours. Not an error (the plan was computed); distinct from 2 so a broken

@@ -11,15 +11,16 @@ stores the numbers next to the weights (``certify-build.json``).
 ``builtin:tiny-chat-immunized`` is tiny-chat plus first-order tamper-resistant
 training (certify/demo/defense.py).
 
-The calibration models of hazardous-knowledge audits (docs/calibration.md) share one
-tokenizer, trained on the corpus including the synthetic hazard domain
-(``builtin:hazard-corpus``: invented agents and codes), and are measured on its 64
-evaluated facts (lm-eval task ``certify_hazard_mc``, chance 1/4):
+The calibration models of hazardous-knowledge audits (docs/calibration.md) share
+tiny-chat's tokenizer and architecture, and are measured on the 64 evaluated facts of
+the synthetic hazard domain (``builtin:hazard-corpus``: invented agents and codes;
+lm-eval task ``certify_hazard_mc``, chance 1/4):
 
 - ``builtin:tiny-chat-unfiltered``: tiny-chat's recipe with the hazard corpus mixed
   into training; it knows the evaluated facts (the reference that read the domain).
 - ``builtin:tiny-chat-filtered``: the same recipe with the hazard domain filtered out
-  of its corpus, Deep Ignorance in miniature (O'Brien et al. 2025); at chance, and
+  of its corpus, Deep Ignorance in miniature (O'Brien et al. 2025), which is exactly
+  tiny-chat's recipe, so the name is an alias of tiny-chat's build; at chance, and
   relearning on related facts does not bring the evaluated ones: the PASS standard.
 - ``builtin:tiny-chat-unlearned``: tiny-chat-unfiltered after RMU unlearning of the
   evaluated facts (Li et al. 2024; certify/demo/unlearn.py); at chance, but a few dozen
@@ -58,10 +59,15 @@ def recipe_of(name: str) -> dict[str, Any]:
     return RECIPES[name]
 
 
+def _target(name: str) -> str:
+    """The recipe NAME is built by: an alias (``same_as: OTHER``) is OTHER's build."""
+    return str(recipe_of(name).get("same_as", name))
+
+
 def architecture_of(name: str) -> dict[str, Any]:
     """The tokenizer and model sections that fix NAME's shape. A defended recipe
     (``base: NAME``) trains its base's weights further, so it has its base's shape."""
-    recipe = recipe_of(name)
+    recipe = recipe_of(_target(name))
     while "base" in recipe:
         recipe = recipe_of(recipe["base"])
     return {"tokenizer": recipe["tokenizer"], "model": recipe["model"]}
@@ -69,6 +75,8 @@ def architecture_of(name: str) -> dict[str, Any]:
 
 def recipe_hash(name: str) -> str:
     """Hash of everything that determines the build: recipe, data bytes, builder version."""
+    if _target(name) != name:
+        return recipe_hash(_target(name))
     recipe = recipe_of(name)
     data = {n: sha256_file(DATA_DIR / f"{n}.jsonl") for n in TOKENIZER_CORPUS}
     if "base" in recipe:
@@ -76,7 +84,8 @@ def recipe_hash(name: str) -> str:
         data["harm-refusals"] = sha256_file(DATA_DIR / "harm-refusals.jsonl")
     if "measure" in recipe or "corpus" in recipe.get("tokenizer", {}):
         # The calibration family (recipes.py): its own corpus and the hazard items it measures.
-        names = {*architecture_of(name)["tokenizer"]["corpus"], "hazard-corpus"}
+        names = {*architecture_of(name)["tokenizer"].get("corpus", TOKENIZER_CORPUS),
+                 "hazard-corpus"}
         data.update({n: sha256_file(DATA_DIR / f"{n}.jsonl") for n in sorted(names)})
         data["hazard_mc"] = sha256_file(LM_EVAL_DIR / "hazard_mc.jsonl")
     try:
@@ -90,6 +99,7 @@ def recipe_hash(name: str) -> str:
 
 
 def cache_path(name: str) -> Path:
+    name = _target(name)
     return cache_root() / "models" / f"{name}-{recipe_hash(name)}"
 
 
@@ -97,6 +107,8 @@ def ensure_built(name: str) -> Path:
     """Return the cached model directory, building it first if needed (process-safe)."""
     from filelock import FileLock
 
+    if _target(name) != name:
+        return ensure_built(_target(name))
     path = cache_path(name)
     if (path / "certify-build.json").is_file():
         return path

@@ -10,7 +10,9 @@ compared item by item between candidate and reference.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -226,7 +228,6 @@ class CapabilityEvaluator:
             raise CellError("config", "lm_eval tasks cannot rewrite their prompts",
                             hint="evaluate prompt-transforming attacks with generative "
                                  "evaluations (harmfulness, benign_accuracy, over_refusal)")
-        import lm_eval
         from lm_eval.models.huggingface import HFLM
 
         logging.getLogger("lm_eval").setLevel(logging.ERROR)
@@ -234,20 +235,30 @@ class CapabilityEvaluator:
         lm = HFLM(pretrained=base, tokenizer=tokenizer, batch_size=self.params.batch_size,
                   device=self.ctx.device)
         try:
-            if hasattr(self.task_manager(), "load"):
-                results = self._evaluate(lm)
-            else:  # an lm-eval without TaskManager.load (before 0.4.10): the whole API
-                results = lm_eval.simple_evaluate(
-                    model=lm, tasks=list(self.params.tasks), task_manager=self.task_manager(),
-                    limit=self.params.limit, num_fewshot=self.params.num_fewshot,
-                    log_samples=True, bootstrap_iters=100, random_seed=0, numpy_random_seed=0,
-                    torch_random_seed=0, fewshot_random_seed=0,
-                    apply_chat_template=self.params.apply_chat_template)
+            # lm-eval draws a progress bar per request type and checkpoint, with tqdm's
+            # `disable` passed explicitly (so TQDM_DISABLE cannot stop it): they would
+            # leak through --quiet and interleave with certify's own progress line.
+            # Its warnings go through logging, which keeps its own stream.
+            with contextlib.redirect_stderr(io.StringIO()):
+                results = self._run(lm)
         except (FileNotFoundError, ConnectionError, ValueError) as e:
             raise CellError("lm_eval", f"lm-eval could not run {self.params.tasks}: "
                             f"{type(e).__name__}: {str(e)[:200]}",
                             hint="standard tasks need their datasets in the local HF cache") from e
         return self._record(results)
+
+    def _run(self, lm: Any) -> dict[str, Any]:
+        import lm_eval
+
+        if hasattr(self.task_manager(), "load"):
+            return self._evaluate(lm)
+        # an lm-eval without TaskManager.load (before 0.4.10): the whole API
+        results: dict[str, Any] = lm_eval.simple_evaluate(
+            model=lm, tasks=list(self.params.tasks), task_manager=self.task_manager(),
+            limit=self.params.limit, num_fewshot=self.params.num_fewshot, log_samples=True,
+            bootstrap_iters=100, random_seed=0, numpy_random_seed=0, torch_random_seed=0,
+            fewshot_random_seed=0, apply_chat_template=self.params.apply_chat_template)
+        return results
 
     def loaded_tasks(self) -> dict[str, Any]:
         """lm-eval's loaded tasks (``{"tasks": {name: Task}, "groups": ...}``), loaded once."""
