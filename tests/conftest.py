@@ -176,10 +176,22 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> SignedRun:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """When the session has tests that need the README demo audit, the second xdist
-    worker runs it before its first test, so that it is ready (or under way) when the
-    first worker's tests ask for it, instead of one worker waiting minutes for the other."""
-    if os.environ.get("PYTEST_XDIST_WORKER") == "gw1" and any(
-            "demo_run" in getattr(item, "fixturenames", ()) for item in session.items):
-        factory = session.config._tmp_path_factory  # type: ignore[attr-defined]
-        _demo_run(factory)
+    """Under pytest-xdist, the two workers build what the collected tests will need before
+    their first test, side by side instead of one after the other: the first worker the
+    demo model nearly every test uses, the second the calibration models and then the
+    README demo audit (which waits for the first worker's model). Without this, both
+    workers' first tests wait on the same build, and one core idles for minutes."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker not in ("gw0", "gw1"):
+        return
+    from certify.demo.models import ensure_built
+
+    uses = {name for item in session.items for name in getattr(item, "fixturenames", ())}
+    files = {Path(str(item.fspath)).name for item in session.items}
+    if worker == "gw0":
+        ensure_built("tiny-chat")  # cached in .cache/certify: a cost once per checkout
+        return
+    if any(f.startswith("test_calibration") for f in files):
+        ensure_built("tiny-chat-unlearned")  # and the unfiltered model it starts from
+    if "demo_run" in uses:
+        _demo_run(session.config._tmp_path_factory)  # type: ignore[attr-defined]
