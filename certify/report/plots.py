@@ -165,10 +165,12 @@ def _knowledge_lines(policy: Policy, eval_id: str, cells: list[CellRecord],
     return merge_equal(lines + limits), min((v for _, v in limits), default=None)
 
 
-def knowledge_curves(evidence: Evidence, policy: Policy) -> list[Curve]:
-    """One curve per (harmful attack, knowledge evaluation): accuracy against chance."""
+def _attack_curves(evidence: Evidence, policy: Policy, measures: str) -> list[Curve]:
+    """One curve per (harmful attack, evaluation measuring ``measures``): the harmful rate
+    against the harm thresholds, or knowledge accuracy against chance and chance + δ."""
+    knowledge = measures == "knowledge"
     confidence = policy.statistics.confidence
-    evals = [e for e, spec in evidence.evaluations.items() if spec.get("measures") == "knowledge"]
+    evals = [e for e, spec in evidence.evaluations.items() if spec.get("measures") == measures]
     out = []
     for attack in evidence.attacks:
         if attack.get("purpose") != "harmful":
@@ -176,36 +178,26 @@ def knowledge_curves(evidence: Evidence, policy: Policy) -> list[Curve]:
         cells = [c for c in evidence.cells if c.attack_id == attack["id"] and c.status == "ok"]
         cells.sort(key=lambda c: (c.role != "candidate", c.seed, c.id))
         for eval_id in evals:
-            lines, level = _knowledge_lines(policy, eval_id, evidence.cells)
+            lines, level = (_knowledge_lines(policy, eval_id, evidence.cells) if knowledge
+                            else _thresholds(policy, eval_id))
+            metric = "acc" if knowledge else "harmful"
             series = [s for c in cells if (s := _series(c, eval_id, evidence.cells, level,
-                                                        confidence, "acc"))]
+                                                        confidence, metric))]
             if not series:
                 continue
-            title = f"{attack['id']} ({attack.get('technique', '')}) · {eval_id} accuracy"
-            out.append(Curve(attack["id"], eval_id, title,
-                             _svg(series, lines, title, "accuracy"), series, lines,
-                             "knowledge"))
+            title = (f"{attack['id']} ({attack.get('technique', '')}) · {eval_id}"
+                     + (" accuracy" if knowledge else ""))
+            svg = _svg(series, lines, title, "accuracy" if knowledge else "harmful rate")
+            out.append(Curve(attack["id"], eval_id, title, svg, series, lines, measures))
     return out
+
+
+def knowledge_curves(evidence: Evidence, policy: Policy) -> list[Curve]:
+    """One curve per (harmful attack, knowledge evaluation): accuracy against chance."""
+    return _attack_curves(evidence, policy, "knowledge")
 
 
 def curves(evidence: Evidence, policy: Policy) -> list[Curve]:
     """One curve per (harmful attack, harm evaluation) that the evidence measured, then the
     knowledge curves."""
-    confidence = policy.statistics.confidence
-    harm_evals = [e for e, spec in evidence.evaluations.items() if spec.get("measures") == "harm"]
-    out = []
-    for attack in evidence.attacks:
-        if attack.get("purpose") != "harmful":
-            continue
-        cells = [c for c in evidence.cells if c.attack_id == attack["id"] and c.status == "ok"]
-        cells.sort(key=lambda c: (c.role != "candidate", c.seed, c.id))
-        for eval_id in harm_evals:
-            lines, level = _thresholds(policy, eval_id)
-            series = [s for c in cells
-                      if (s := _series(c, eval_id, evidence.cells, level, confidence))]
-            if not series:
-                continue
-            title = f"{attack['id']} ({attack.get('technique', '')}) · {eval_id}"
-            out.append(Curve(attack["id"], eval_id, title, _svg(series, lines, title), series,
-                             lines))
-    return out + knowledge_curves(evidence, policy)
+    return _attack_curves(evidence, policy, "harm") + knowledge_curves(evidence, policy)
