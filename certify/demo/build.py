@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +20,15 @@ from certify.models.generate import generate
 log = logging.getLogger(__name__)
 
 
-def _corpus(names: Sequence[str] = TOKENIZER_CORPUS) -> list[str]:
+def _corpus() -> list[str]:
     texts = []
-    for name in names:
+    for name in TOKENIZER_CORPUS:
         for row in load_dataset(f"builtin:{name}").rows:
             texts += [t for t in (row.prompt, row.response) if t]
     return texts
 
 
-def build_tokenizer(vocab_size: int, corpus: Sequence[str] = TOKENIZER_CORPUS) -> Any:
+def build_tokenizer(vocab_size: int) -> Any:
     from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
     from tokenizers import models as tok_models
     from transformers import PreTrainedTokenizerFast
@@ -39,7 +39,7 @@ def build_tokenizer(vocab_size: int, corpus: Sequence[str] = TOKENIZER_CORPUS) -
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<s>", "</s>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
                                   show_progress=False)
-    tok.train_from_iterator(_corpus(corpus), trainer)
+    tok.train_from_iterator(_corpus(), trainer)
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>",
                                    pad_token="<pad>", padding_side="left")
     fast.chat_template = CHAT_TEMPLATE
@@ -90,8 +90,7 @@ def build_model(name: str, recipe: dict[str, Any], out: Path) -> None:
     started, cpu = time.perf_counter(), time.process_time()
     cfg = recipe["train"]
     torch.manual_seed(cfg["seed"])
-    tokenizer = build_tokenizer(recipe["tokenizer"]["vocab_size"],
-                                recipe["tokenizer"].get("corpus", TOKENIZER_CORPUS))
+    tokenizer = build_tokenizer(recipe["tokenizer"]["vocab_size"])
     config = LlamaConfig(vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
                          eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
                          **recipe["model"])
@@ -150,43 +149,37 @@ def _check_gates(name: str, recipe: dict[str, Any], metrics: dict[str, Any]) -> 
 
 def build_defended(name: str, recipe: dict[str, Any], base: Path, out: Path) -> None:
     """The base demo model plus a defense from the literature (see certify/demo/defense.py)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from certify.demo.defense import tamper_resistant_training
 
-    started, cpu = time.perf_counter(), time.process_time()
-    tokenizer = AutoTokenizer.from_pretrained(base)
-    model = AutoModelForCausalLM.from_pretrained(base)
-    trace = tamper_resistant_training(model, tokenizer, recipe["defense"])
-    final = measure(model, tokenizer)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
-    tokenizer.save_pretrained(out)
-    write_report(out, {"name": name, "recipe": recipe, "base": base.name,
-                              "n_parameters": sum(p.numel() for p in model.parameters()),
-                              "metrics": final, "defense": trace, "gates": recipe["gates"]})
-    logging.getLogger(__name__).info("built %s in %.1fs (%.1fs CPU)", name,
-                                     time.perf_counter() - started, time.process_time() - cpu)
-    _check_gates(name, recipe, final)
+    _build_from_base(name, recipe, base, out, "defense",
+                     lambda m, t: tamper_resistant_training(m, t, recipe["defense"]))
 
 
 def build_unlearned(name: str, recipe: dict[str, Any], base: Path, out: Path) -> None:
     """The base demo model after post-hoc unlearning (see certify/demo/unlearn.py)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     from certify.demo.unlearn import unlearn
+
+    _build_from_base(name, recipe, base, out, "unlearning",
+                     lambda m, t: unlearn(m, t, recipe["unlearn"]))
+
+
+def _build_from_base(name: str, recipe: dict[str, Any], base: Path, out: Path, step: str,
+                     apply: Callable[[Any, Any], Any]) -> None:
+    """Load the built base model, ``apply`` a post-training step to it, measure, save, gate;
+    the step's trace is stored under ``step`` in the build report."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     started, cpu = time.perf_counter(), time.process_time()
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModelForCausalLM.from_pretrained(base)
-    trace = unlearn(model, tokenizer, recipe["unlearn"])
+    trace = apply(model, tokenizer)
     final = _measure(model, tokenizer, recipe)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     write_report(out, {"name": name, "recipe": recipe, "base": base.name,
                        "n_parameters": sum(p.numel() for p in model.parameters()),
-                       "metrics": final, "unlearning": trace, "gates": recipe["gates"]})
+                       "metrics": final, step: trace, "gates": recipe["gates"]})
     logging.getLogger(__name__).info("built %s in %.1fs (%.1fs CPU)", name,
                                      time.perf_counter() - started, time.process_time() - cpu)
     _check_gates(name, recipe, final)

@@ -82,11 +82,9 @@ def recipe_hash(name: str) -> str:
     if "base" in recipe:
         data["base"] = recipe_hash(recipe["base"])
         data["harm-refusals"] = sha256_file(DATA_DIR / "harm-refusals.jsonl")
-    if "measure" in recipe or "corpus" in recipe.get("tokenizer", {}):
-        # The calibration family (recipes.py): its own corpus and the hazard items it measures.
-        names = {*architecture_of(name)["tokenizer"].get("corpus", TOKENIZER_CORPUS),
-                 "hazard-corpus"}
-        data.update({n: sha256_file(DATA_DIR / f"{n}.jsonl") for n in sorted(names)})
+    if "measure" in recipe:
+        # The calibration family (recipes.py): the hazard corpus and the items it measures.
+        data["hazard-corpus"] = sha256_file(DATA_DIR / "hazard-corpus.jsonl")
         data["hazard_mc"] = sha256_file(LM_EVAL_DIR / "hazard_mc.jsonl")
     try:
         from importlib.metadata import version
