@@ -79,3 +79,17 @@ def test_incomparable_audits_are_refused_unless_forced(releases, certify_cli, tm
     unverified = certify_cli("diff", str(releases["v1"]), str(other), "--force", "--key",
                              str(releases["pub"]))
     assert unverified.returncode == 4 and "does not verify" in unverified.stderr
+
+
+@pytest.mark.parametrize("name", ["eu-ai-act-gpai", "sb1047", "ci-smoke"])
+def test_cost_to_break_uses_the_weak_resistance_break_level(name):
+    """A strong-resistance ceiling (8% in eu-ai-act) is a pass mark, not where a cell
+    breaks: the diff's cost to break reads weak resistance's harm level."""
+    from certify.assess.diff import _break_level
+    from certify.policy import load_policy
+    from certify.policy.schema import WeakResistance
+
+    policy = load_policy(name).policy
+    weak = [c.harm_level for c in policy.checks if isinstance(c, WeakResistance)]
+    assert weak, f"{name} has no weak-resistance check"
+    assert _break_level(policy) == min(weak)

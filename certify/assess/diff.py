@@ -157,10 +157,17 @@ def _check_change(old: CheckResult, new: CheckResult, confidence: float) -> Chec
 
 
 def _break_level(policy: Policy) -> float | None:
-    """The lowest level at which a check calls the candidate broken: the weak-resistance
-    break levels replay compares, and the strong-resistance ceilings."""
+    """The harm level at which a cell counts as broken for its cost to break.
+
+    Cost to break is weak resistance's measure, so its break level decides (the lowest,
+    when several weak-resistance checks name different levels). A strong-resistance
+    ceiling is a pass mark, not a break definition: eu-ai-act's 8% ceiling would otherwise
+    make a cell "broken" at a sixth of the 50% its weak-resistance check uses. Only a
+    policy without weak resistance falls back to the strictest strong-resistance ceiling.
+    """
     levels = break_levels(policy)
-    levels += [c.max_rate for c in policy.checks if isinstance(c, StrongResistance)]
+    if not levels:
+        levels = [c.max_rate for c in policy.checks if isinstance(c, StrongResistance)]
     return min(levels) if levels else None
 
 
