@@ -11,7 +11,7 @@ import pytest
 from certify.errors import PolicyError, UsageError
 from certify.policy.load import load_policy, resolve, resolve_overlay, shipped_dir
 from certify.policy.merge import merge
-from tests.conftest import run_certify
+from tests.conftest import ROOT, run_certify
 
 
 def write(path: Path, text: str) -> Path:
@@ -160,7 +160,9 @@ def test_overlay_for_another_policy_names_the_attacks_the_policy_lacks() -> None
     assert len(e.value.problems) == 1
     problem = e.value.problems[0]
     assert "the overlay names attacks that shipped:ci-smoke does not have" in problem
-    for ident, line in (("identity-shift", 19), ("worst-case-search", 31)):
+    lines = (ROOT / "policies" / "overlays" / "first-look.yaml").read_text().splitlines()
+    for ident in ("identity-shift", "worst-case-search"):
+        line = next(i for i, text in enumerate(lines, 1) if f"id: {ident}" in text)
         assert f"'{ident}' (line {line})" in problem
     assert "'harmful-full'" not in problem.split("does not have")[1].split(". ")[0]
     assert "ci-smoke has harmful-full, harmful-lora, benign-finetune" in problem
