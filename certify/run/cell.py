@@ -15,6 +15,7 @@ import logging
 import random
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -185,7 +186,12 @@ class CellRun:
         config = LoraConfig(r=spec.rank, lora_alpha=spec.alpha or 2 * spec.rank,
                             lora_dropout=spec.dropout, target_modules=spec.target_modules,
                             task_type="CAUSAL_LM")
-        model = get_peft_model(self.frozen_model(), config)
+        with warnings.catch_warnings():
+            # peft reads transformers' deprecated ``is_gradient_checkpointing`` alias while
+            # wrapping; the FutureWarning is theirs to fix and tells a user nothing.
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated",
+                                    FutureWarning)
+            model = get_peft_model(self.frozen_model(), config)
         self._n_trainable = sum(t.numel() for t in model.parameters() if t.requires_grad)
         try:
             yield model
