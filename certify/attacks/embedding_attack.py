@@ -1,4 +1,4 @@
-"""Embedding-space attack (Schwinn et al. 2024): a soft prompt optimized against an affirmative target.
+"""Embedding-space attack (Schwinn et al. 2024): a soft prompt trained towards affirmative answers.
 
 Schwinn et al. ("Soft prompt threats: attacking safety alignment and unlearning in
 open-source LLMs through the embedding space", https://arxiv.org/abs/2402.09063)
