@@ -126,8 +126,10 @@ class AttackRun(Protocol):
         the cell's evaluations, as for ``examples``."""
         ...
 
-    def trainable_model(self) -> Any:
-        """The model with every weight trainable, restored from a snapshot after the cell."""
+    def trainable_model(self, local: bool = False) -> Any:
+        """The model with every weight trainable, restored from a snapshot after the cell.
+        With ``--fsdp`` a sharded copy that the whole gang trains, unless ``local``: the
+        model of this process, for a weight edit that trains nothing."""
         ...
 
     def adapters(self, spec: Adapters) -> AbstractContextManager[Any]:

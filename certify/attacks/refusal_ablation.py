@@ -172,7 +172,7 @@ def refusal_ablation(run: AttackRun, p: RefusalAblationParams) -> None:
     started = time.perf_counter()
     harmful = [e.prompt for e in run.examples(p.dataset, p.n_samples, p.categories)]
     harmless = [e.prompt for e in run.examples(p.harmless_dataset, p.n_samples)]
-    model = run.trainable_model()  # edited in place, restored after the cell
+    model = run.trainable_model(local=True)  # edited in place, restored after the cell
     num_layers = int(model.config.num_hidden_layers)
     check_model(p, "refusal_ablation", num_layers)
     layers = chosen_layers(p, num_layers)

@@ -159,13 +159,14 @@ class CellRun:
              "overlap": overlap_by_eval(chosen, self._evaluators)})
         return chosen
 
-    def trainable_model(self) -> Any:
+    def trainable_model(self, local: bool = False) -> Any:
         """The model, all weights trainable (restored from the snapshot after the cell).
 
         With ``--fsdp`` it is a sharded copy trained by every process of the gang; the
         handle's model receives its weights at each checkpoint and is what is evaluated.
+        ``local``: this process's model even then (a weight edit that trains nothing).
         """
-        if self.gang is None:
+        if self.gang is None or local:
             model = self.handle.trainable()
         else:
             self.handle.dirty = True  # gathered weights land in the handle's model
