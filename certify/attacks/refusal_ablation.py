@@ -12,12 +12,13 @@ The recipe, top to bottom:
 1. draw ``n_samples`` harmful prompts (``dataset``) and as many harmless ones
    (``harmless_dataset``) with the cell's seed;
 2. read each prompt's residual activation at ``layers`` (the input of each such decoder
-   layer, ``hidden_states[layer]``) at the post-instruction position: the last token of
-   the chat-formatted prompt, where the model decides how to answer;
+   layer, ``hidden_states[layer]``) at the post-instruction positions: the last
+   ``positions`` tokens of the chat-formatted prompt (default 1: the last token), where
+   the model decides how to answer;
 3. at each of the cell's checkpoints ``n`` (a number of samples: the budget axis is
-   ``n_samples``, not optimizer steps), estimate each layer's direction from the first
-   ``n`` harmful and ``n`` harmless prompts (difference of means), orthonormalize the
-   directions, and remove their span from the token embeddings, each attention output
+   ``n_samples``, not optimizer steps), estimate one direction per layer and position
+   from the first ``n`` harmful and ``n`` harmless prompts (difference of means),
+   orthonormalize them, and remove their span from the token embeddings, each attention output
    projection and each MLP down projection (and their biases), starting from the
    unmodified weights every time;
 4. hand the edited model back at checkpoint ``n``, charged ``2n`` samples (both halves
@@ -64,6 +65,12 @@ class RefusalAblationParams(registry.Params):
     layers: list[int] | None = Field(default=None, min_length=1)
     """Decoder layers whose input is read (0 .. num_hidden_layers - 1); one direction per
     layer, and their span is removed. Default: the middle layer (num_hidden_layers // 2)."""
+    positions: int = Field(default=1, ge=1, le=64)
+    """Post-instruction positions read: the last ``positions`` tokens of the formatted
+    prompt, one direction each (per layer), and their span is removed. 1 is the paper's
+    single direction at the last token; Arditi et al. compute a candidate at each
+    post-instruction position and keep one. More removes a subspace: an extension, not
+    the paper's method, for a model whose refusal is not carried by one direction."""
     batch_size: int = Field(default=32, ge=1, le=65_536)
     """Prompts per forward pass when reading activations."""
     system_prompt: str | None = None
@@ -96,9 +103,9 @@ def chosen_layers(p: RefusalAblationParams, num_layers: int) -> list[int]:
 
 
 def read_activations(run: AttackRun, model: Any, prompts: list[str], layers: list[int],
-                     system: str | None, batch_size: int) -> tuple[Any, int]:
-    """(len(layers), len(prompts), hidden) residual activations at the last prompt token,
-    and the prompt tokens read."""
+                     positions: int, system: str | None, batch_size: int) -> tuple[Any, int]:
+    """(len(layers) * positions, len(prompts), hidden) residual activations at the last
+    ``positions`` prompt tokens, and the prompt tokens read."""
     import torch
 
     from certify.models.chat import format_prompt
@@ -107,6 +114,11 @@ def read_activations(run: AttackRun, model: Any, prompts: list[str], layers: lis
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     encoded = [tok(format_prompt(tok, p, system), add_special_tokens=False)["input_ids"]
                for p in prompts]
+    shortest = min(len(ids) for ids in encoded)
+    if positions > shortest:
+        raise CellError("config", f"refusal_ablation reads the last {positions} prompt "
+                        f"tokens, but a formatted prompt has only {shortest}",
+                        hint=f"use positions <= {shortest}")
     out = []
     with torch.no_grad():
         for start in range(0, len(encoded), batch_size):
@@ -117,19 +129,26 @@ def read_activations(run: AttackRun, model: Any, prompts: list[str], layers: lis
             mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in chunk])
             hidden = model(input_ids=ids.to(run.device), attention_mask=mask.to(run.device),
                            output_hidden_states=True).hidden_states
-            out.append(torch.stack([hidden[layer][:, -1].float() for layer in layers]))
+            out.append(torch.stack([hidden[layer][:, -p].float() for layer in layers
+                                    for p in range(1, positions + 1)]))
     return torch.cat(out, dim=1), sum(len(ids) for ids in encoded)
 
 
 def refusal_basis(harmful: Any, harmless: Any, n: int) -> Any:
-    """(hidden, k) orthonormal basis of the per-layer mean differences over the first n."""
+    """(hidden, k) orthonormal basis of the mean differences (one per layer and position)
+    over the first n prompts of each kind."""
     import torch
 
-    diffs = harmful[:, :n].mean(dim=1) - harmless[:, :n].mean(dim=1)  # (layers, hidden)
+    diffs = harmful[:, :n].mean(dim=1) - harmless[:, :n].mean(dim=1)  # (k, hidden)
+    if diffs.shape[0] >= diffs.shape[1]:
+        raise CellError("config", f"{diffs.shape[0]} directions (layers x positions) would "
+                        f"remove the whole {diffs.shape[1]}-wide residual stream",
+                        hint="read fewer layers or positions")
     if bool((diffs.norm(dim=1) < 1e-6).any()):
         # e.g. layer 0 at a template token: the same embedding for every prompt
         raise CellError("config", "a chosen layer shows no difference between harmful and "
-                        "harmless prompts at the last prompt token, so it has no direction",
+                        "harmless prompts at a chosen prompt position (the same template "
+                        "token for every prompt), so it has no direction",
                         hint="choose a later layer (layer 0 is the token embedding itself)")
     q, _ = torch.linalg.qr(diffs.T)
     return q
@@ -176,10 +195,10 @@ def refusal_ablation(run: AttackRun, p: RefusalAblationParams) -> None:
     num_layers = int(model.config.num_hidden_layers)
     check_model(p, "refusal_ablation", num_layers)
     layers = chosen_layers(p, num_layers)
-    acts_h, tokens_h = read_activations(run, model, harmful, layers, p.system_prompt,
-                                        p.batch_size)
-    acts_b, tokens_b = read_activations(run, model, harmless, layers, p.system_prompt,
-                                        p.batch_size)
+    acts_h, tokens_h = read_activations(run, model, harmful, layers, p.positions,
+                                        p.system_prompt, p.batch_size)
+    acts_b, tokens_b = read_activations(run, model, harmless, layers, p.positions,
+                                        p.system_prompt, p.batch_size)
     modules = writers(model)
     original = {name: (m.weight.detach().clone(),
                        m.bias.detach().clone() if getattr(m, "bias", None) is not None else None)
@@ -204,7 +223,8 @@ def refusal_ablation(run: AttackRun, p: RefusalAblationParams) -> None:
                       + time.perf_counter() - edit_started)
         if run.hand_back(model, spend, step=n):
             break
-    run.note(refusal_ablation={"layers": layers, "position": "last prompt token",
+    run.note(refusal_ablation={"layers": layers, "positions": p.positions,
+                               "position": f"last {p.positions} prompt token(s)",
                                "writers": [name for name, _ in modules],
                                "harmful": len(harmful), "harmless": len(harmless),
                                "direction_norm": norms})

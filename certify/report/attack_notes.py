@@ -269,7 +269,8 @@ def _ablation_text(r: dict[str, Any]) -> str:
     return one_line(
         f"Refusal-direction ablation: the difference of mean activations of "
         f"{num(r.get('harmful'))} harmful and {num(r.get('harmless'))} harmless prompts at "
-        f"the input of layer(s) {layers} ({one_line(r.get('position'), 40)}), estimated "
+        f"the input of layer(s) {layers} ({one_line(r.get('position'), 40)}: one direction "
+        "per layer and position, their span removed), estimated "
         f"from the first n of each at every checkpoint (n = {counts or '—'}), is projected "
         f"out of the token embeddings and of {max(len(r.get('writers') or []) - 1, 0)} "
         "attention-output and MLP-down projections. No training: each checkpoint's step is "
