@@ -67,7 +67,7 @@ def test_ablation_removes_the_span_from_every_writer(model: Any) -> None:
         embed = dict(modules)["embed_tokens"].weight
         assert float((embed.detach() @ basis).abs().max()) < 1e-4  # no token writes it
         for name, module in modules[1:]:
-            assert float((basis.T @ module.weight).abs().max()) < 1e-4, name
+            assert float((basis.T @ module.weight.detach()).abs().max()) < 1e-4, name
         # ... and nothing else: the orthogonal complement is untouched.
         w0 = original["embed_tokens"][0]
         assert torch.allclose(embed - w0, -(w0 @ basis) @ basis.T, atol=1e-5)
