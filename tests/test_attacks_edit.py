@@ -173,3 +173,11 @@ def test_refusal_ablation_records_a_trajectory_over_samples(evidence: Evidence) 
     [said] = headlines(attack_disclosure("refusal-ablation", cell.technique, [cell]))
     assert "its cost is 2n samples" in said
 
+
+
+def test_the_harm_curve_says_what_its_x_axis_counts() -> None:
+    from certify.report.plots import x_label
+
+    assert x_label("refusal_ablation") == "n_samples of the attack (no optimizer steps)"
+    assert x_label("embedding_attack") == x_label("sft") == "optimizer steps of the attack"
+    assert x_label("an-uninstalled-plugin") == "optimizer steps of the attack"
