@@ -123,7 +123,10 @@ def attack(name: str, *, params: type[Params], paper: str = "", tags: tuple[str,
     that is the budget axis, evaluated at the checkpoints on the way (default
     ``max_steps``; a training-free edit counts samples). ``check_model=fn(params,
     attack_id, num_layers)``: called by the audit's preflight and the dry run with each
-    model's decoder layer count; raises InputError (e.g. a layer out of range)."""
+    model's decoder layer count; raises InputError (e.g. a layer out of range).
+    ``blind_measures=("capability", ...)``: evaluations measuring these cannot see what
+    the attack changes (a soft prompt is invisible to lm-eval); policy validation refuses
+    them on its entries."""
     if cost not in ATTACK_COSTS:
         raise ValueError(f"attack {name!r}: cost must be one of {', '.join(ATTACK_COSTS)}")
     return _register("attack", name, params, paper, tags, version, {"cost": cost, **extra})

@@ -108,6 +108,15 @@ def test_bad_params_name_the_problem(attack: dict[str, object], needle: str) -> 
     assert needle in str(info.value)
 
 
+def test_an_evaluation_that_cannot_see_a_soft_prompt_is_refused() -> None:
+    policy = _policy({"attack": "embedding_attack", "evaluate": ["harm", "capability"]})
+    policy["evaluations"]["capability"] = {  # type: ignore[index]
+        "eval": "lm_eval", "params": {"tasks": ["certify_tiny_capability"]}}
+    with pytest.raises(PolicyError, match="evaluation 'capability' \\(capability\\) cannot "
+                                          "see what attack 'embedding_attack' changes"):
+        validate_data(policy, "edit")
+
+
 def test_a_layer_out_of_range_is_an_input_error() -> None:
     check_model(RefusalAblationParams(layers=[3]), "a", 4)
     with pytest.raises(InputError, match=r"layer\(s\) \[4\] out of range: the model has 4"):

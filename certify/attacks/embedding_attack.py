@@ -169,7 +169,8 @@ def _require_generating_evals(run: AttackRun) -> None:
 
 
 @registry.attack("embedding_attack", params=EmbeddingAttackParams, paper=SCHWINN_2024,
-                 tags=("soft-prompt", "embedding-space", "white-box"))
+                 tags=("soft-prompt", "embedding-space", "white-box"),
+                 blind_measures=("capability", "knowledge"))
 def embedding_attack(run: AttackRun, p: EmbeddingAttackParams) -> None:
     """Optimize a soft prompt in embedding space towards affirmative answers (Schwinn 2024)."""
     from certify import train
