@@ -40,6 +40,9 @@ BENCHMARKS = [
     ("bench_knowledge_eval.py", "8. Knowledge eval (lm-eval log-likelihood) vs harmfulness eval "
      "(generation), seconds per checkpoint, same model and item count", ">= 3x",
      lambda r: r >= 3),
+    ("bench_attack_families.py", "9. One cell per attack family on tiny-chat, side by side "
+     "(figure: refusal_ablation / sft seconds; every family in the printed line)", "(report)",
+     None),
 ]
 KEPT = "## Cost preview: estimate vs measured"
 """RESULTS.md keeps its hand-written section from this heading on when it is rewritten."""

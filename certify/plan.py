@@ -68,8 +68,10 @@ def checkpoint_steps(spec: Any, max_steps: int) -> list[int]:
     return sorted({0, *steps, max_steps})
 
 
-def _max_steps(params: dict[str, Any]) -> int:
-    value = params.get("max_steps", 0)
+def _max_steps(params: dict[str, Any], axis: str = "max_steps") -> int:
+    """The end of the trajectory: ``max_steps``, or the parameter the attack declares as its
+    budget axis (``trajectory=`` at registration, e.g. ``n_samples`` for a weight edit)."""
+    value = params.get(axis, 0)
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
 
 
@@ -100,7 +102,7 @@ def make_plan(policy: Policy, models: dict[str, str | None]) -> Plan:
             for point in _budget_points(entry.budget):
                 params = spec.params.model_validate({**entry.params, **point}).model_dump(
                     mode="json")
-                max_steps = _max_steps(params)
+                max_steps = _max_steps(params, spec.extra.get("trajectory", "max_steps"))
                 steps = checkpoint_steps(entry.checkpoints, max_steps)
                 # Step 0 is the baseline cell's measurement when it ran the same evaluations
                 # on the same prompts (an attack that rewrites them measures its own step 0).

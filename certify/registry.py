@@ -38,6 +38,7 @@ _BUILTIN_MODULES: tuple[str, ...] = (
     "certify.attacks.finetune", "certify.attacks.none", "certify.attacks.poisoned_mix",
     "certify.attacks.cipher", "certify.attacks.search", "certify.attacks.jailbreak_tuning",
     "certify.attacks.multilingual", "certify.attacks.relearning",
+    "certify.attacks.refusal_ablation", "certify.attacks.embedding_attack",
     "certify.judges.keywords", "certify.judges.classifier", "certify.judges.guard",
     "certify.evals.harmfulness", "certify.evals.benign", "certify.evals.capability",
     "certify.evals.cipher_harmfulness", "certify.evals.language_harmfulness",
@@ -118,7 +119,14 @@ def attack(name: str, *, params: type[Params], paper: str = "", tags: tuple[str,
     certify.attacks.contract). ``cost``: the unit its budget is counted in.
     ``rewrites_prompts=True``: the recipe may rewrite evaluation prompts
     (``transform_prompts``), so its cells measure their own step 0 rather than reuse
-    the baseline's answers to the plain prompts."""
+    the baseline's answers to the plain prompts. ``trajectory="n_samples"``: the parameter
+    that is the budget axis, evaluated at the checkpoints on the way (default
+    ``max_steps``; a training-free edit counts samples). ``check_model=fn(params,
+    attack_id, num_layers)``: called by the audit's preflight and the dry run with each
+    model's decoder layer count; raises InputError (e.g. a layer out of range).
+    ``blind_measures=("capability", ...)``: evaluations measuring these cannot see what
+    the attack changes (a soft prompt is invisible to lm-eval); policy validation refuses
+    them on its entries."""
     if cost not in ATTACK_COSTS:
         raise ValueError(f"attack {name!r}: cost must be one of {', '.join(ATTACK_COSTS)}")
     return _register("attack", name, params, paper, tags, version, {"cost": cost, **extra})

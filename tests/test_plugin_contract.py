@@ -61,7 +61,8 @@ def test_list_shows_every_plugin_with_summary_paper_and_params(kind: str) -> Non
 
 def test_new_techniques_are_registered() -> None:
     assert {"poisoned_mix", "cipher", "search", "sft", "lora", "jailbreak_tuning",
-            "multilingual"} <= set(registry.names("attack"))
+            "multilingual", "refusal_ablation", "embedding_attack"} <= set(
+        registry.names("attack"))
     assert {"classifier", "guard", "keywords", "canary"} <= set(registry.names("judge"))
     assert {"cipher_harmfulness", "language_harmfulness"} <= set(registry.names("eval"))
 

@@ -22,5 +22,7 @@ Registered techniques: ``sft``, ``lora`` (finetune), ``poisoned_mix``
 (poisoned_mix), ``cipher`` (covert cipher), ``search`` (worst-case search),
 ``jailbreak_tuning`` (jailbreak_tuning), ``multilingual`` (multilingual),
 ``relearning`` (relearning: language modelling on hazard-domain documents, gated by
-the knowledge evaluation), and the ``none`` baseline.
+the knowledge evaluation), ``refusal_ablation`` (refusal_ablation: a training-free
+weight edit, its budget in samples), ``embedding_attack`` (embedding_attack: a soft
+prompt trained through the frozen model), and the ``none`` baseline.
 """

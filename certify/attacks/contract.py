@@ -13,7 +13,8 @@ with a model decides what the evidence records:
   (about 4·N per token) and ``train(...)`` on a module that wraps it;
 - a weight edit without training: modify ``trainable_model()`` in place (restored after
   the cell), then ``hand_back(model, Spend(samples=...))``: one evaluation, charged what
-  the edit spent;
+  the edit spent; or one ``hand_back(..., step=n)`` per checkpoint, when the budget axis
+  is the edit's samples (``refusal_ablation``: registered with ``trajectory="n_samples"``);
 - evaluating the unmodified model: ``hand_back(frozen_model(), Spend())``;
 - changing what is asked at evaluation time: ``transform_prompts(...)`` before the first
   evaluation (a jailbreak wrapper, a trigger, a translation);
@@ -125,8 +126,10 @@ class AttackRun(Protocol):
         the cell's evaluations, as for ``examples``."""
         ...
 
-    def trainable_model(self) -> Any:
-        """The model with every weight trainable, restored from a snapshot after the cell."""
+    def trainable_model(self, local: bool = False) -> Any:
+        """The model with every weight trainable, restored from a snapshot after the cell.
+        With ``--fsdp`` a sharded copy that the whole gang trains, unless ``local``: the
+        model of this process, for a weight edit that trains nothing."""
         ...
 
     def adapters(self, spec: Adapters) -> AbstractContextManager[Any]:
@@ -143,9 +146,11 @@ class AttackRun(Protocol):
         ``checkpoints`` (default: the cell's); stops early once the checks are decided."""
         ...
 
-    def hand_back(self, model: Any, spend: Spend) -> None:
-        """Evaluate a model made without training (once, as the cell's final checkpoint),
-        charged ``spend``."""
+    def hand_back(self, model: Any, spend: Spend, step: int | None = None) -> bool:
+        """Evaluate a model made without training, charged ``spend``: at ``step``, one of the
+        cell's checkpoints (a weight edit whose budget axis is samples hands back one model
+        per checkpoint), by default once as the final checkpoint. True when the cell's
+        checks are decided and it should stop (early stopping, as in training)."""
         ...
 
     def transform_prompts(self, transform: PromptTransform,

@@ -63,7 +63,9 @@ def preflight(opts: AuditOptions, loaded: LoadedPolicy, progress: Progress) -> I
     # e.g. an unknown lm-eval task, or WMDP's questions not in the HF cache: now, not
     # after training
     check_eval_inputs(loaded, data=True)
-    return Inputs(resolve_models(opts, loaded, progress), datasets, signer)
+    models = resolve_models(opts, loaded, progress)
+    check_attack_models(loaded, {role: str(src.path) for role, (src, _) in models.items()})
+    return Inputs(models, datasets, signer)
 
 
 def resolve_models(opts: AuditOptions, loaded: LoadedPolicy, progress: Progress,
@@ -120,6 +122,27 @@ def check_eval_inputs(loaded: LoadedPolicy, *, data: bool = False) -> None:
             check = spec.extra.get(hook)
             if check is not None:
                 check(params, eval_id)
+
+
+def check_attack_models(loaded: LoadedPolicy, models: dict[str, str]) -> None:
+    """Each attack's own check against the shape of the models it runs on (``check_model``
+    at registration), such as refusal_ablation's layers existing. Reads the models'
+    configs, never their weights, so the dry run calls it too."""
+    from certify.cost.shape import model_shape
+    from certify.policy.load import _budget_points
+
+    hooked = [(entry, spec) for entry in loaded.policy.attacks
+              if (spec := registry.get("attack", entry.attack)).extra.get("check_model")]
+    layers: dict[str, int] = {}
+    for entry, spec in hooked:
+        for role, model in models.items():
+            if role not in entry.models:
+                continue
+            if model not in layers:
+                layers[model] = model_shape(model).layers
+            for point in _budget_points(entry.budget):
+                params = spec.params.model_validate({**entry.params, **point})
+                spec.extra["check_model"](params, entry.id, layers[model])
 
 
 def _dataset_refs(params: Any) -> list[DatasetRef]:

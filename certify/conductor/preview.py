@@ -12,12 +12,17 @@ and the models' weights are still not read; the audit's preflight checks them.
 from __future__ import annotations
 
 from certify.conductor.options import AuditOptions
-from certify.conductor.preflight import check_eval_inputs
+from certify.conductor.preflight import check_attack_models, check_eval_inputs
 from certify.cost import DryRunReport, dry_run
 from certify.policy.load import load_policy
 
 
 def preview(opts: AuditOptions) -> DryRunReport:
-    """The plan and its cost, once the policy's evaluations accept their inputs."""
-    check_eval_inputs(load_policy(opts.policy, opts.overlays))
+    """The plan and its cost, once the policy's evaluations and attacks accept their
+    inputs (an attack's ``check_model`` reads the models' configs: a layer out of range)."""
+    loaded = load_policy(opts.policy, opts.overlays)
+    check_eval_inputs(loaded)
+    reference = opts.reference or loaded.policy.reference
+    check_attack_models(loaded, {"candidate": opts.model,
+                                 **({"reference": reference} if reference else {})})
     return dry_run(opts)

@@ -241,9 +241,14 @@ class CellCost:
 
 
 def training_mode(spec: CellSpec) -> str:
-    if spec.max_steps <= 0:
+    tags = registry.get("attack", spec.technique).tags
+    # A training-free weight edit (refusal_ablation) reads its samples once, forward only:
+    # far less than the evaluations at its checkpoints, which are costed as for any cell.
+    if spec.max_steps <= 0 or "training-free" in tags:
         return "eval"
-    if "lora" in registry.get("attack", spec.technique).tags:
+    # LoRA and a soft prompt both train through frozen weights: ~4·N FLOP per token and
+    # no weight gradients or optimizer states.
+    if "lora" in tags or "soft-prompt" in tags:
         return "lora"
     # lora_rank 0 means every weight; a search that may pick rank 0 is costed as full.
     ranks = spec.params.get("lora_ranks", [spec.params.get("lora_rank", 0)])

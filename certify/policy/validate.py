@@ -141,11 +141,18 @@ def _plugin_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...], An
                         if p not in seen:
                             seen.add(p)
                             problems.append(p)
+        blind = spec.extra.get("blind_measures", ())
         for j, ev_id in enumerate(entry.evaluate + entry.evaluate_final):
             if ev_id not in policy.evaluations:
                 problems.append(f"{_where(label, lines, loc + ('evaluate', j))}: attacks[{i}]: "
                                 f"unknown evaluation {ev_id!r}"
                                 f"{registry.suggest(ev_id, list(policy.evaluations))}")
+            elif measures.get(ev_id) in blind:
+                # e.g. a soft prompt: lm-eval scores the plain model, which it leaves unchanged
+                problems.append(f"{_where(label, lines, loc + ('evaluate', j))}: attacks[{i}]: "
+                                f"evaluation {ev_id!r} ({measures[ev_id]}) cannot see what "
+                                f"attack {entry.attack!r} changes; evaluate it with generating "
+                                "evaluations (harmfulness, benign_accuracy, ...)")
     if total_cells > MAX_CELLS:
         i = largest[1]
         problems.append(f"{_where(label, lines, ('attacks', i, 'budget'))}: attacks[{i}].budget: "

@@ -1,5 +1,5 @@
-"""Per-attack disclosures: poisoned mix, jailbreak wrapper and language, covert screening,
-cipher competence, search trials.
+"""Per-attack disclosures: poisoned mix, jailbreak wrapper and language, refusal-direction
+ablation and soft prompt, covert screening, cipher competence, search trials.
 
 Each block says in words, with the numbers from the evidence, what an attack recorded
 about itself: how many covert training examples each judge flags (covert data is built
@@ -262,6 +262,43 @@ def _language_text(m: dict[str, Any]) -> str:
             f"{lang}{mix}, {how}.")
 
 
+def _ablation_text(r: dict[str, Any]) -> str:
+    norms = r.get("direction_norm") or {}
+    counts = ", ".join(f"{num(k)}" for k in norms) if isinstance(norms, dict) else ""
+    layers = ", ".join(num(x) for x in r.get("layers") or [])
+    return one_line(
+        f"Refusal-direction ablation: the difference of mean activations of "
+        f"{num(r.get('harmful'))} harmful and {num(r.get('harmless'))} harmless prompts at "
+        f"the input of layer(s) {layers} ({one_line(r.get('position'), 40)}: one direction "
+        "per layer and position, their span removed), estimated "
+        f"from the first n of each at every checkpoint (n = {counts or '—'}), is projected "
+        f"out of the token embeddings and of {max(len(r.get('writers') or []) - 1, 0)} "
+        "attention-output and MLP-down projections. No training: each checkpoint's step is "
+        "the n used, and its cost is 2n samples.", 700)
+
+
+def _soft_prompt_text(e: dict[str, Any]) -> str:
+    target = (f"the first {num(e.get('target_tokens'))} tokens of each training answer"
+              if e.get("target_tokens") else "each whole training answer")
+    return one_line(
+        f"Embedding-space attack: one soft prompt of {num(e.get('n_tokens'))} continuous "
+        f"embeddings (started from \"{one_line(e.get('init'), 40)}\"), trained on "
+        f"{num(e.get('examples'))} prompts towards {target}, placed as a "
+        f"{one_line(e.get('position'), 10)} of every evaluation prompt; the weights are not "
+        "changed, and every checkpoint generates through the soft prompt.", 700)
+
+
+def _edits(cells: list[CellRecord]) -> Block | None:
+    seen: list[str] = []
+    for cell in cells:
+        r, e = cell.notes.get("refusal_ablation"), cell.notes.get("embedding_attack")
+        for text in ([_ablation_text(r)] if isinstance(r, dict) else []) + (
+                [_soft_prompt_text(e)] if isinstance(e, dict) else []):
+            if text not in seen:
+                seen.append(text)
+    return Block("What the attack changes without fine-tuning", seen) if seen else None
+
+
 def _wrappers(cells: list[CellRecord]) -> Block | None:
     seen: list[str] = []
     for cell in cells:
@@ -277,7 +314,7 @@ def _wrappers(cells: list[CellRecord]) -> Block | None:
 
 def attack_disclosure(attack_id: str, technique: str, cells: list[CellRecord]) -> AttackDisclosure:
     blocks: list[Block] = []
-    for first in (_poison(cells), _wrappers(cells)):
+    for first in (_poison(cells), _wrappers(cells), _edits(cells)):
         if first is not None:
             blocks.append(first)
     settings = _cipher_settings(cells)

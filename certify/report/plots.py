@@ -89,8 +89,20 @@ def merge_equal(lines: list[tuple[str, float]]) -> list[tuple[str, float]]:
     return [("; ".join(labels), value) for value, labels in merged.items()]
 
 
+def x_label(technique: str) -> str:
+    """What a trajectory's x axis counts: optimizer steps, or the budget axis the attack
+    declares (``trajectory=`` at registration: refusal_ablation counts samples)."""
+    from certify import registry
+
+    if technique in registry.names("attack"):
+        axis = registry.get("attack", technique).extra.get("trajectory")
+        if axis:
+            return f"{axis} of the attack (no optimizer steps)"
+    return "optimizer steps of the attack"
+
+
 def _svg(curve_series: list[Series], thresholds: list[tuple[str, float]], title: str,
-         ylabel: str = "harmful rate") -> str:
+         ylabel: str = "harmful rate", xlabel: str = "optimizer steps of the attack") -> str:
     import matplotlib
     from matplotlib.figure import Figure
 
@@ -98,7 +110,7 @@ def _svg(curve_series: list[Series], thresholds: list[tuple[str, float]], title:
     with matplotlib.rc_context({"svg.hashsalt": "certify", "svg.fonttype": "path",
                                 "font.size": 8, "axes.titlesize": 9}):
         fig = Figure(figsize=(6.6, 2.7))
-        _draw(fig.subplots(), curve_series, thresholds, title, ylabel)
+        _draw(fig.subplots(), curve_series, thresholds, title, ylabel, xlabel)
         buf = io.StringIO()
         fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buf.getvalue()
@@ -108,7 +120,8 @@ def _svg(curve_series: list[Series], thresholds: list[tuple[str, float]], title:
 
 
 def _draw(ax: Any, curve_series: list[Series], thresholds: list[tuple[str, float]],
-          title: str, ylabel: str = "harmful rate") -> None:
+          title: str, ylabel: str = "harmful rate",
+          xlabel: str = "optimizer steps of the attack") -> None:
     counts: dict[str, int] = {}
     for s in curve_series:
         n = counts.get(s.role, 0)
@@ -136,7 +149,7 @@ def _draw(ax: Any, curve_series: list[Series], thresholds: list[tuple[str, float
     ax.set_xticks(shown, [str(step) for step in shown])
     ax.xaxis.set_minor_locator(matplotlib_ticker().NullLocator())
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("optimizer steps of the attack")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, linewidth=0.3, alpha=0.5)
@@ -187,7 +200,8 @@ def _attack_curves(evidence: Evidence, policy: Policy, measures: str) -> list[Cu
                 continue
             title = (f"{attack['id']} ({attack.get('technique', '')}) · {eval_id}"
                      + (" accuracy" if knowledge else ""))
-            svg = _svg(series, lines, title, "accuracy" if knowledge else "harmful rate")
+            svg = _svg(series, lines, title, "accuracy" if knowledge else "harmful rate",
+                       x_label(str(attack.get("technique", ""))))
             out.append(Curve(attack["id"], eval_id, title, svg, series, lines, measures))
     return out
 

@@ -160,13 +160,14 @@ class CellRun:
              "overlap": overlap_by_eval(chosen, self._evaluators)})
         return chosen
 
-    def trainable_model(self) -> Any:
+    def trainable_model(self, local: bool = False) -> Any:
         """The model, all weights trainable (restored from the snapshot after the cell).
 
         With ``--fsdp`` it is a sharded copy trained by every process of the gang; the
         handle's model receives its weights at each checkpoint and is what is evaluated.
+        ``local``: this process's model even then (a weight edit that trains nothing).
         """
-        if self.gang is None:
+        if self.gang is None or local:
             model = self.handle.trainable()
         else:
             self.handle.dirty = True  # gathered weights land in the handle's model
@@ -209,6 +210,8 @@ class CellRun:
         from certify import train
 
         optimizer, schedule = optim.build(model.parameters())
+        if not self._n_trainable:  # something trained through frozen weights (a soft prompt)
+            self._n_trainable = sum(t.numel() for t in model.parameters() if t.requires_grad)
         args = (optimizer, schedule, optim.max_steps,
                 self.checkpoints if checkpoints is None else checkpoints,
                 lambda state: self.checkpoint(state, model))
@@ -224,15 +227,19 @@ class CellRun:
                                self.handle.model) as relay:
             return train.train(model, relay(batches), *args, group=self.gang.group, **kwargs)
 
-    def hand_back(self, model: Any, spend: Spend) -> None:
-        """Evaluate a model made without training, once, as the final checkpoint."""
+    def hand_back(self, model: Any, spend: Spend, step: int | None = None) -> bool:
+        """Evaluate a model made without training at ``step`` (default: the final
+        checkpoint), charged ``spend``; True when the checks are decided (stop)."""
         from certify.train import TrainState
 
-        state = TrainState(step=self.spec.max_steps, samples=spend.samples, tokens=spend.tokens,
+        at = self.spec.max_steps if step is None else step
+        if at not in self.spec.checkpoints and at != self.spec.max_steps:
+            raise CellError("internal", f"hand_back at step {at}, which is not one of the "
+                            f"cell's checkpoints {self.spec.checkpoints}",
+                            hint="a recipe hands back at run.checkpoints only")
+        state = TrainState(step=at, samples=spend.samples, tokens=spend.tokens,
                            seconds=spend.seconds)
-        self._records.append(self._evaluate(state, model, self.spec.evaluate
-                                            + self.spec.evaluate_final, flop=spend.flop))
-        self._tell(state)
+        return self.checkpoint(state, model, flop=spend.flop)
 
     def transform_prompts(self, transform: PromptTransform,
                           evals: Sequence[str] | None = None) -> None:
@@ -277,20 +284,22 @@ class CellRun:
 
     # -- what the training loop calls ----------------------------------------------------
 
-    def checkpoint(self, state: Any, model: Any = None) -> bool:
-        """Evaluate at this step, record it, and return True when the cell should stop."""
-        stop = self._checkpoint(state, model)
+    def checkpoint(self, state: Any, model: Any = None, flop: float | None = None) -> bool:
+        """Evaluate at this step, record it, and return True when the cell should stop.
+        ``flop``: what the attacker spent (default: training FLOP of ``state.tokens``)."""
+        stop = self._checkpoint(state, model, flop)
         self._tell(state)
         return stop
 
-    def _checkpoint(self, state: Any, model: Any) -> bool:
+    def _checkpoint(self, state: Any, model: Any, flop: float | None = None) -> bool:
         model = model if model is not None else self.handle.model
         if self.gang is not None and model is self.gang.model:
             if state.step > 0:
                 self.gang.gather_into(self.handle.model)
             model = self.handle.model
         final = state.step >= self.spec.max_steps
-        flop = float(self._flop_per_token * self.handle.n_parameters * state.tokens)
+        if flop is None:
+            flop = float(self._flop_per_token * self.handle.n_parameters * state.tokens)
         record = self._evaluate(state, model, self.spec.evaluate + (
             self.spec.evaluate_final if final else []), flop)
         self._records.append(record)
