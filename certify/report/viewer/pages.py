@@ -45,7 +45,8 @@ def stylesheet() -> str:
 
 def style_hash(css: str) -> str:
     """The CSP source that allows exactly this inline stylesheet and no other style."""
-    return "'sha256-" + base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode() + "'"
+    digest = hashlib.sha256(css.encode("utf-8")).digest()
+    return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
 
 
 def _environment() -> Any:
@@ -98,7 +99,7 @@ class Viewer:
             number = int(parts[1])
             if number < len(self.index.entries):
                 return self._page(200, "sample.html.j2", **self._sample(number))
-        return self._page(404, "missing.html.j2", path=clean(path, 200))
+        return self._page(404, "missing.html.j2", title="Not found", path=clean(path, 200))
 
     def _page(self, status: int, template: str, **context: Any) -> Page:
         from markupsafe import Markup
@@ -116,8 +117,8 @@ class Viewer:
         per_cell = Counter(e.cell.id for e in self.index.entries)
         models = {role: one_line((ident or {}).get("spec")) for role, ident in ev.models.items()
                   if ident}
-        cells = [{"id": c.id, "url": cell_url(c.id), "role": c.role, "attack": one_line(c.attack_id),
-                  "seed": c.seed, "status": c.status,
+        cells = [{"id": c.id, "url": cell_url(c.id), "role": c.role,
+                  "attack": one_line(c.attack_id), "seed": c.seed, "status": c.status,
                   "steps": ", ".join(str(cp.step) for cp in c.checkpoints) or "—",
                   "early_stop": c.early_stop.step if c.early_stop else "",
                   "samples": per_cell[c.id],
@@ -176,7 +177,7 @@ class Viewer:
     def _sample(self, number: int) -> dict[str, Any]:
         entry = self.index.entries[number]
         row = self.index.row(entry)
-        judges = row.get("judges") if isinstance(row.get("judges"), dict) else {}
+        judges: dict[str, Any] = row["judges"] if isinstance(row.get("judges"), dict) else {}
         return {"title": f"Sample {number}", "entry": entry,
                 "sample": self._shown(entry, row, full=True),
                 "judges": [(one_line(k, 60), one_line(v, 60)) for k, v in judges.items()],

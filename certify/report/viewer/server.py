@@ -43,7 +43,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _refuse(self) -> None:
         self.send_error(HTTPStatus.METHOD_NOT_ALLOWED, "certify view is read-only")
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = _refuse  # noqa: N815
+    do_POST = do_PUT = do_DELETE = do_PATCH = _refuse
 
     def _answer(self, *, body: bool) -> None:
         if self.headers.get("Host", "") not in self.server.hosts:
@@ -67,7 +67,7 @@ class _Handler(BaseHTTPRequestHandler):
         if body:
             self.wfile.write(data)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         log.info("%s " + format, self.address_string(), *args)
 
 
