@@ -16,6 +16,7 @@ from certify.evidence import Evidence
 from certify.policy.schema import CONDITIONS, Policy, condition_name
 from certify.report import check_text
 from certify.report.disclosures import Disclosures, disclosures
+from certify.report.executive import Executive, executive
 from certify.report.methodology import Methodology, digest_index, environment, methodology
 from certify.report.plots import Curve, curves
 from certify.report.samples import SampleSet, pick
@@ -109,6 +110,8 @@ class ReportView:
     digests: list[tuple[str, str, str]]
     evidence_sha256: str
     verify_command: str
+    executive: Executive
+    """Page 1 in words: the verdict sentence, the deciding checks, budget and cost."""
     extra: dict[str, Any] = field(default_factory=dict)
     uplift: list[UpliftRow] = field(default_factory=list)
     """Share of compliance that carried uplift, per cell and checkpoint (report/uplift.py)."""
@@ -267,4 +270,4 @@ def build(run_dir: Path, evidence: Evidence, evidence_bytes: bytes, policy: Poli
         environment=env, packages=packages,
         digests=digest_index(evidence, sha256_bytes(evidence_bytes)),
         evidence_sha256=sha256_bytes(evidence_bytes), verify_command=verify_command(evidence),
-        uplift=uplift, uplift_unscored=uplift_unscored)
+        executive=executive(evidence), uplift=uplift, uplift_unscored=uplift_unscored)
