@@ -17,6 +17,8 @@ from certify.evidence import CheckResult, Evidence
 from certify.policy.schema import condition_name
 from certify.report.text import num, one_line
 
+MAX_ATTACKS = 4
+"""Attacks the budget sentence names; the Threat model and budgets section lists them all."""
 VERDICT_ORDER = {"fail": 0, "error": 1, "inconclusive": 2, "pass": 3}
 
 
@@ -90,7 +92,7 @@ def budget(evidence: Evidence) -> str:
     if not harmful:
         return "The policy runs no harmful fine-tuning attack."
     lines = []
-    for a in harmful:
+    for a in harmful[:MAX_ATTACKS]:
         b: dict[str, Any] = a.get("budget") or {}
         steps = b.get("max_steps")
         seeds = len(a.get("seeds") or []) or 1
@@ -99,8 +101,12 @@ def budget(evidence: Evidence) -> str:
                      + (f", up to {num(steps)} optimizer steps" if steps else "")
                      + (f" at learning rate {num(lr)}" if lr else "")
                      + f", {seeds} seed{'s' if seeds > 1 else ''})")
+    if len(harmful) > MAX_ATTACKS:
+        lines.append(f"and {len(harmful) - MAX_ATTACKS} more (see Threat model and budgets)")
+    models = ("the candidate and the reference" if evidence.models.get("reference")
+              else "the candidate")
     return one_line(f"{len(harmful)} harmful fine-tuning attack{'s' if len(harmful) > 1 else ''}"
-                    f" on each model: {'; '.join(lines)}.", 1200)
+                    f" on {models}: {'; '.join(lines)}.", 1200)
 
 
 def spent(evidence: Evidence) -> str:
