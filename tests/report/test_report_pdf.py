@@ -39,8 +39,9 @@ def test_pdf_text_has_verdict_digest_and_every_check(signed_run: SignedRun,
         assert line is not None, f"check {check['id']} not in the PDF"
         assert check["verdict"].upper() in line, line
     assert "certify verify RUN_DIR --key" in pdf_text
-    for section in ("Threat model and budgets", "Checks", "Harmfulness along the attacks", "Conditions", "Clause map",
-                    "Methodology", "Samples", "Limitations", "Environment", "Digest index",
+    for section in ("Threat model and budgets", "Checks", "Harmfulness along the attacks",
+                    "Conditions", "Clause map", "Methodology", "Samples", "Limitations",
+                    "Environment", "Digest index",
                     "How to verify this report"):
         assert re.search(rf"^\s*{re.escape(section)}\s*$", pdf_text, re.M), section
 
