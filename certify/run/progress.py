@@ -98,6 +98,32 @@ def _outcome(record: CellRecord) -> str:
     return f"ok in {record.seconds:.1f}s{stop}"
 
 
+class RunEta:
+    """The audit's remaining time from the cells measured so far in this process: the
+    mean seconds of a finished cell times the cells left. Cells differ (baselines are
+    short, harmful attacks long, early stopping cuts some), so it reads "~", and it
+    sharpens as cells finish; nothing is claimed before the first one."""
+
+    def __init__(self) -> None:
+        self.total = self.done = 0
+        self.seconds: list[float] = []
+
+    def start(self, total: int, done: int) -> None:
+        self.total, self.done = total, done
+
+    def finished(self, record: CellRecord) -> None:
+        self.done += 1
+        if record.seconds > 0:
+            self.seconds.append(record.seconds)
+
+    def text(self) -> str:
+        left = self.total - self.done
+        if not self.seconds or left <= 0:
+            return ""
+        mean = sum(self.seconds) / len(self.seconds)
+        return f"run ETA ~{_duration(mean * left)} ({left} cell{'s' if left > 1 else ''} left)"
+
+
 def utc_stamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -111,6 +137,7 @@ class PlainProgress:
         self.stream = stream or sys.stderr
         self.clock = clock
         self.total = self.done = 0
+        self.eta = RunEta()
 
     def _print(self, text: str) -> None:
         print(f"{self.clock()} {text}", file=self.stream, flush=True)
@@ -120,6 +147,7 @@ class PlainProgress:
 
     def start(self, total: int, done: int) -> None:
         self.total, self.done = total, done
+        self.eta.start(total, done)
         self._print(f"certify: {total} cells, {done} already done")
 
     def cell_started(self, spec: CellSpec) -> None:
@@ -131,13 +159,17 @@ class PlainProgress:
 
     def cell_finished(self, record: CellRecord) -> None:
         self.done += 1
-        self._print(f"[{self.done}/{self.total}] {record.id}: {_outcome(record)}")
+        self.eta.finished(record)
+        eta = self.eta.text()
+        self._print(f"[{self.done}/{self.total}] {record.id}: {_outcome(record)}"
+                    + (f" · {eta}" if eta else ""))
 
     def close(self) -> None: ...
 
 
 class RichProgress:
-    """A live progress bar over cells on a terminal."""
+    """Live bars on a terminal: one over the cells (with the run's ETA), and one over the
+    running cell's optimizer steps (moved at each evaluated checkpoint)."""
 
     def __init__(self) -> None:
         from rich.console import Console
@@ -151,29 +183,48 @@ class RichProgress:
 
         self.console = Console(stderr=True)
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=self.console, transient=False)
+                            TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
+                            console=self.console, transient=False)
         self.task: Any = None
+        self.steps: Any = None
         self.cell = ""
+        self.eta = RunEta()
 
     def message(self, text: str) -> None:
         self.console.print(f"[dim]certify:[/] {text}")
 
     def start(self, total: int, done: int) -> None:
+        self.eta.start(total, done)
         self.bar.start()
-        self.task = self.bar.add_task("cells", total=total, completed=done)
+        self.task = self.bar.add_task("cells", total=total, completed=done, eta="")
 
     def cell_started(self, spec: CellSpec) -> None:
         self.cell = f"{spec.role[:3]} {spec.attack_id} s{spec.seed}"
-        if self.task is not None:
-            self.bar.update(self.task, description=self.cell)
+        if self.task is None:
+            return
+        self.bar.update(self.task, description=self.cell)
+        total = max(1, spec.max_steps)
+        if self.steps is None:
+            self.steps = self.bar.add_task("  steps", total=total, eta="")
+        self.bar.reset(self.steps, total=total, completed=0, visible=spec.max_steps > 0,
+                       description="  steps", eta="")
 
     def cell_checkpoint(self, note: CheckpointNote) -> None:
-        if self.task is not None:
-            self.bar.update(self.task, description=f"{self.cell} · {describe(note)}")
+        if self.task is None:
+            return
+        self.bar.update(self.task, description=f"{self.cell} · {describe(note)}")
+        if self.steps is not None:
+            eta = ("" if note.eta_seconds is None or note.step >= note.max_steps
+                   else f"cell ETA ≤ {_duration(note.eta_seconds)}")
+            self.bar.update(self.steps, completed=note.step, eta=eta)
 
     def cell_finished(self, record: CellRecord) -> None:
+        self.eta.finished(record)
         if self.task is not None:
             self.bar.advance(self.task)
+            self.bar.update(self.task, eta=self.eta.text())
+        if self.steps is not None:
+            self.bar.update(self.steps, visible=False)
         if record.status == "error":
             self.console.print(f"[red]{record.id}: {_outcome(record)}[/]")
 
