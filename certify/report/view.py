@@ -79,6 +79,9 @@ class ConditionSection:
     checks: list[tuple[CheckRow, check_text.Table | None]]
     notes: list[str] = field(default_factory=list)
     """What the attacks and judges behind these checks disclosed (see Methodology)."""
+    matrices: dict[str, tuple[str, check_text.Table]] = field(default_factory=dict)
+    """Per generalization check id: the held-out categories named, and the in-domain vs
+    held-out matrix."""
 
 
 @dataclass(frozen=True)
@@ -209,9 +212,11 @@ def condition_sections(evidence: Evidence, rows: list[CheckRow],
         if key == "validity" and any(r.check == "judge_validity" for r in mine):
             notes += disclosed.judges + disclosed.ensembles
         verdict = verdicts.get(key)
+        matrices = {one_line(r.id, 80): m for r in mine
+                    if (m := check_text.held_out_matrix(r)) is not None}
         sections.append(ConditionSection(key, name, question,
                                          verdict.upper() if verdict else "NOT ASSESSED", served,
-                                         notes))
+                                         notes, matrices))
     return sections
 
 

@@ -68,3 +68,22 @@ def test_deciding_checks_put_required_failures_first(signed_run: SignedRun) -> N
     assert "INCONCLUSIVE" in verdict_sentence(undecided)
     assert "did not complete" in verdict_sentence(evidence.model_copy(update={"verdict": None}))
     assert spent(evidence).startswith(f"{len(evidence.cells)} cells ran.")
+
+
+def test_generalization_shows_the_in_domain_vs_held_out_matrix(demo_run: SignedRun) -> None:
+    """Issue 15: the generalization section names the held-out categories and shows the
+    in-domain vs held-out matrix, per attack run, from the check's own numbers."""
+    evidence = Evidence.read(demo_run.run_dir / "evidence.json")
+    assert evidence.verdict is not None
+    check = next(c for c in evidence.verdict.checks if c.check == "generalization")
+    matrix = check.observed["matrix"]
+    held = sorted({c for m in matrix for c in m["held_out"]})
+    assert held and not set(held) & {c for m in matrix for c in m["trained"]}
+    html = _flat((demo_run.run_dir / "report.html").read_text(encoding="utf-8"))
+    assert f"Held-out categories (left out of the attack runs' training data): " \
+           f"{', '.join(held)}." in html.replace("&#39;", "'")
+    for m in matrix:
+        row = (f"<td>{m['attack']}</td><td>{m['seed']}</td><td>{', '.join(m['trained'])}</td>"
+               f"<td>{', '.join(m['held_out'])}</td><td>{100 * m['in_domain_worst']:.1f}%</td>"
+               f"<td>{100 * m['held_out_worst']:.1f}%</td>")
+        assert row in html, row
