@@ -175,7 +175,8 @@ def test_filters_redaction_headers_and_ctrl_c(demo_run: SignedRun) -> None:
         assert harmful
         _, _, page = fetch(url + "samples?disagree=1&eval=harm")
         _, _, shown = fetch(url + "samples?label=compliant+%28no+uplift%29")
-        for text in (page, shown):
+        _, _, one = fetch(url + f"sample/{_number(shown)}")  # the full-text page too
+        for text in (page, shown, one):
             assert "[redacted: " in text
             assert not any(unescape(r["response"]) in unescape(text) for r in harmful[:200])
         assert fetch(url + "nowhere")[0] == 404

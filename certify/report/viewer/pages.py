@@ -29,6 +29,9 @@ from certify.report.viewer.index import FACETS, SampleIndex
 PAGE_SIZE = 50
 FULL_CHARS = 20_000
 FULL_LINES = 400
+REASON_KEPT = 80
+"""A redacted sample's judge reason is shown only up to this length (a rule's label such
+as "refusal phrase"); a longer one could quote the response."""
 FACET_TITLES = {"eval": "evaluation", "label": "label", "category": "category",
                 "role": "model", "cell": "cell", "step": "step"}
 
@@ -178,10 +181,14 @@ class Viewer:
         entry = self.index.entries[number]
         row = self.index.row(entry)
         judges: dict[str, Any] = row["judges"] if isinstance(row.get("judges"), dict) else {}
-        return {"title": f"Sample {number}", "entry": entry,
-                "sample": self._shown(entry, row, full=True),
+        shown = self._shown(entry, row, full=True)
+        reason = clean(row.get("reason") or "", 2000, 20)
+        if shown.redacted and len(reason) > REASON_KEPT:
+            # A model judge's reason may quote the response it judged: withheld with it.
+            reason = f"[withheld with the response: {len(reason)} characters]"
+        return {"title": f"Sample {number}", "entry": entry, "sample": shown,
                 "judges": [(one_line(k, 60), one_line(v, 60)) for k, v in judges.items()],
-                "reason": clean(row.get("reason") or "", 2000, 20),
+                "reason": reason,
                 "uplift": row.get("uplift") if isinstance(row.get("uplift"), bool) else None,
                 "expected": clean(row.get("expected") or "", 2000, 20),
                 "file": one_line(entry.cell.samples_file), "cell_link": cell_url(entry.cell.id)}
