@@ -115,6 +115,8 @@ class ReportView:
     verify_command: str
     executive: Executive
     """Page 1 in words: the verdict sentence, the deciding checks, budget and cost."""
+    attestation: list[tuple[str, str]]
+    """What the attestation over this report binds (How to verify this report)."""
     extra: dict[str, Any] = field(default_factory=dict)
     uplift: list[UpliftRow] = field(default_factory=list)
     """Share of compliance that carried uplift, per cell and checkpoint (report/uplift.py)."""
@@ -235,6 +237,31 @@ def clause_rows(evidence: Evidence) -> list[ClauseRow]:
     return out
 
 
+def attestation_rows(evidence: Evidence, evidence_sha256: str,
+                     signer: str | None) -> list[tuple[str, str]]:
+    """What the attestation over this report holds, as far as it is known when the report
+    is rendered (it is signed afterwards, so its own digest and the signing time live in
+    the attestation, not here)."""
+    from certify.attest import statement
+
+    window = statement.validity(evidence.model_dump(mode="json", by_alias=True))
+    candidate = evidence.models.get("candidate") or {}
+    return [
+        ("format", f"in-toto Statement v1 in a DSSE envelope ({statement.ENVELOPE_NAME}), "
+                   f"predicate type {statement.PREDICATE_TYPE}"),
+        ("subjects", one_line(f"the candidate model {candidate.get('spec')} (root digest "
+                              f"sha256:{candidate.get('root_digest')}), "
+                              f"{statement.EVIDENCE_NAME} (sha256:{evidence_sha256}), "
+                              f"{statement.REPORT_NAME} (this file); the per-sample files "
+                              "through their digests in the evidence", 600)),
+        ("signing key", signer_line(signer)),
+        ("signing time", "recorded in the attestation (its predicate's signedAt), which is "
+                         "made after this report is rendered"),
+        ("validity window", f"{window['from']} to {window['until']} ({window['days']} days "
+                            "from the audit's completion, the policy's evidence.validity_days)"),
+    ]
+
+
 def verify_command(evidence: Evidence) -> str:
     """The command an auditor runs next to this report (RUN_DIR is the report's folder)."""
     source = str(evidence.policy.get("source", evidence.policy.get("id")))
@@ -275,4 +302,6 @@ def build(run_dir: Path, evidence: Evidence, evidence_bytes: bytes, policy: Poli
         environment=env, packages=packages,
         digests=digest_index(evidence, sha256_bytes(evidence_bytes)),
         evidence_sha256=sha256_bytes(evidence_bytes), verify_command=verify_command(evidence),
-        executive=executive(evidence), uplift=uplift, uplift_unscored=uplift_unscored)
+        executive=executive(evidence),
+        attestation=attestation_rows(evidence, sha256_bytes(evidence_bytes), signer),
+        uplift=uplift, uplift_unscored=uplift_unscored)

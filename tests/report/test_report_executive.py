@@ -5,10 +5,13 @@ budgets come before the results."""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import subprocess
 from pathlib import Path
 
+from certify._io import sha256_file
 from certify.evidence import Evidence
 from certify.report.executive import deciding_checks, spent, verdict_sentence
 from tests.conftest import SignedRun
@@ -87,3 +90,17 @@ def test_generalization_shows_the_in_domain_vs_held_out_matrix(demo_run: SignedR
                f"<td>{', '.join(m['held_out'])}</td><td>{100 * m['in_domain_worst']:.1f}%</td>"
                f"<td>{100 * m['held_out_worst']:.1f}%</td>")
         assert row in html, row
+
+
+def test_the_report_states_what_the_attestation_binds(signed_run: SignedRun) -> None:
+    """The 'How to verify' section names the attestation's format, predicate type, subjects
+    (with the evidence digest the signature covers), key and validity window."""
+    text = _flat(_page_text(signed_run.run_dir / "report.pdf", 1, 99))
+    section = text[text.index("The attestation"):]
+    envelope = json.loads((signed_run.run_dir / "certify.intoto.jsonl").read_text())
+    statement = json.loads(base64.b64decode(envelope["payload"]))
+    assert statement["predicateType"] in section.replace(" ", "")
+    assert sha256_file(signed_run.run_dir / "evidence.json") in section.replace(" ", "")
+    window = statement["predicate"]["validity"]
+    assert f"{window['from']} to {window['until']}" in section
+    assert "signedAt" in section
