@@ -77,3 +77,16 @@ def test_the_terminal_bar_tracks_the_running_cells_steps() -> None:
         assert steps.visible and steps.total == 8 and steps.completed == 0
     finally:
         progress.close()
+
+
+def test_the_run_eta_starts_from_the_cost_model_and_follows_measured_cells() -> None:
+    out = io.StringIO()
+    progress = PlainProgress(out, clock=lambda: "T")
+    progress.expect({"c1": 60.0, "c2": 60.0, "c3": 120.0})  # the cost model's seconds
+    progress.start(3, 0)
+    assert out.getvalue().splitlines()[0].endswith(
+        "· run ETA ~4m00s (3 cells left from the cost model)")
+    progress.cell_finished(_cell("c1", 120.0))  # twice as slow as estimated
+    assert out.getvalue().splitlines()[-1].endswith("· run ETA ~6m00s (2 cells left)")
+    progress.cell_finished(_cell("c2", 30.0))   # measured 150 s of 120 s estimated: 1.25×
+    assert out.getvalue().splitlines()[-1].endswith("· run ETA ~2m30s (1 cell left)")

@@ -75,6 +75,7 @@ def describe(note: CheckpointNote) -> str:
 
 class Progress(Protocol):
     def message(self, text: str) -> None: ...
+    def expect(self, seconds: dict[str, float]) -> None: ...
     def start(self, total: int, done: int) -> None: ...
     def cell_started(self, spec: CellSpec) -> None: ...
     def cell_checkpoint(self, note: CheckpointNote) -> None: ...
@@ -84,6 +85,7 @@ class Progress(Protocol):
 
 class NullProgress:
     def message(self, text: str) -> None: ...
+    def expect(self, seconds: dict[str, float]) -> None: ...
     def start(self, total: int, done: int) -> None: ...
     def cell_started(self, spec: CellSpec) -> None: ...
     def cell_checkpoint(self, note: CheckpointNote) -> None: ...
@@ -99,29 +101,53 @@ def _outcome(record: CellRecord) -> str:
 
 
 class RunEta:
-    """The audit's remaining time from the cells measured so far in this process: the
-    mean seconds of a finished cell times the cells left. Cells differ (baselines are
-    short, harmful attacks long, early stopping cuts some), so it reads "~", and it
-    sharpens as cells finish; nothing is claimed before the first one."""
+    """The audit's remaining time. With the cost model's seconds per pending cell
+    (``expect``) it is their sum over the cells left, scaled by how the finished cells'
+    measured seconds compare with their estimates; without them, the mean measured seconds
+    of a finished cell times the cells left. Either reads "~" and sharpens as cells finish;
+    without an estimate nothing is claimed before the first cell."""
 
     def __init__(self) -> None:
         self.total = self.done = 0
         self.seconds: list[float] = []
+        self.expected: dict[str, float] = {}
+        self.finished_ids: dict[str, float] = {}
 
     def start(self, total: int, done: int) -> None:
         self.total, self.done = total, done
+
+    def expect(self, seconds: dict[str, float]) -> None:
+        self.expected = {k: v for k, v in seconds.items() if v >= 0}
 
     def finished(self, record: CellRecord) -> None:
         self.done += 1
         if record.seconds > 0:
             self.seconds.append(record.seconds)
+            self.finished_ids[record.id] = record.seconds
+
+    def remaining(self) -> float | None:
+        left = self.total - self.done
+        if left <= 0:
+            return None
+        if self.expected:
+            measured = [(s, self.expected[i]) for i, s in self.finished_ids.items()
+                        if i in self.expected]
+            scale = (sum(s for s, _ in measured) / max(1e-9, sum(e for _, e in measured))
+                     if measured else 1.0)
+            rest = [e for i, e in self.expected.items() if i not in self.finished_ids]
+            return scale * sum(rest) if rest else None
+        if not self.seconds:
+            return None
+        return sum(self.seconds) / len(self.seconds) * left
 
     def text(self) -> str:
-        left = self.total - self.done
-        if not self.seconds or left <= 0:
+        seconds = self.remaining()
+        if seconds is None:
             return ""
-        mean = sum(self.seconds) / len(self.seconds)
-        return f"run ETA ~{_duration(mean * left)} ({left} cell{'s' if left > 1 else ''} left)"
+        left = self.total - self.done
+        basis = " from the cost model" if self.expected and not self.finished_ids else ""
+        return (f"run ETA ~{_duration(seconds)} ({left} cell{'s' if left > 1 else ''} "
+                f"left{basis})")
 
 
 def utc_stamp() -> str:
@@ -145,10 +171,14 @@ class PlainProgress:
     def message(self, text: str) -> None:
         self._print(f"certify: {text}")
 
+    def expect(self, seconds: dict[str, float]) -> None:
+        self.eta.expect(seconds)
+
     def start(self, total: int, done: int) -> None:
         self.total, self.done = total, done
         self.eta.start(total, done)
-        self._print(f"certify: {total} cells, {done} already done")
+        eta = self.eta.text()
+        self._print(f"certify: {total} cells, {done} already done" + (f" · {eta}" if eta else ""))
 
     def cell_started(self, spec: CellSpec) -> None:
         self._print(f"[{self.done + 1}/{self.total}] {spec.role} {spec.attack_id} seed "
@@ -193,10 +223,13 @@ class RichProgress:
     def message(self, text: str) -> None:
         self.console.print(f"[dim]certify:[/] {text}")
 
+    def expect(self, seconds: dict[str, float]) -> None:
+        self.eta.expect(seconds)
+
     def start(self, total: int, done: int) -> None:
         self.eta.start(total, done)
         self.bar.start()
-        self.task = self.bar.add_task("cells", total=total, completed=done, eta="")
+        self.task = self.bar.add_task("cells", total=total, completed=done, eta=self.eta.text())
 
     def cell_started(self, spec: CellSpec) -> None:
         self.cell = f"{spec.role[:3]} {spec.attack_id} s{spec.seed}"
