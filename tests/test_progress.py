@@ -90,3 +90,23 @@ def test_the_run_eta_starts_from_the_cost_model_and_follows_measured_cells() -> 
     assert out.getvalue().splitlines()[-1].endswith("· run ETA ~6m00s (2 cells left)")
     progress.cell_finished(_cell("c2", 30.0))   # measured 150 s of 120 s estimated: 1.25×
     assert out.getvalue().splitlines()[-1].endswith("· run ETA ~2m30s (1 cell left)")
+
+
+def test_cost_model_cells_are_matched_to_the_plan_by_position() -> None:
+    """The dry run plans under placeholder digests, so its cell ids differ from the run's:
+    its seconds reach the plan's cells by position, and only when the cells line up."""
+    from types import SimpleNamespace
+
+    from certify.conductor.preflight import cell_seconds
+
+    plan = [SimpleNamespace(id=f"real-{i}", role="candidate", attack_id=a, seed=0)
+            for i, a in enumerate(["baseline", "harmful-full"])]
+    rows = [{"id": "dry-0", "role": "candidate", "attack_id": "baseline", "seed": 0,
+             "seconds": 8.0},
+            {"id": "dry-1", "role": "candidate", "attack_id": "harmful-full", "seed": 0,
+             "seconds": 111.5}]
+    preview = SimpleNamespace(as_json=lambda: {"cells": rows})
+    assert cell_seconds(preview, plan) == {"real-0": 8.0, "real-1": 111.5}
+    rows[1]["seed"] = 1
+    assert cell_seconds(preview, plan) == {}
+    assert cell_seconds(None, plan) == {}

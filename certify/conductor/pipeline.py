@@ -44,7 +44,7 @@ def _audit(opts: AuditOptions, progress: Progress) -> RunResult:
             progress.message(f"resuming {run_dir.path}")
         index, count = opts.shard or (0, 1)
         cells = plan.cells[index::count]
-        estimate = expect_times(opts, cells, run_dir, progress)   # cost model → the run's ETA
+        estimate = expect_times(opts, plan.cells, cells, run_dir, progress)  # → the ETA
         execute(cells, run_dir, worker_setup(loaded, inputs, opts, estimate),          # execute
                 Executor(opts.executor, opts.fsdp, opts.ray_address), progress)
         evidence = collect(run_dir, loaded, inputs.models, plan, inputs.datasets, opts)  # collect

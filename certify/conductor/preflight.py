@@ -198,23 +198,34 @@ def cost_preview(opts: AuditOptions) -> Any:
         return None
 
 
-def cell_seconds(preview: Any) -> dict[str, float]:
-    """The cost model's seconds per cell id (none without a preview)."""
+def cell_seconds(preview: Any, plan_cells: list[Any]) -> dict[str, float]:
+    """The cost model's seconds per cell of the plan. The dry run plans the same cells in
+    the same order, but under placeholder digests (it hashes no model), so its cell ids
+    differ: cells are matched by position, and only when role, attack and seed agree
+    all along (otherwise no estimate is given)."""
     if preview is None:
         return {}
-    cells = preview.as_json().get("cells", [])
-    return {str(c["id"]): float(c["seconds"]) for c in cells
-            if isinstance(c.get("seconds"), int | float)}
+    rows = preview.as_json().get("cells", [])
+    same = len(rows) == len(plan_cells) and all(
+        (r.get("role"), r.get("attack_id"), r.get("seed")) == (c.role, c.attack_id, c.seed)
+        for r, c in zip(rows, plan_cells, strict=False))
+    if not same:
+        log.info("cost model's cells do not line up with the plan; no ETA from it")
+        return {}
+    return {c.id: float(r["seconds"]) for r, c in zip(rows, plan_cells, strict=True)
+            if isinstance(r.get("seconds"), int | float)}
 
 
-def expect_times(opts: AuditOptions, cells: list[Any], run_dir: Any, progress: Progress) -> Any:
+def expect_times(opts: AuditOptions, plan_cells: list[Any], cells: list[Any], run_dir: Any,
+                 progress: Progress) -> Any:
     """Ask the cost model (when the audit asks it at all) and give the progress display
-    its seconds for each cell still to run, so the run's ETA starts from the estimate and
-    is then corrected by measured cells. Returns the preview (for ``worker_setup``)."""
+    its seconds for each of ``cells`` still to run, so the run's ETA starts from the
+    estimate and is then corrected by measured cells. Returns the preview (for
+    ``worker_setup``)."""
     if not asks_cost_model(opts):
         return None
     preview = cost_preview(opts)
-    seconds = cell_seconds(preview)
+    seconds = cell_seconds(preview, plan_cells)
     if seconds:
         from certify.run.executor import pending
 
