@@ -22,6 +22,7 @@ from urllib.parse import quote, urlencode
 from certify import __version__
 from certify.evidence import CellRecord, Evidence
 from certify.report.assets import templates_dir
+from certify.report.executive import verdict_sentence
 from certify.report.samples import Sample, sample
 from certify.report.text import clean, num, one_line, pct
 from certify.report.viewer.index import FACETS, SampleIndex
@@ -130,7 +131,7 @@ class Viewer:
                    "reason": clean(c.reason, 600, 6)} for c in (verdict.checks if verdict else [])]
         return {"title": "Run overview", "models": models, "cells": cells, "checks": checks,
                 "overall": verdict.overall if verdict else "not assessed",
-                "summary": clean(verdict.summary if verdict else "", 600, 4),
+                "summary": clean(verdict_sentence(ev), 600, 4),
                 "scope": clean(ev.scope, 1200, 8), "run_status": one_line(ev.run.get("status")),
                 "created": one_line(ev.run.get("created")), "redact": self.redact,
                 "warnings": self.index.warnings, "n_samples": len(self.index.entries),
