@@ -12,6 +12,8 @@ extras="run"
 # Debian packages: WeasyPrint's Pango/HarfBuzz, a font, and PDF tools used by tests.
 apt_packages=(libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core fontconfig
               poppler-utils qpdf)
+# Tests only: a headless browser for certify view's tests (tests/test_view.py).
+[[ "${1:-}" == "--dev" ]] && apt_packages+=(chromium)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

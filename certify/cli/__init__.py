@@ -2,7 +2,8 @@
 prints. Commands are imported only when invoked, so `certify --help` imports no torch.
 
 Exit codes (mapped here and only here):
-  0   audit complete, every required check passed (verify: every step passed)
+  0   audit complete, every required check passed (verify: every step passed;
+      view: stopped with Ctrl-C)
   1   audit complete, the gate failed or is inconclusive
   2   usage, policy or input error (nothing was run)
   3   run incomplete or errored; never PASS on missing data
@@ -50,6 +51,7 @@ COMMANDS = {
     "policy": ("certify.cli.policy", "policy", "Validate, list, show and describe policies."),
     "list": ("certify.cli.plugins", "list_plugins", "List attacks, judges or evals."),
     "digest": ("certify.cli.plugins", "digest", "Print a model's root digest."),
+    "view": ("certify.cli.view", "view", "Browse a run's samples and evidence locally."),
 }
 
 

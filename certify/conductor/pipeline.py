@@ -15,7 +15,7 @@ from certify.assess import assess, fragile_limitations, scope_sentence
 from certify.attest import report_is_stale, sign, signed_by, signer_identity
 from certify.conductor.collect import collect, inputs_of, merge_options, plan_of, policy_of
 from certify.conductor.options import AuditOptions, RunResult, default_out
-from certify.conductor.preflight import manifest, preflight, worker_setup
+from certify.conductor.preflight import expect_times, manifest, preflight, worker_setup
 from certify.evidence import Evidence
 from certify.plan import make_plan
 from certify.policy.load import load_policy
@@ -43,7 +43,9 @@ def _audit(opts: AuditOptions, progress: Progress) -> RunResult:
         if run_dir.open(manifest(loaded, inputs, plan, opts), allow_drift=opts.allow_drift):
             progress.message(f"resuming {run_dir.path}")
         index, count = opts.shard or (0, 1)
-        execute(plan.cells[index::count], run_dir, worker_setup(loaded, inputs, opts),  # execute
+        cells = plan.cells[index::count]
+        estimate = expect_times(opts, plan.cells, cells, run_dir, progress)  # → the ETA
+        execute(cells, run_dir, worker_setup(loaded, inputs, opts, estimate),          # execute
                 Executor(opts.executor, opts.fsdp, opts.ray_address), progress)
         evidence = collect(run_dir, loaded, inputs.models, plan, inputs.datasets, opts)  # collect
         return conclude(run_dir, evidence, loaded.policy, opts.formats, opts.key,

@@ -188,7 +188,9 @@ def manifest(loaded: LoadedPolicy, inputs: Inputs, plan: Plan,
     }
 
 
-def worker_setup(loaded: LoadedPolicy, inputs: Inputs, opts: AuditOptions) -> WorkerSetup:
+def worker_setup(loaded: LoadedPolicy, inputs: Inputs, opts: AuditOptions,
+                 preview: Any = None) -> WorkerSetup:
+    """``preview``: the cost model's dry run of this audit, when already made."""
     """What every worker is given (plain data and the typed policy: Ray ships it)."""
     return WorkerSetup(
         policy=loaded.policy,
@@ -198,22 +200,73 @@ def worker_setup(loaded: LoadedPolicy, inputs: Inputs, opts: AuditOptions) -> Wo
         device=opts.device, dtype=opts.dtype, autocast=opts.autocast,
         trust_remote_code=opts.trust_remote_code, allow_pickle=opts.allow_pickle,
         gradient_checkpointing=opts.gradient_checkpointing,
-        keep_cell_state=keep_cell_state(opts))
+        keep_cell_state=keep_cell_state(opts, preview))
 
 
-def keep_cell_state(opts: AuditOptions) -> bool:
-    """``--cell-state``; ``auto`` asks the cost model whether a cell runs for minutes."""
-    if opts.cell_state != "auto":
-        return opts.cell_state == "on"
-    if opts.executor != "local" or opts.fsdp > 1:
-        return False  # Ray and FSDP-sharded cells keep no state: no need to ask
+def asks_cost_model(opts: AuditOptions) -> bool:
+    """Whether the audit consults the cost model before running: ``--cell-state auto`` on a
+    local, unsharded executor (Ray and FSDP-sharded cells keep no state: no need to ask)."""
+    return opts.cell_state == "auto" and opts.executor == "local" and opts.fsdp == 1
+
+
+def cost_preview(opts: AuditOptions) -> Any:
+    """The dry run's report for this audit, or None when the cost model cannot make one
+    (the preview must never stop an audit)."""
     from certify.cost import dry_run
-    from certify.run.cell_state import SAVE_SECONDS
 
     try:
-        rows = dry_run(opts).rows
-    except Exception as e:  # the preview must never stop an audit: keep state, to be safe
-        log.info("cost model unavailable (%s); keeping cell state",
-                 e.message if isinstance(e, CertifyError) else e)
-        return True
+        return dry_run(opts)
+    except Exception as e:
+        log.info("cost model unavailable (%s)", e.message if isinstance(e, CertifyError) else e)
+        return None
+
+
+def cell_seconds(preview: Any, plan_cells: list[Any]) -> dict[str, float]:
+    """The cost model's seconds per cell of the plan. The dry run plans the same cells in
+    the same order, but under placeholder digests (it hashes no model), so its cell ids
+    differ: cells are matched by position, and only when role, attack and seed agree
+    all along (otherwise no estimate is given)."""
+    if preview is None:
+        return {}
+    rows = preview.as_json().get("cells", [])
+    same = len(rows) == len(plan_cells) and all(
+        (r.get("role"), r.get("attack_id"), r.get("seed")) == (c.role, c.attack_id, c.seed)
+        for r, c in zip(rows, plan_cells, strict=False))
+    if not same:
+        log.info("cost model's cells do not line up with the plan; no ETA from it")
+        return {}
+    return {c.id: float(r["seconds"]) for r, c in zip(rows, plan_cells, strict=True)
+            if isinstance(r.get("seconds"), int | float)}
+
+
+def expect_times(opts: AuditOptions, plan_cells: list[Any], cells: list[Any], run_dir: Any,
+                 progress: Progress) -> Any:
+    """Ask the cost model (when the audit asks it at all) and give the progress display
+    its seconds for each of ``cells`` still to run, so the run's ETA starts from the
+    estimate and is then corrected by measured cells. Returns the preview (for
+    ``worker_setup``)."""
+    if not asks_cost_model(opts):
+        return None
+    preview = cost_preview(opts)
+    seconds = cell_seconds(preview, plan_cells)
+    if seconds:
+        from certify.run.executor import pending
+
+        progress.expect({c.id: seconds[c.id] for c in pending(cells, run_dir) if c.id in seconds})
+    return preview
+
+
+def keep_cell_state(opts: AuditOptions, preview: Any = None) -> bool:
+    """``--cell-state``; ``auto`` asks the cost model whether a cell runs for minutes
+    (``preview``: its answer, when already asked)."""
+    if opts.cell_state != "auto":
+        return opts.cell_state == "on"
+    if not asks_cost_model(opts):
+        return False
+    from certify.run.cell_state import SAVE_SECONDS
+
+    preview = preview if preview is not None else cost_preview(opts)
+    if preview is None:
+        return True  # no estimate: keep state, to be safe
+    rows = preview.rows
     return max((r.seconds / r.cells for r in rows if r.cells), default=0.0) > SAVE_SECONDS

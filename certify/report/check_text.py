@@ -105,3 +105,32 @@ def detail_table(check: CheckResult, cell_ids: set[str]) -> Table | None:
     body = [[scalar(c, row.get(c), rates=rates) for c in columns] for row in rows[:MAX_ROWS]]
     return Table([c.replace("_", " ") for c in columns], body, max(0, len(rows) - MAX_ROWS),
                  "highest rates first" if len(rows) > MAX_ROWS and "rate" in columns else "")
+
+
+MATRIX_COLUMNS = ["attack", "seed", "trained on (in-domain)", "held out", "worst in-domain rate",
+                  "worst held-out rate"]
+
+
+def held_out_matrix(check: CheckResult) -> tuple[str, Table] | None:
+    """A generalization check's in-domain vs held-out matrix: per attack run, the harm
+    categories it trained on and those it never saw, with the worst rate on each; and a
+    sentence naming the held-out categories. None for any other check."""
+    matrix = check.observed.get("matrix")
+    if check.check != "generalization" or not isinstance(matrix, list):
+        return None
+    entries = [m for m in matrix if isinstance(m, dict)]
+    if not entries:
+        return None
+    held: list[str] = []
+    for m in entries:
+        held += [str(c) for c in m.get("held_out") or [] if str(c) not in held]
+    rows = [[one_line(m.get("attack"), 60), one_line(m.get("seed"), 12),
+             one_line(", ".join(map(str, m.get("trained") or [])), 200),
+             one_line(", ".join(map(str, m.get("held_out") or [])), 200),
+             pct(m.get("in_domain_worst")), pct(m.get("held_out_worst"))]
+            for m in entries]
+    sentence = one_line(f"Held-out categories (left out of the attack runs' training data): "
+                        f"{', '.join(held) or 'none'}. The held-out rate decides the check; "
+                        "the in-domain rate beside it shows how far the attack transferred.",
+                        600)
+    return sentence, Table(MATRIX_COLUMNS, rows[:MAX_ROWS], max(0, len(rows) - MAX_ROWS))

@@ -66,6 +66,7 @@ def write_pdf(html: str, generated: dict[str, bytes], evidence_bytes: bytes, cre
     identifier = sha256_bytes(html.encode("utf-8") + evidence_bytes)[:32].encode("ascii")
     with _source_date_epoch(created):
         data: bytes = HTML(string=html, base_url=None, url_fetcher=fetcher).write_pdf(
-            pdf_variant=PDF_VARIANT, attachments=[attachment], pdf_identifier=identifier,
+            pdf_variant=PDF_VARIANT, pdf_tags=True, attachments=[attachment],
+            pdf_identifier=identifier,
             finisher=_one_af_entry_per_file)
     return data

@@ -19,7 +19,7 @@ from typing import Any
 
 from certify._io import sha256_file
 from certify.evidence import CellRecord, Evidence
-from certify.report.text import SAMPLE_CHARS, clean, one_line
+from certify.report.text import SAMPLE_CHARS, SAMPLE_LINES, clean, one_line
 
 MAX_LINE_BYTES = 4 << 20
 
@@ -75,7 +75,7 @@ def usable_files(run_dir: Path, evidence: Evidence) -> tuple[list[tuple[CellReco
     return ok, warnings
 
 
-def _records(files: list[tuple[CellRecord, Path]]) -> Iterator[tuple[CellRecord, dict[str, Any]]]:
+def records(files: list[tuple[CellRecord, Path]]) -> Iterator[tuple[CellRecord, dict[str, Any]]]:
     for cell, path in files:
         with path.open("rb") as f:
             for line in f:
@@ -124,10 +124,12 @@ def _correct(row: dict[str, Any]) -> bool | None:
     return None
 
 
-def _outcome(row: dict[str, Any], measures: str) -> str:
+def outcome(row: dict[str, Any], measures: str, *, expected: bool = True) -> str:
     """The judge's label, or what the scorer recorded, in the words of what the evaluation
     measures: an over-refusal sample either refused or answered (whether it also held the
-    expected words is not what over-refusal measures, so it never reads "incorrect")."""
+    expected words is not what over-refusal measures, so it never reads "incorrect").
+    ``expected=False`` leaves out the expected answer (the viewer's label filter groups
+    every incorrect answer under one label)."""
     if row.get("label") == "harmful":
         return harm_outcome(row)
     if row.get("label"):
@@ -138,15 +140,15 @@ def _outcome(row: dict[str, Any], measures: str) -> str:
     parts = []
     correct = _correct(row)
     if correct is not None:
-        expected = one_line(row.get("expected") or "", 60)
+        wanted = one_line(row.get("expected") or "", 60) if expected else ""
         parts.append("correct" if correct else
-                     f"incorrect (expected {expected!r})" if expected else "incorrect")
+                     f"incorrect (expected {wanted!r})" if wanted else "incorrect")
     if refused is True:
         parts.append("refused")
     return ", ".join(parts) or "—"
 
 
-def _measures(cell: CellRecord, eval_id: Any) -> str:
+def measures_of(cell: CellRecord, eval_id: Any) -> str:
     """What the row's evaluation measures (harm, refusal, task, capability), from the cell."""
     return next((cp.evals[eval_id].measures for cp in cell.checkpoints
                  if isinstance(eval_id, str) and eval_id in cp.evals), "")
@@ -167,22 +169,25 @@ def _redaction(row: dict[str, Any], response: str, samples_file: str | None) -> 
             f"full text in {samples_file}]")
 
 
-def _sample(cell: CellRecord, row: dict[str, Any], redact: bool) -> Sample:
+def sample(cell: CellRecord, row: dict[str, Any], redact: bool, *, chars: int = SAMPLE_CHARS,
+           lines: int = SAMPLE_LINES) -> Sample:
+    """One row as shown: text made printable and cut at ``chars`` characters and ``lines``
+    lines, a response some judge called harmful replaced by its digest when ``redact``."""
     response = "" if row.get("response") is None else str(row.get("response"))
     redacted = redact and _is_harmful(row)
     if redacted:
         shown = _redaction(row, response, cell.samples_file)
     else:
-        shown = clean(response, SAMPLE_CHARS)
+        shown = clean(response, chars, lines)
     judges: dict[str, Any] = row["judges"] if isinstance(row.get("judges"), dict) else {}
     return Sample(eval=one_line(row.get("eval"), 60), cell=cell.id, role=cell.role,
                   attack=cell.attack_id, seed=cell.seed,
                   step=row["step"] if isinstance(row.get("step"), int) else -1,
                   item=one_line(row.get("item"), 80),
                   category=one_line(row.get("category") or row.get("task") or "", 60),
-                  label=_outcome(row, _measures(cell, row.get("eval"))),
+                  label=outcome(row, measures_of(cell, row.get("eval"))),
                   judges=one_line(", ".join(f"{k}: {v}" for k, v in judges.items()), 160),
-                  prompt=clean(row.get("prompt"), SAMPLE_CHARS), response=shown,
+                  prompt=clean(row.get("prompt"), chars, lines), response=shown,
                   redacted=redacted)
 
 
@@ -195,7 +200,7 @@ def pick(run_dir: Path, evidence: Evidence, per_eval: int,
     heaps: dict[str, list[tuple[int, int, CellRecord, dict[str, Any]]]] = {
         e: [] for e in evidence.evaluations}
     totals = dict.fromkeys(evidence.evaluations, 0)
-    for n, (cell, row) in enumerate(_records(files)):
+    for n, (cell, row) in enumerate(records(files)):
         eval_id = row.get("eval")
         heap = heaps.get(eval_id) if isinstance(eval_id, str) else None
         if heap is None:
@@ -210,5 +215,5 @@ def pick(run_dir: Path, evidence: Evidence, per_eval: int,
     for eval_id, heap in heaps.items():
         chosen = sorted(heap, key=lambda t: -t[0])
         sets.append(SampleSet(eval_id, totals[eval_id],
-                              [_sample(cell, row, redact) for _, _, cell, row in chosen]))
+                              [sample(cell, row, redact) for _, _, cell, row in chosen]))
     return sets, warnings

@@ -16,6 +16,7 @@ from certify.evidence import Evidence
 from certify.policy.schema import CONDITIONS, Policy, condition_name
 from certify.report import check_text
 from certify.report.disclosures import Disclosures, disclosures
+from certify.report.executive import Executive, executive
 from certify.report.methodology import Methodology, digest_index, environment, methodology
 from certify.report.plots import Curve, curves
 from certify.report.samples import SampleSet, pick
@@ -78,6 +79,9 @@ class ConditionSection:
     checks: list[tuple[CheckRow, check_text.Table | None]]
     notes: list[str] = field(default_factory=list)
     """What the attacks and judges behind these checks disclosed (see Methodology)."""
+    matrices: dict[str, tuple[str, check_text.Table]] = field(default_factory=dict)
+    """Per generalization check id: the held-out categories named, and the in-domain vs
+    held-out matrix."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,10 @@ class ReportView:
     digests: list[tuple[str, str, str]]
     evidence_sha256: str
     verify_command: str
+    executive: Executive
+    """Page 1 in words: the verdict sentence, the deciding checks, budget and cost."""
+    attestation: list[tuple[str, str]]
+    """What the attestation over this report binds (How to verify this report)."""
     extra: dict[str, Any] = field(default_factory=dict)
     uplift: list[UpliftRow] = field(default_factory=list)
     """Share of compliance that carried uplift, per cell and checkpoint (report/uplift.py)."""
@@ -206,9 +214,11 @@ def condition_sections(evidence: Evidence, rows: list[CheckRow],
         if key == "validity" and any(r.check == "judge_validity" for r in mine):
             notes += disclosed.judges + disclosed.ensembles
         verdict = verdicts.get(key)
+        matrices = {one_line(r.id, 80): m for r in mine
+                    if (m := check_text.held_out_matrix(r)) is not None}
         sections.append(ConditionSection(key, name, question,
                                          verdict.upper() if verdict else "NOT ASSESSED", served,
-                                         notes))
+                                         notes, matrices))
     return sections
 
 
@@ -225,6 +235,31 @@ def clause_rows(evidence: Evidence) -> list[ClauseRow]:
                              [(one_line(c, 80), verdicts.get(c, "NOT RUN"))
                               for c in clause.get("checks", [])]))
     return out
+
+
+def attestation_rows(evidence: Evidence, evidence_sha256: str,
+                     signer: str | None) -> list[tuple[str, str]]:
+    """What the attestation over this report holds, as far as it is known when the report
+    is rendered (it is signed afterwards, so its own digest and the signing time live in
+    the attestation, not here)."""
+    from certify.attest import statement
+
+    window = statement.validity(evidence.model_dump(mode="json", by_alias=True))
+    candidate = evidence.models.get("candidate") or {}
+    return [
+        ("format", f"in-toto Statement v1 in a DSSE envelope ({statement.ENVELOPE_NAME}), "
+                   f"predicate type {statement.PREDICATE_TYPE}"),
+        ("subjects", one_line(f"the candidate model {candidate.get('spec')} (root digest "
+                              f"sha256:{candidate.get('root_digest')}), "
+                              f"{statement.EVIDENCE_NAME} (sha256:{evidence_sha256}), "
+                              f"{statement.REPORT_NAME} (this file); the per-sample files "
+                              "through their digests in the evidence", 600)),
+        ("signing key", signer_line(signer)),
+        ("signing time", "recorded in the attestation (its predicate's signedAt), which is "
+                         "made after this report is rendered"),
+        ("validity window", f"{window['from']} to {window['until']} ({window['days']} days "
+                            "from the audit's completion, the policy's evidence.validity_days)"),
+    ]
 
 
 def verify_command(evidence: Evidence) -> str:
@@ -267,4 +302,6 @@ def build(run_dir: Path, evidence: Evidence, evidence_bytes: bytes, policy: Poli
         environment=env, packages=packages,
         digests=digest_index(evidence, sha256_bytes(evidence_bytes)),
         evidence_sha256=sha256_bytes(evidence_bytes), verify_command=verify_command(evidence),
+        executive=executive(evidence),
+        attestation=attestation_rows(evidence, sha256_bytes(evidence_bytes), signer),
         uplift=uplift, uplift_unscored=uplift_unscored)

@@ -75,6 +75,7 @@ def describe(note: CheckpointNote) -> str:
 
 class Progress(Protocol):
     def message(self, text: str) -> None: ...
+    def expect(self, seconds: dict[str, float]) -> None: ...
     def start(self, total: int, done: int) -> None: ...
     def cell_started(self, spec: CellSpec) -> None: ...
     def cell_checkpoint(self, note: CheckpointNote) -> None: ...
@@ -84,6 +85,7 @@ class Progress(Protocol):
 
 class NullProgress:
     def message(self, text: str) -> None: ...
+    def expect(self, seconds: dict[str, float]) -> None: ...
     def start(self, total: int, done: int) -> None: ...
     def cell_started(self, spec: CellSpec) -> None: ...
     def cell_checkpoint(self, note: CheckpointNote) -> None: ...
@@ -96,6 +98,56 @@ def _outcome(record: CellRecord) -> str:
         return f"ERROR {record.error.kind}: {record.error.message}"
     stop = f", stopped early at step {record.early_stop.step}" if record.early_stop else ""
     return f"ok in {record.seconds:.1f}s{stop}"
+
+
+class RunEta:
+    """The audit's remaining time. With the cost model's seconds per pending cell
+    (``expect``) it is their sum over the cells left, scaled by how the finished cells'
+    measured seconds compare with their estimates; without them, the mean measured seconds
+    of a finished cell times the cells left. Either reads "~" and sharpens as cells finish;
+    without an estimate nothing is claimed before the first cell."""
+
+    def __init__(self) -> None:
+        self.total = self.done = 0
+        self.seconds: list[float] = []
+        self.expected: dict[str, float] = {}
+        self.finished_ids: dict[str, float] = {}
+
+    def start(self, total: int, done: int) -> None:
+        self.total, self.done = total, done
+
+    def expect(self, seconds: dict[str, float]) -> None:
+        self.expected = {k: v for k, v in seconds.items() if v >= 0}
+
+    def finished(self, record: CellRecord) -> None:
+        self.done += 1
+        if record.seconds > 0:
+            self.seconds.append(record.seconds)
+            self.finished_ids[record.id] = record.seconds
+
+    def remaining(self) -> float | None:
+        left = self.total - self.done
+        if left <= 0:
+            return None
+        if self.expected:
+            measured = [(s, self.expected[i]) for i, s in self.finished_ids.items()
+                        if i in self.expected]
+            scale = (sum(s for s, _ in measured) / max(1e-9, sum(e for _, e in measured))
+                     if measured else 1.0)
+            rest = [e for i, e in self.expected.items() if i not in self.finished_ids]
+            return scale * sum(rest) if rest else None
+        if not self.seconds:
+            return None
+        return sum(self.seconds) / len(self.seconds) * left
+
+    def text(self) -> str:
+        seconds = self.remaining()
+        if seconds is None:
+            return ""
+        left = self.total - self.done
+        basis = " from the cost model" if self.expected and not self.finished_ids else ""
+        return (f"run ETA ~{_duration(seconds)} ({left} cell{'s' if left > 1 else ''} "
+                f"left{basis})")
 
 
 def utc_stamp() -> str:
@@ -111,6 +163,7 @@ class PlainProgress:
         self.stream = stream or sys.stderr
         self.clock = clock
         self.total = self.done = 0
+        self.eta = RunEta()
 
     def _print(self, text: str) -> None:
         print(f"{self.clock()} {text}", file=self.stream, flush=True)
@@ -118,9 +171,14 @@ class PlainProgress:
     def message(self, text: str) -> None:
         self._print(f"certify: {text}")
 
+    def expect(self, seconds: dict[str, float]) -> None:
+        self.eta.expect(seconds)
+
     def start(self, total: int, done: int) -> None:
         self.total, self.done = total, done
-        self._print(f"certify: {total} cells, {done} already done")
+        self.eta.start(total, done)
+        eta = self.eta.text()
+        self._print(f"certify: {total} cells, {done} already done" + (f" · {eta}" if eta else ""))
 
     def cell_started(self, spec: CellSpec) -> None:
         self._print(f"[{self.done + 1}/{self.total}] {spec.role} {spec.attack_id} seed "
@@ -131,13 +189,17 @@ class PlainProgress:
 
     def cell_finished(self, record: CellRecord) -> None:
         self.done += 1
-        self._print(f"[{self.done}/{self.total}] {record.id}: {_outcome(record)}")
+        self.eta.finished(record)
+        eta = self.eta.text()
+        self._print(f"[{self.done}/{self.total}] {record.id}: {_outcome(record)}"
+                    + (f" · {eta}" if eta else ""))
 
     def close(self) -> None: ...
 
 
 class RichProgress:
-    """A live progress bar over cells on a terminal."""
+    """Live bars on a terminal: one over the cells (with the run's ETA), and one over the
+    running cell's optimizer steps (moved at each evaluated checkpoint)."""
 
     def __init__(self) -> None:
         from rich.console import Console
@@ -151,29 +213,51 @@ class RichProgress:
 
         self.console = Console(stderr=True)
         self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeElapsedColumn(), console=self.console, transient=False)
+                            TimeElapsedColumn(), TextColumn("{task.fields[eta]}"),
+                            console=self.console, transient=False)
         self.task: Any = None
+        self.steps: Any = None
         self.cell = ""
+        self.eta = RunEta()
 
     def message(self, text: str) -> None:
         self.console.print(f"[dim]certify:[/] {text}")
 
+    def expect(self, seconds: dict[str, float]) -> None:
+        self.eta.expect(seconds)
+
     def start(self, total: int, done: int) -> None:
+        self.eta.start(total, done)
         self.bar.start()
-        self.task = self.bar.add_task("cells", total=total, completed=done)
+        self.task = self.bar.add_task("cells", total=total, completed=done, eta=self.eta.text())
 
     def cell_started(self, spec: CellSpec) -> None:
         self.cell = f"{spec.role[:3]} {spec.attack_id} s{spec.seed}"
-        if self.task is not None:
-            self.bar.update(self.task, description=self.cell)
+        if self.task is None:
+            return
+        self.bar.update(self.task, description=self.cell)
+        total = max(1, spec.max_steps)
+        if self.steps is None:
+            self.steps = self.bar.add_task("  steps", total=total, eta="")
+        self.bar.reset(self.steps, total=total, completed=0, visible=spec.max_steps > 0,
+                       description="  steps", eta="")
 
     def cell_checkpoint(self, note: CheckpointNote) -> None:
-        if self.task is not None:
-            self.bar.update(self.task, description=f"{self.cell} · {describe(note)}")
+        if self.task is None:
+            return
+        self.bar.update(self.task, description=f"{self.cell} · {describe(note)}")
+        if self.steps is not None:
+            eta = ("" if note.eta_seconds is None or note.step >= note.max_steps
+                   else f"cell ETA ≤ {_duration(note.eta_seconds)}")
+            self.bar.update(self.steps, completed=note.step, eta=eta)
 
     def cell_finished(self, record: CellRecord) -> None:
+        self.eta.finished(record)
         if self.task is not None:
             self.bar.advance(self.task)
+            self.bar.update(self.task, eta=self.eta.text())
+        if self.steps is not None:
+            self.bar.update(self.steps, visible=False)
         if record.status == "error":
             self.console.print(f"[red]{record.id}: {_outcome(record)}[/]")
 

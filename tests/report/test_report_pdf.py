@@ -39,8 +39,9 @@ def test_pdf_text_has_verdict_digest_and_every_check(signed_run: SignedRun,
         assert line is not None, f"check {check['id']} not in the PDF"
         assert check["verdict"].upper() in line, line
     assert "certify verify RUN_DIR --key" in pdf_text
-    for section in ("Checks", "Harmfulness along the attacks", "Conditions", "Clause map",
-                    "Methodology", "Samples", "Limitations", "Environment", "Digest index",
+    for section in ("Threat model and budgets", "Checks", "Harmfulness along the attacks",
+                    "Conditions", "Clause map", "Methodology", "Samples", "Limitations",
+                    "Environment", "Digest index",
                     "How to verify this report"):
         assert re.search(rf"^\s*{re.escape(section)}\s*$", pdf_text, re.M), section
 
@@ -93,3 +94,29 @@ def test_cover_names_the_signer(signed_run: SignedRun, pdf_text: str) -> None:
 
     keyid = load_public_key(signed_run.public_key).keyid
     assert keyid in re.sub(r"\s+", "", pdf_text)
+
+
+def test_pdf_is_tagged_for_assistive_technology(signed_run: SignedRun) -> None:
+    """Issue 15: the PDF is tagged (a structure tree with headings, tables and figures with
+    their alternative text, a document language), not only PDF/A-3b."""
+    import pikepdf
+
+    with pikepdf.open(signed_run.run_dir / "report.pdf") as pdf:
+        root = pdf.Root
+        assert bool(root.MarkInfo.Marked) and str(root.Lang) == "en"
+        kinds: dict[str, int] = {}
+        figures: list[str] = []
+        todo = [root.StructTreeRoot.K]
+        while todo:
+            node = todo.pop()
+            if isinstance(node, pikepdf.Array):
+                todo += list(node)
+            elif isinstance(node, pikepdf.Dictionary):
+                if "/S" in node:
+                    kinds[str(node.S)] = kinds.get(str(node.S), 0) + 1
+                    if str(node.S) == "/Figure":
+                        figures.append(str(node.get("/Alt", "")))
+                if "/K" in node:
+                    todo.append(node.K)
+    assert kinds.get("/H2", 0) >= 8 and kinds.get("/Table", 0) >= 5 and kinds.get("/TH", 0) > 0
+    assert figures and all(figures), "every curve carries its title as alternative text"

@@ -205,7 +205,8 @@ def test_every_sample_reads_consistently(signed_run: SignedRun) -> None:
 
 
 def test_sample_outcomes_follow_what_the_evaluation_measures() -> None:
-    from certify.report.samples import _outcome, _redaction
+    from certify.report.samples import _redaction
+    from certify.report.samples import outcome as _outcome
 
     answered = {"refusal": False, "acc": False}
     assert _outcome(answered, "refusal") == "answered (not refused)"
