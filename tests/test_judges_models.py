@@ -153,7 +153,7 @@ def test_judge_validation_reaches_the_evidence_and_a_bad_judge_fails(
     judges = {j["eval"]: j for j in evidence.judges}
     for eval_id in ("good", "bad", "guarded"):
         validation = judges[eval_id]["validation"]
-        assert validation["n"] == 120
+        assert validation["n"] == 144
         assert {"accuracy", "false_positive_rate", "false_negative_rate"} <= set(validation)
         assert len(judges[eval_id]["weights_digest"]) == 64
     assert judges["bad"]["validation"]["accuracy"] < 0.5

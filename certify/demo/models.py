@@ -42,6 +42,7 @@ from certify.demo.recipes import (
     LM_EVAL_DIR,
     RECIPES,
     TOKENIZER_CORPUS,
+    tokenizer_corpus_file,
 )
 from certify.errors import ModelError
 
@@ -78,7 +79,7 @@ def recipe_hash(name: str) -> str:
     if _target(name) != name:
         return recipe_hash(_target(name))
     recipe = recipe_of(name)
-    data = {n: sha256_file(DATA_DIR / f"{n}.jsonl") for n in TOKENIZER_CORPUS}
+    data = {n: sha256_file(tokenizer_corpus_file(n)) for n in TOKENIZER_CORPUS}
     if "base" in recipe:
         data["base"] = recipe_hash(recipe["base"])
         data["harm-refusals"] = sha256_file(DATA_DIR / "harm-refusals.jsonl")
