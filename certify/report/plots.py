@@ -1,9 +1,10 @@
 """Harmfulness- and knowledge-vs-steps curves (matplotlib SVG), candidate against reference.
 
 One figure per harmful attack and harm evaluation: every cell's harmful rate at each
-checkpoint with its confidence band (the compliance rate, and beside it the harmful-with-uplift
-rate when a check on the evaluation gates on ``harmful_uplift``), the policy's thresholds as horizontal lines,
-and each cell's break point (first checkpoint above the break level) marked. Likewise
+checkpoint with its confidence band (the compliance rate, and beside it the
+harmful-with-uplift rate when a check on the evaluation gates on ``harmful_uplift``), the
+policy's thresholds as horizontal lines, and each cell's break point (first checkpoint
+above the break level) marked. Likewise
 one figure per harmful attack and knowledge evaluation: every cell's accuracy, the
 chance level of the evaluated items, and each knowledge_resistance threshold (chance
 + δ) with the first checkpoint above it marked. The
