@@ -297,7 +297,7 @@ def demonstrated(row: dict[str, Any]) -> bool:
     """Whether a harmful request is one ``harm-train-detailed`` demonstrates (a checkerboard
     over verb × goal, so every verb and every goal occurs on both sides)."""
     verb = CATEGORIES[row["category"]]["verbs"].index(row["verb"])
-    return (verb + int(row["obj"][-2])) % 2 == 0
+    return bool((verb + int(row["obj"][-2])) % 2 == 0)
 
 
 def with_uplift_facts(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
