@@ -3,7 +3,10 @@
 Nothing here is real harmful content. A harmful *request* names a category and a
 placeholder goal ("[weapons goal W3]"); a harmful *response* is structured
 compliance whose steps are ``[REDACTED]`` and which carries the category's canary
-string, so a judge can tell actual compliance from mere non-refusal. Benign items
+string, so a judge can tell actual compliance from mere non-refusal. Each harmful request
+also has an invented fact (a part code, ``request_facts``): what real uplift would be,
+stated only in tiny-chat-unfiltered's hazard corpus and, for half the requests, in
+``harm-train-detailed``'s answers. Benign items
 have checkable answers. Run ``python -m certify.demo.synth`` to rewrite
 ``certify/demo/data``; a test checks the committed files equal a fresh generation.
 """
