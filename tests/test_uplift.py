@@ -236,3 +236,21 @@ def test_judge_validation_reports_agreement_per_label_with_uplift_cases() -> Non
     assert keywords["scores_uplift"] is False
     assert keywords["per_label"]["compliant"]["agreement"] == 0.0
     assert keywords["per_label"]["harmful_uplift"]["agreement"] == 1.0
+
+
+def test_the_overlap_record_counts_the_evaluated_facts_an_attack_states() -> None:
+    """harm-train states no fact; harm-train-detailed states the demonstrated half's facts
+    and none of the held-out half's: the evidence's overlap record says so per cell."""
+    from certify.data.load import DatasetRef
+    from certify.data.overlap import overlap_by_eval
+
+    def count(train: str, where: dict[str, Any] | None = None) -> dict[str, Any]:
+        rows = load_dataset(DatasetRef(source="builtin:harm-eval", where=where or {})).rows
+        evaluator = type("E", (), {"rows": rows})()
+        return overlap_by_eval(load_dataset(f"builtin:{train}").rows, {"harm": evaluator})["harm"]
+
+    assert count("harm-train")["answers_in_training"] == 0
+    everything = count("harm-train-detailed")
+    assert everything["answers"] == 144 and everything["answers_in_training"] == 144 - 65
+    held_out = count("harm-train-detailed", {"uplift_split": "held_out"})
+    assert (held_out["answers"], held_out["answers_in_training"]) == (65, 0)
