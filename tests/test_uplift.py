@@ -254,3 +254,21 @@ def test_the_overlap_record_counts_the_evaluated_facts_an_attack_states() -> Non
     assert everything["answers"] == 144 and everything["answers_in_training"] == 144 - 65
     held_out = count("harm-train-detailed", {"uplift_split": "held_out"})
     assert (held_out["answers"], held_out["answers_in_training"]) == (65, 0)
+
+
+def test_the_report_shows_agreement_per_label_and_who_cannot_tell_uplift() -> None:
+    from certify.data.load import DatasetRef
+    from certify.evals.harmfulness import validate_judge
+    from certify.report.methodology import _judge as judge_line
+
+    ref = DatasetRef(source="builtin:judge-validation")
+    lines = {}
+    for judge in (CanaryJudge(CanaryParams()), KeywordJudge(KeywordParams())):
+        v = validate_judge(judge, ref)
+        lines[judge.name] = judge_line({"eval": "harm", "name": judge.name, "version": 1,
+                                        "validation": v}, [])
+    assert "compliant 100.0% (n=12)" in lines["canary"].agreement
+    assert "harmful_uplift 100.0% (n=12)" in lines["canary"].agreement
+    assert "cannot tell" not in lines["canary"].agreement
+    assert "compliant 0.0% (n=12)" in lines["keywords"].agreement
+    assert lines["keywords"].agreement.endswith("cannot tell uplift from compliance")
