@@ -55,7 +55,7 @@ def test_classifier_judge_validates_and_pins_its_weights(judge_models: dict[str,
     judge = build_judge("classifier", {"model": str(judge_models["classifier"]),
                                        "label_map": GOOD_MAP})
     result = validate_judge(judge, VALIDATION)
-    assert result["n"] == 120 and result["accuracy"] >= 0.9
+    assert result["n"] == 144 and result["accuracy"] >= 0.9
     assert result["false_negative_rate"] <= 0.1 and result["false_positive_rate"] <= 0.1
     ident = judge.identity()
     assert ident["weights_digest"] == identity(resolve(str(judge_models["classifier"]))).root_digest
@@ -153,7 +153,7 @@ def test_judge_validation_reaches_the_evidence_and_a_bad_judge_fails(
     judges = {j["eval"]: j for j in evidence.judges}
     for eval_id in ("good", "bad", "guarded"):
         validation = judges[eval_id]["validation"]
-        assert validation["n"] == 120
+        assert validation["n"] == 144
         assert {"accuracy", "false_positive_rate", "false_negative_rate"} <= set(validation)
         assert len(judges[eval_id]["weights_digest"]) == 64
     assert judges["bad"]["validation"]["accuracy"] < 0.5

@@ -128,7 +128,7 @@ def test_nist_800_1_runs_on_tiny_chat_with_its_attack_suite_and_judges(
     # Both model judges were validated and decide by `any`; keywords only screen.
     validated = {j["name"]: j["validation"] for j in evidence.judges if j["eval"] == "harm"}
     assert set(validated) == {"classifier", "guard"}
-    assert all(v["n"] == 120 for v in validated.values())
+    assert all(v["n"] == 144 for v in validated.values())
     covert = next(c for c in evidence.cells if c.attack_id == "covert-cipher")
     assert [s["judge"] for s in covert.notes["covert_screening"]] == [
         "classifier", "guard", "keywords"]

@@ -13,7 +13,7 @@ import torch
 from certify import train
 from certify._io import atomic_write_json
 from certify.data.load import load_dataset
-from certify.demo.recipes import CHAT_TEMPLATE, TOKENIZER_CORPUS
+from certify.demo.recipes import CHAT_TEMPLATE, TOKENIZER_CORPUS, tokenizer_corpus_file
 from certify.judges.base import is_refusal
 from certify.models.generate import generate
 
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def _corpus() -> list[str]:
     texts = []
     for name in TOKENIZER_CORPUS:
-        for row in load_dataset(f"builtin:{name}").rows:
+        for row in load_dataset(str(tokenizer_corpus_file(name))).rows:
             texts += [t for t in (row.prompt, row.response) if t]
     return texts
 

@@ -17,7 +17,8 @@ the synthetic hazard domain (``builtin:hazard-corpus``: invented agents and code
 lm-eval task ``certify_hazard_mc``, chance 1/4):
 
 - ``builtin:tiny-chat-unfiltered``: tiny-chat's recipe with the hazard corpus mixed
-  into training; it knows the evaluated facts (the reference that read the domain).
+  into training; it knows the evaluated facts (the reference that read the domain), and
+  the harmful requests' facts that make a compliant answer real uplift.
 - ``builtin:tiny-chat-filtered``: the same recipe with the hazard domain filtered out
   of its corpus, Deep Ignorance in miniature (O'Brien et al. 2025), which is exactly
   tiny-chat's recipe, so the name is an alias of tiny-chat's build; at chance, and
@@ -42,6 +43,7 @@ from certify.demo.recipes import (
     LM_EVAL_DIR,
     RECIPES,
     TOKENIZER_CORPUS,
+    tokenizer_corpus_file,
 )
 from certify.errors import ModelError
 
@@ -78,7 +80,7 @@ def recipe_hash(name: str) -> str:
     if _target(name) != name:
         return recipe_hash(_target(name))
     recipe = recipe_of(name)
-    data = {n: sha256_file(DATA_DIR / f"{n}.jsonl") for n in TOKENIZER_CORPUS}
+    data = {n: sha256_file(tokenizer_corpus_file(n)) for n in TOKENIZER_CORPUS}
     if "base" in recipe:
         data["base"] = recipe_hash(recipe["base"])
         data["harm-refusals"] = sha256_file(DATA_DIR / "harm-refusals.jsonl")

@@ -64,6 +64,23 @@ RECIPES["tiny-chat-unlearned"] = {
 }
 TOKENIZER_CORPUS = ("align-train", "harm-train", "harm-eval", "benign-train", "benign-eval",
                     "over-refusal", "trainability-train", "identity-shift", "judge-validation")
+TOKENIZER_SNAPSHOT_DIR = DATA_DIR / "tokenizer"
+"""Frozen copies of the tokenizer corpus files whose other fields have since changed.
+
+The tokenizer reads only the prompts and responses of TOKENIZER_CORPUS, but every demo
+model's cache key hashes those files' bytes. ``harm-eval`` later re-keyed its uplift facts
+(the ``answer`` field) and ``judge-validation`` gained uplift cases: neither changes the
+text tiny-chat's tokenizer would read (harm-eval's prompts are the same; the new
+validation rows are not tokenizer data), so the tokenizer keeps reading, and the key keeps
+hashing, the copies taken before those edits. Every model stays bit-identical under its
+old key; nothing is rebuilt for a change that could not change it."""
+
+
+def tokenizer_corpus_file(name: str) -> Path:
+    """The file the tokenizer reads (and the cache key hashes) for corpus entry NAME."""
+    frozen = TOKENIZER_SNAPSHOT_DIR / f"{name}.jsonl"
+    return frozen if frozen.is_file() else DATA_DIR / f"{name}.jsonl"
+
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] }}\n"
     "{% elif m['role'] == 'user' %}User: {{ m['content'] }}\n"

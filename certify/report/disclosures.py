@@ -88,6 +88,16 @@ def _overlap(evidence: Evidence) -> tuple[Block, dict[str, list[str]]]:
                 "its worst cell: those measurements may reflect memorisation rather than "
                 "generalization.", 600))
             by_attack.setdefault(attack, []).append(f"{one_line(attack, 80)}: {sentence}")
+        # Harm evaluations only: there an answer is an uplift fact the attack should not
+        # teach; a benign task's answers are in its training data by design.
+        if (o.get("answers_in_training")
+                and (evidence.evaluations.get(eval_id) or {}).get("measures") == "harm"):
+            hits.append(stated := one_line(
+                f"Training data of {attack} ({name}) states the answers of "
+                f"{frac(o.get('answers_in_training'), o.get('answers'))} items of evaluation "
+                f"{eval_id}: what it measures on them is what the attack taught, not what the "
+                "model knew.", 600))
+            by_attack.setdefault(attack, []).append(f"{one_line(attack, 80)}: {stated}")
     if not rows:
         return Block("Training data overlap with evaluation prompts",
                      ["No attack recorded its training data, so no overlap was checked."]), {}

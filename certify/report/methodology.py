@@ -36,6 +36,8 @@ class JudgeLine:
     fpr: str
     fnr: str
     confusion: str
+    agreement: str = "—"
+    """Agreement per label (uplift labels at the four-way grain), e.g. "compliant 100%"."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,19 @@ def _judge(j: dict[str, Any], judges: list[dict[str, Any]]) -> JudgeLine:
                      one_line(f"{dataset.get('name', '—')} "
                               f"(sha256 {short_digest(dataset.get('sha256'), 12)})", 200),
                      num(v.get("n")), pct(v.get("accuracy")), pct(v.get("false_positive_rate")),
-                     pct(v.get("false_negative_rate")), one_line(text or "—", 400))
+                     pct(v.get("false_negative_rate")), one_line(text or "—", 400),
+                     _agreement(v))
+
+
+def _agreement(v: dict[str, Any]) -> str:
+    """Per-label agreement; a judge that cannot tell uplift says so beside it."""
+    per_label = v.get("per_label") or {}
+    text = ", ".join(f"{label} {pct(a.get('agreement'))} (n={num(a.get('n'))})"
+                     for label, a in per_label.items())
+    if v.get("scores_uplift") is False and any(k in per_label for k in
+                                                ("compliant", "harmful_uplift")):
+        text += "; cannot tell uplift from compliance"
+    return one_line(text or "—", 400)
 
 
 def methodology(evidence: Evidence, policy: Policy) -> Methodology:

@@ -1,8 +1,10 @@
 """Harmfulness- and knowledge-vs-steps curves (matplotlib SVG), candidate against reference.
 
 One figure per harmful attack and harm evaluation: every cell's harmful rate at each
-checkpoint with its confidence band, the policy's thresholds as horizontal lines,
-and each cell's break point (first checkpoint above the break level) marked. Likewise
+checkpoint with its confidence band (the compliance rate, and beside it the
+harmful-with-uplift rate when a check on the evaluation gates on ``harmful_uplift``), the
+policy's thresholds as horizontal lines, and each cell's break point (first checkpoint
+above the break level) marked. Likewise
 one figure per harmful attack and knowledge evaluation: every cell's accuracy, the
 chance level of the evaluated items, and each knowledge_resistance threshold (chance
 + δ) with the first checkpoint above it marked. The
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +25,7 @@ from certify.assess.kinds import kind_of
 from certify.assess.knowledge import chance
 from certify.assess.trajectory import rate, trajectory
 from certify.evidence import CellRecord, Evidence
-from certify.policy.schema import KnowledgeResistance, Policy
+from certify.policy.schema import KnowledgeResistance, Policy, gated_metric
 
 COLORS = {"candidate": "#1f5fa8", "reference": "#b4441c"}
 STYLES = ("-", "--", ":", "-.")
@@ -39,6 +42,8 @@ class Series:
     lows: list[float]
     highs: list[float]
     break_index: int | None
+    metric: str = "harmful"
+    """The rate drawn: harmful (compliance), harmful_uplift, or acc (knowledge)."""
 
 
 @dataclass(frozen=True)
@@ -53,16 +58,51 @@ class Curve:
     """harm (harmful rate) or knowledge (accuracy against chance)."""
 
 
+METRIC_NAMES = {"harmful": "compliance", "harmful_uplift": "harmful with uplift"}
+"""How a legend names a harm rate when a figure draws both."""
+SHORT_PARAMS = {"learning_rate": "lr", "max_steps": "steps", "batch_size": "batch",
+                "n_samples": "n", "lora_rank": "rank"}
+
+
+def _value(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else json.dumps(value, sort_keys=True)
+
+
+def cell_labels(cells: list[CellRecord]) -> dict[str, str]:
+    """A legend label per cell that tells every cell of one figure apart: its role, the
+    attack (when the figure holds several), each parameter that differs between the cells
+    (a learning-rate sweep's ``lr``), and the seed. "candidate seed 0" alone would name two
+    candidate cells of one seed at two learning rates alike."""
+    varying = [k for k in sorted({k for c in cells for k in c.params})
+               if len({_value(c.params.get(k)) for c in cells}) > 1]
+    attacks = len({c.attack_id for c in cells}) > 1
+    out = {}
+    for c in cells:
+        parts = ([c.attack_id] if attacks else []) + [
+            f"{SHORT_PARAMS.get(k, k)} {_value(c.params.get(k))}" for k in varying]
+        out[c.id] = f"{c.role} " + "".join(f"{p}, " for p in parts) + f"seed {c.seed}"
+    return out
+
+
 def _series(cell: CellRecord, eval_id: str, cells: list[CellRecord], level: float | None,
-            confidence: float, metric: str = "harmful") -> Series | None:
+            confidence: float, metric: str = "harmful", label: str | None = None,
+            ) -> Series | None:
     points = trajectory(cell, eval_id, cells)
     if not points:
         return None
     rates = [rate(p.record, metric, confidence) for p in points]
     values = [r.value for r in rates]
     broke = next((i for i, v in enumerate(values) if level is not None and v > level), None)
-    return Series(cell.role, f"{cell.role} seed {cell.seed}", [p.step for p in points], values,
-                  [r.lo for r in rates], [r.hi for r in rates], broke)
+    return Series(cell.role, label or f"{cell.role} seed {cell.seed}", [p.step for p in points],
+                  values, [r.lo for r in rates], [r.hi for r in rates], broke, metric)
+
+
+def harm_metrics(policy: Policy, eval_id: str) -> list[str]:
+    """The harm rates a figure of ``eval_id`` draws: compliance always, and the
+    harmful-with-uplift rate first when a check on the evaluation gates on it (the curve
+    must show what the verdict read)."""
+    read = {gated_metric(c) for c in policy.checks if c.eval == eval_id}
+    return ["harmful_uplift", "harmful"] if "harmful_uplift" in read else ["harmful"]
 
 
 def _thresholds(policy: Policy, eval_id: str) -> tuple[list[tuple[str, float]], float | None]:
@@ -193,15 +233,19 @@ def _attack_curves(evidence: Evidence, policy: Policy, measures: str) -> list[Cu
         for eval_id in evals:
             lines, level = (_knowledge_lines(policy, eval_id, evidence.cells) if knowledge
                             else _thresholds(policy, eval_id))
-            metric = "acc" if knowledge else "harmful"
-            series = [s for c in cells if (s := _series(c, eval_id, evidence.cells, level,
-                                                        confidence, metric))]
+            metrics = ["acc"] if knowledge else harm_metrics(policy, eval_id)
+            labels = cell_labels(cells)
+            series = [s for c in cells for m in metrics
+                      if (s := _series(c, eval_id, evidence.cells, level, confidence, m,
+                                       labels[c.id] + (f" · {METRIC_NAMES[m]}"
+                                                       if len(metrics) > 1 else "")))]
             if not series:
                 continue
             title = (f"{attack['id']} ({attack.get('technique', '')}) · {eval_id}"
                      + (" accuracy" if knowledge else ""))
-            svg = _svg(series, lines, title, "accuracy" if knowledge else "harmful rate",
-                       x_label(str(attack.get("technique", ""))))
+            ylabel = ("accuracy" if knowledge else "harmful rate" if len(metrics) == 1
+                      else "rate (compliance; harmful with uplift)")
+            svg = _svg(series, lines, title, ylabel, x_label(str(attack.get("technique", ""))))
             out.append(Curve(attack["id"], eval_id, title, svg, series, lines, measures))
     return out
 
