@@ -63,8 +63,11 @@ def conclude(run_dir: RunDir, evidence: Evidence, policy: Policy, formats: tuple
     atomic_write_bytes(run_dir.path / "evidence.json", data)
     written = Evidence.model_validate_json(data)  # the views show exactly what was written
     outputs = {"evidence": run_dir.path / "evidence.json"}
-    outputs.update(render(run_dir.path, written, data, policy, formats, signer=signer,  # render
-                          progress=progress))
+    # A report.pdf left by an earlier attempt of this run (a resume asked for fewer formats)
+    # embeds the old evidence: it would mislead a reader and, signed, never verify.
+    stale = ("pdf",) if "pdf" not in formats and report_is_stale(run_dir.path, data) else ()
+    outputs.update(render(run_dir.path, written, data, policy, formats + stale,   # render
+                          signer=signer, progress=progress))
     if key is not None:
         outputs["attestation"] = sign(run_dir.path, key)                      # sign
     return RunResult(run_dir.path, evidence, outputs)

@@ -220,3 +220,19 @@ def test_signing_re_renders_a_report_of_other_evidence(run_copy: Path,
     assert pdf_attachment(run_copy / "report.pdf", "evidence.json") == \
         (run_copy / "evidence.json").read_bytes()
     assert verify_run(run_copy, signed_run.public_key).ok
+
+
+def test_resuming_with_fewer_formats_never_signs_a_stale_report(run_copy: Path,
+                                                                signed_run: SignedRun) -> None:
+    """`--resume --format junit --key K` on a run whose report.pdf an earlier attempt
+    wrote: the evidence changes (the resume is recorded), so the old PDF is rendered
+    again before it is signed, and the run verifies."""
+    before = pdf_attachment(run_copy / "report.pdf", "evidence.json")
+    done = run_certify("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--out",
+                       str(run_copy), "--resume", "--format", "junit", "--key",
+                       str(signed_run.private_key), "--quiet")
+    assert done.returncode == signed_run.audit_returncode, done.stderr
+    evidence = (run_copy / "evidence.json").read_bytes()
+    assert evidence != before  # the resume is in the evidence
+    assert pdf_attachment(run_copy / "report.pdf", "evidence.json") == evidence
+    assert verify_run(run_copy, signed_run.public_key).ok
