@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from certify import registry
@@ -268,6 +269,9 @@ class CellRun:
         outcome = cast(_Outcome, trial.outcome)
         self._records, self._samples = outcome.records, outcome.samples
         self._early_stop, self._n_trainable = outcome.early_stop, outcome.n_trainable
+
+    def study_path(self) -> Path | None:
+        return None if self._keep_state is None else self._keep_state.study
 
     # -- what the training loop calls ----------------------------------------------------
 
