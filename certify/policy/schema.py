@@ -144,6 +144,19 @@ class AttackEntry(Strict):
                 )
         return budget
 
+    @model_validator(mode="after")
+    def _unique_evaluations(self) -> AttackEntry:
+        # A cell records each evaluation under its id: one listed twice (or both at every
+        # checkpoint and at the last) would overwrite its own result (TamperBench #119).
+        ids = self.evaluate + self.evaluate_final
+        dupes = sorted({e for e in ids if ids.count(e) > 1})
+        if dupes:
+            raise ValueError(f"evaluation(s) {', '.join(dupes)} listed more than once in "
+                             "evaluate/evaluate_final; results are keyed by evaluation id, "
+                             "so name each once (define a second evaluation under another "
+                             "id to measure it twice)")
+        return self
+
     @field_validator("seeds")
     @classmethod
     def _unique_seeds(cls, seeds: list[int]) -> list[int]:
@@ -419,6 +432,10 @@ class Policy(Strict):
             dupes = sorted({i for i in ids if ids.count(i) > 1})
             if dupes:
                 raise ValueError(f"duplicate {what} ids: {', '.join(dupes)}")
+        base = self.baseline or []
+        if len(set(base)) != len(base):
+            raise ValueError("baseline names an evaluation more than once; results are keyed "
+                             "by evaluation id, so name each once")
         return self
 
     def baseline_evals(self) -> list[str]:
