@@ -14,7 +14,8 @@ from tests.conftest import ROOT, run_certify
 
 BASE = (ROOT / "tests" / "policies" / "search-resume.yaml").read_text()
 ATTACK = BASE[BASE.index("  - id: search"):BASE.index("evaluations:")]
-EVALUATION = "  harm:\n    eval: harmfulness\n    params: {n: 6, max_new_tokens: 16, judges: [canary]}\n"
+EVALUATION = ("  harm:\n    eval: harmfulness\n"
+              "    params: {n: 6, max_new_tokens: 16, judges: [canary]}\n")
 
 CASES = {
     "attacks": (BASE.replace("evaluations:", ATTACK + "evaluations:"),
