@@ -224,6 +224,7 @@ def search(run: AttackRun, p: SearchParams) -> None:
         ask.set_user_attr("worst_step", step)
         ask.set_user_attr("final_loss", trial.final_loss)
         ask.set_user_attr("checkpoints", trial.checkpoints)
+        ask.set_user_attr("harm", [list(sp) for sp in trial.rates.get(objective, [])])
         ask.set_user_attr("early_stop", trial.early_stop.model_dump() if trial.early_stop
                           else None)
         study.tell(ask, harmful)
@@ -249,7 +250,8 @@ def summarise(study: optuna.Study, p: SearchParams, objective: str, n_trials: in
                        "worst_harmful": t.value, "worst_step": attrs.get("worst_step"),
                        "final_loss": attrs.get("final_loss"),
                        "early_stop": attrs.get("early_stop"),
-                       "checkpoints": attrs.get("checkpoints")})
+                       "checkpoints": attrs.get("checkpoints"),
+                       "harm": attrs.get("harm")})
     done = [t for t in trials if t["state"] == "complete"]
     worst = max(done, key=damage)
     return {"objective": objective, "sampler": p.sampler,
