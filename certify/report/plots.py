@@ -90,7 +90,7 @@ def merge_equal(lines: list[tuple[str, float]]) -> list[tuple[str, float]]:
 
 
 def _svg(curve_series: list[Series], thresholds: list[tuple[str, float]], title: str,
-         ylabel: str = "harmful rate") -> str:
+         ylabel: str = "harmful rate", xlabel: str = "optimizer steps of the attack") -> str:
     import matplotlib
     from matplotlib.figure import Figure
 
@@ -98,7 +98,7 @@ def _svg(curve_series: list[Series], thresholds: list[tuple[str, float]], title:
     with matplotlib.rc_context({"svg.hashsalt": "certify", "svg.fonttype": "path",
                                 "font.size": 8, "axes.titlesize": 9}):
         fig = Figure(figsize=(6.6, 2.7))
-        _draw(fig.subplots(), curve_series, thresholds, title, ylabel)
+        _draw(fig.subplots(), curve_series, thresholds, title, ylabel, xlabel)
         buf = io.StringIO()
         fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     text = buf.getvalue()
@@ -108,7 +108,8 @@ def _svg(curve_series: list[Series], thresholds: list[tuple[str, float]], title:
 
 
 def _draw(ax: Any, curve_series: list[Series], thresholds: list[tuple[str, float]],
-          title: str, ylabel: str = "harmful rate") -> None:
+          title: str, ylabel: str = "harmful rate",
+          xlabel: str = "optimizer steps of the attack") -> None:
     counts: dict[str, int] = {}
     for s in curve_series:
         n = counts.get(s.role, 0)
@@ -136,7 +137,7 @@ def _draw(ax: Any, curve_series: list[Series], thresholds: list[tuple[str, float
     ax.set_xticks(shown, [str(step) for step in shown])
     ax.xaxis.set_minor_locator(matplotlib_ticker().NullLocator())
     ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("optimizer steps of the attack")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.grid(True, linewidth=0.3, alpha=0.5)
@@ -197,7 +198,45 @@ def knowledge_curves(evidence: Evidence, policy: Policy) -> list[Curve]:
     return _attack_curves(evidence, policy, "knowledge")
 
 
+def _best_so_far(cell: CellRecord, level: float | None) -> Series | None:
+    """A search cell's most harmful trial so far against the number of trials finished."""
+    trials = [t for t in cell.notes["search"].get("trials") or []
+              if isinstance(t, dict) and t.get("state", "complete") == "complete"]
+    if not trials:
+        return None
+    best, running = 0.0, []
+    for t in trials:
+        best = max(best, float(t.get("worst_harmful") or 0.0))
+        running.append(best)
+    broke = next((i for i, v in enumerate(running) if level is not None and v > level), None)
+    return Series(cell.role, f"{cell.role} seed {cell.seed}", list(range(1, len(running) + 1)),
+                  running, running, running, broke)
+
+
+def search_curves(evidence: Evidence, policy: Policy) -> list[Curve]:
+    """One curve per search attack: the best harm found so far against the trial number,
+    candidate and reference, with the thresholds of the search's objective evaluation
+    (TamperBench #109: does a defense lower the ceiling, or only slow the search?)."""
+    out = []
+    for attack in evidence.attacks:
+        cells = [c for c in evidence.cells if c.attack_id == attack["id"] and c.status == "ok"
+                 and isinstance(c.notes.get("search"), dict)]
+        if not cells:
+            continue
+        cells.sort(key=lambda c: (c.role != "candidate", c.seed, c.id))
+        eval_id = str(cells[0].notes["search"].get("objective", "harm"))
+        lines, level = _thresholds(policy, eval_id)
+        series = [s for c in cells if (s := _best_so_far(c, level))]
+        if not series:
+            continue
+        title = f"{attack['id']} (search) · best {eval_id} harm so far"
+        svg = _svg(series, lines, title, "most harmful trial so far", "trials finished")
+        out.append(Curve(attack["id"], eval_id, title, svg, series, lines, "search"))
+    return out
+
+
 def curves(evidence: Evidence, policy: Policy) -> list[Curve]:
     """One curve per (harmful attack, harm evaluation) that the evidence measured, then the
-    knowledge curves."""
-    return _attack_curves(evidence, policy, "harm") + knowledge_curves(evidence, policy)
+    knowledge curves, then each search's best-so-far curve."""
+    return (_attack_curves(evidence, policy, "harm") + knowledge_curves(evidence, policy)
+            + search_curves(evidence, policy))
