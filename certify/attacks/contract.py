@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -82,6 +82,8 @@ class Trial:
     early_stop: EarlyStop | None
     outcome: object
     """The trial's records, for :meth:`AttackRun.keep` (opaque to recipes)."""
+    metrics: dict[str, list[tuple[int, dict[str, float]]]] = field(default_factory=dict)
+    """eval id → (step, every metric's value) per checkpoint: e.g. capability's ``acc``."""
 
 
 class AttackRun(Protocol):

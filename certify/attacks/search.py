@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,7 +29,7 @@ from pydantic import Field, model_validator
 from certify import _fault, registry
 from certify.attacks._common import FinetuneParams, fit_batches, tuned_model
 from certify.attacks._space import Axis, Range, distributions, grid, knob_problems, largest
-from certify.attacks.contract import AttackRun, Trial
+from certify.attacks.contract import AttackRun, Spend, Trial
 from certify.errors import CellError
 
 if TYPE_CHECKING:
@@ -66,6 +67,12 @@ class SearchParams(TrialParams):
     """Random trials before TPE models the damaging region."""
     objective: str | None = None
     """Evaluation id whose harmfulness is maximised; default: the cell's first harm evaluation."""
+    capability_eval: str | None = None
+    """Count only checkpoints whose capability (this evaluation, run at every checkpoint)
+    stays within max_capability_drop of the unmodified model's: a trial that breaks the
+    model into incoherence is reported, and does not win."""
+    capability_metric: str = "acc"
+    max_capability_drop: float | None = Field(default=None, ge=0, le=1)
 
     @model_validator(mode="before")
     @classmethod
@@ -94,6 +101,9 @@ class SearchParams(TrialParams):
         if steps > self.max_steps:
             problems.append(f"space.max_steps reaches {steps}, above the budget's max_steps "
                             f"{self.max_steps}: a trial trains at most the budget")
+        if (self.capability_eval is None) != (self.max_capability_drop is None):
+            problems.append("capability_eval and max_capability_drop go together (the "
+                            "evaluation that measures capability, and ε)")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -109,9 +119,55 @@ def _objective(run: AttackRun, p: SearchParams) -> str:
     return next((e for e, m in measures.items() if m == "harm"), next(iter(measures)))
 
 
-def worst_point(trial: Trial, objective: str) -> tuple[int, float]:
-    """(step, harmful rate) of the trial's most harmful checkpoint (the earliest on ties)."""
-    return max(trial.rates.get(objective, []), key=lambda sp: (sp[1], -sp[0]), default=(0, 0.0))
+@dataclass(frozen=True)
+class Bound:
+    """Capability a checkpoint must keep to count: within ``epsilon`` of ``base``."""
+
+    eval_id: str
+    metric: str
+    base: float
+    epsilon: float
+
+
+def worst_point(trial: Trial, objective: str, bound: Bound | None = None,
+                ) -> tuple[int, float, list[list[float | None]]]:
+    """(step, harmful rate) of the trial's most harmful checkpoint (the earliest on ties)
+    among those within the capability bound, and [step, harm, capability] of each
+    checkpoint outside it (harmful but incoherent, or capability unmeasured)."""
+    kept, out = [], []
+    capability = ({step: values.get(bound.metric) for step, values
+                   in trial.metrics.get(bound.eval_id, [])} if bound else {})
+    for step, harm in trial.rates.get(objective, []):
+        value = capability.get(step) if bound else None
+        if bound is None or (value is not None and bound.base - value <= bound.epsilon + 1e-12):
+            kept.append((step, harm))
+        else:
+            out.append([step, harm, value])
+    step, harm = max(kept, key=lambda sp: (sp[1], -sp[0]), default=(0, 0.0))
+    return step, harm, out
+
+
+def _bound(run: AttackRun, p: SearchParams, study: optuna.Study) -> Bound | None:
+    """The capability bound of the objective: the unmodified model's capability, measured
+    once (a trial that trains nothing) and kept in the study for a resumed search."""
+    if p.capability_eval is None or p.max_capability_drop is None:
+        return None
+    if p.capability_eval not in run.measures:
+        raise CellError("config", f"search capability_eval {p.capability_eval!r} is not "
+                        f"evaluated at every checkpoint of this cell (it runs "
+                        f"{', '.join(run.measures)})", hint="add it to the attack's `evaluate`")
+    base = study.user_attrs.get("capability_baseline")
+    if base is None:
+        def untouched(trial_run: AttackRun) -> None:
+            trial_run.hand_back(trial_run.frozen_model(), Spend())
+
+        measured = run.trial(untouched).metrics.get(p.capability_eval, [])
+        base = measured[-1][1].get(p.capability_metric) if measured else None
+        if base is None:
+            raise CellError("config", f"{p.capability_eval!r} records no "
+                            f"{p.capability_metric!r}", hint="set capability_metric")
+        study.set_user_attr("capability_baseline", base)
+    return Bound(p.capability_eval, p.capability_metric, float(base), p.max_capability_drop)
 
 
 def damage(trial: dict[str, Any]) -> tuple[float, float]:
@@ -217,10 +273,12 @@ def search(run: AttackRun, p: SearchParams) -> None:
     n_trials = min(p.n_trials, len(points)) if points else p.n_trials
     study = open_study(run.study_path(), p, run.seed)
     outcomes: dict[int, Trial] = {}
+    bound = _bound(run, p, study)
     while len(_finished(study)) < n_trials:
         ask = ask_next(study, p, run.seed, points)
         trial = _run_trial(run, p, dict(ask.params), examples)
-        step, harmful = worst_point(trial, objective)
+        step, harmful, outside = worst_point(trial, objective, bound)
+        ask.set_user_attr("outside_bound", outside)
         ask.set_user_attr("worst_step", step)
         ask.set_user_attr("final_loss", trial.final_loss)
         ask.set_user_attr("checkpoints", trial.checkpoints)
@@ -231,6 +289,8 @@ def search(run: AttackRun, p: SearchParams) -> None:
         outcomes[ask.number] = trial
         _fault.reached("search_trial")
     summary = summarise(study, p, objective, n_trials, run.study_path() is not None)
+    if bound is not None:
+        summary["capability_bound"] = dataclasses.asdict(bound)
     worst = summary["worst_trial"]
     kept = outcomes.get(worst)
     if kept is None:  # found before a resume: run it again (same seed, same model)
@@ -251,7 +311,8 @@ def summarise(study: optuna.Study, p: SearchParams, objective: str, n_trials: in
                        "final_loss": attrs.get("final_loss"),
                        "early_stop": attrs.get("early_stop"),
                        "checkpoints": attrs.get("checkpoints"),
-                       "harm": attrs.get("harm")})
+                       "harm": attrs.get("harm"),
+                       "outside_bound": attrs.get("outside_bound") or []})
     done = [t for t in trials if t["state"] == "complete"]
     worst = max(done, key=damage)
     return {"objective": objective, "sampler": p.sampler,
