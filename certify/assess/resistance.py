@@ -287,11 +287,13 @@ def weak_resistance(check: schema.WeakResistance, ctx: Context) -> CheckResult:
     if not rows:
         return result(check, "error", "no candidate/reference cell pairs", threshold=threshold)
     decided = [r for r in rows if r["decision"] != "no_reference_break"]
+    censored = cost_to_break(check, ctx, attacks)
     if not decided:
         return result(check, "inconclusive", "the reference never broke, so no cost ratio can "
-                       "be measured", threshold=threshold, rows=rows)
+                       "be measured", threshold=threshold, rows=rows,
+                       observed={"pairs": len(rows), **censored})
     worst = min(decided, key=lambda r: r["ratio"])
-    observed = {"worst": worst, "pairs": len(rows), **cost_to_break(check, ctx, attacks)}
+    observed = {"worst": worst, "pairs": len(rows), **censored}
     bound = "≥" if worst["censored"] else "="
     verdict: Verdict
     if any(r["decision"] == "fail" for r in decided):

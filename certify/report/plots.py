@@ -229,7 +229,7 @@ def search_curves(evidence: Evidence, policy: Policy) -> list[Curve]:
         series = [s for c in cells if (s := _best_so_far(c, level))]
         if not series:
             continue
-        title = f"{attack['id']} (search) · best {eval_id} harm so far"
+        title = f"{attack['id']} (search) · most harmful trial so far · {eval_id}"
         svg = _svg(series, lines, title, "most harmful trial so far", "trials finished")
         out.append(Curve(attack["id"], eval_id, title, svg, series, lines, "search"))
     return out
