@@ -264,3 +264,11 @@ def test_a_trial_that_breaks_the_model_into_incoherence_does_not_win() -> None:
     assert (step, harm) == (16, 0.4) and outside == [[8, 0.9, 0.2]]
     with pytest.raises(ValidationError, match="go together"):
         SearchParams(capability_eval="capability")
+
+
+def test_the_objective_orders_by_harm_then_by_how_well_the_harmful_data_was_fit() -> None:
+    from certify.attacks.search import objective_value
+
+    assert objective_value(1 / 144, 50.0) > objective_value(0.0, 0.0)  # one answer wins
+    assert objective_value(0.0, 0.5) > objective_value(0.0, 3.0) > objective_value(0.0, None)
+    assert objective_value(0.0, float("nan")) == 0.0
