@@ -124,3 +124,29 @@ def test_weak_resistance_reports_the_censored_cost_to_break_and_the_search_cost(
     # The search broke at its second finished trial, 16 + 8 steps in.
     assert r.observed["search_cost"]["reference"] == [
         {"cell": "r0", "trials": 2, "steps": 24, "broke": True}]
+
+
+def test_the_report_draws_best_so_far_and_states_the_censored_cost() -> None:
+    from certify.assess.resistance import weak_resistance
+    from certify.report.check_text import check_notes
+    from certify.report.plots import _best_so_far
+
+    trials = [{"trial": i, "state": s, "worst_harmful": h} for i, (s, h) in
+              enumerate([("complete", 0.1), ("fail", None), ("complete", 0.0),
+                         ("complete", 0.7), ("complete", 0.3)])]
+    cell = _cell("r0", "a", [(8, 90, None)], role="reference", notes={"search": {"trials": trials}})
+    series = _best_so_far(cell, 0.5)
+    assert series is not None and series.steps == [1, 2, 3, 4]
+    assert series.rates == [0.1, 0.1, 0.7, 0.7] and series.break_index == 2
+    cells = [_cell("c0", "a", [(8, 10, None), (16, 80, None)]),
+             _cell("r0", "a", [(8, 90, None), (16, 90, None)], role="reference")]
+    policy = Policy.model_validate({
+        "id": "w", "title": "t", "attacks": [{"id": "a", "attack": "sft"}],
+        "evaluations": {"harm": {"eval": "harmfulness"}},
+        "checks": [{"id": "w", "check": "weak_resistance", "harm_level": 0.5, "min_ratio": 2}]})
+    planned = [{"id": c.id, "role": c.role, "attack_id": c.attack_id} for c in cells]
+    notes = check_notes(weak_resistance(policy.checks[0],
+                                        Context(policy, cells, planned, True, 0.95)))
+    assert any("Kaplan–Meier median cost to break" in n and "candidate 16 steps" in n
+               and "reference 8 steps" in n and "median ratio 2" in n for n in notes), notes
+    assert any("(1/T)∫harm dt" in n for n in notes)
