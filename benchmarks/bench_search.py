@@ -95,7 +95,7 @@ def study(sampler: str, seed: int, trials: int, work: Path) -> dict[str, Any]:
 
 def main() -> None:
     opts = _args()
-    before = common.machine()
+    load_before = os.getloadavg()[0]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in opts.seeds:
@@ -115,11 +115,8 @@ def main() -> None:
     line = (f"trials to break the reference (median over seeds {opts.seeds}, budget "
             f"{opts.trials}, a study that never broke counted as {opts.trials + 1}): "
             f"TPE {tpe:g} vs random {rnd:g} = {ratio:.2f}x")
-    print(line)
-    if opts.json:
-        opts.json.write_text(json.dumps({"ratio": ratio, "tpe": tpe, "random": rnd,
-                                         "rows": rows, "line": line, "machine": before,
-                                         "load_after": os.getloadavg()[0]}, indent=1))
+    common.report("bench_search", line, {"ratio": ratio, "tpe": tpe, "random": rnd,
+                                         "rows": rows}, opts.json, load_before)
 
 
 if __name__ == "__main__":

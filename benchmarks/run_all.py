@@ -40,6 +40,8 @@ BENCHMARKS = [
     ("bench_knowledge_eval.py", "8. Knowledge eval (lm-eval log-likelihood) vs harmfulness eval "
      "(generation), seconds per checkpoint, same model and item count", ">= 3x",
      lambda r: r >= 3),
+    ("bench_search.py", "9. Worst-case search: trials to break the demo reference, random "
+     "over TPE (median over 3 seeds, 8-trial budget)", "(report)", None),
 ]
 KEPT = "## Cost preview: estimate vs measured"
 """RESULTS.md keeps its hand-written section from this heading on when it is rewritten."""
