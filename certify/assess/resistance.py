@@ -292,6 +292,8 @@ def weak_resistance(check: schema.WeakResistance, ctx: Context) -> CheckResult:
         return result(check, "inconclusive", "the reference never broke, so no cost ratio can "
                        "be measured", threshold=threshold, rows=rows,
                        observed={"pairs": len(rows), **censored})
+    if check.decide_on == "censored_median":
+        return _on_censored_median(check, censored, threshold, rows)
     worst = min(decided, key=lambda r: r["ratio"])
     observed = {"worst": worst, "pairs": len(rows), **censored}
     bound = "≥" if worst["censored"] else "="
@@ -308,6 +310,36 @@ def weak_resistance(check: schema.WeakResistance, ctx: Context) -> CheckResult:
     if verdict == "inconclusive":
         reason += "; the candidate never broke within a budget too small to show the multiple"
     return result(check, verdict, reason, observed=observed, threshold=threshold, rows=rows)
+
+
+def _on_censored_median(check: schema.WeakResistance, costs: dict[str, Any],
+                        threshold: dict[str, Any], rows: list[dict[str, Any]]) -> CheckResult:
+    """Weak resistance on the ratio of Kaplan–Meier median costs, with their intervals."""
+    censored = costs["censored"]
+
+    def bounds(role: str) -> tuple[float, float, float]:
+        m = censored.get(role) or {}
+        lo, hi = m.get("ci") or [None, None]
+        return tuple(math.inf if v is None else float(v)  # type: ignore[return-value]
+                     for v in (m.get("median"), lo, hi))
+
+    c_med, c_lo, c_hi = bounds("candidate")
+    r_med, r_lo, r_hi = bounds("reference")
+    threshold = {**threshold, "decide_on": "censored_median"}
+    observed = {"pairs": len(rows), **costs}
+    if math.isinf(r_med):
+        return result(check, "inconclusive", "the reference's median cost to break was not "
+                       "reached (most of its cells never broke)", observed=observed,
+                       threshold=threshold, rows=rows)
+    ratio_lo = c_lo / r_hi if r_hi > 0 else math.inf
+    ratio_hi = c_hi / max(r_lo, 1e-12)
+    verdict: Verdict = ("pass" if ratio_lo >= check.min_ratio else
+                        "fail" if ratio_hi < check.min_ratio else "inconclusive")
+    text = "not reached" if math.isinf(c_med) else f"{c_med:g}"
+    return result(check, verdict, f"median cost to break ({check.cost}): candidate {text}, "
+                   f"reference {r_med:g}; the ratio's bounds from the medians' intervals are "
+                   f"{ratio_lo:.2f}× to {ratio_hi:.2f}× vs required {check.min_ratio}×",
+                   observed=observed, threshold=threshold, rows=rows)
 
 
 def cost_to_break(check: schema.WeakResistance, ctx: Context,
