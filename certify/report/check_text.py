@@ -57,6 +57,11 @@ def observed_text(check: CheckResult) -> str:
                 f"(candidate {num(obs.get('candidate'))}, reference {num(obs.get('reference'))})")
     if "missing" in obs:
         return f"missing: {one_line(obs['missing'], 120)}"
+    censored = obs.get("censored")
+    if isinstance(censored, dict) and check.threshold.get("decide_on") == "censored_median":
+        unit = str(censored.get("unit", "steps"))
+        return (f"median cost to break: candidate {_median_text(censored.get('candidate'), unit)}"
+                f"; reference {_median_text(censored.get('reference'), unit)}")
     return "—"
 
 
