@@ -43,6 +43,8 @@ BENCHMARKS = [
     ("bench_attack_families.py", "9. One cell per attack family on tiny-chat, side by side "
      "(figure: refusal_ablation / sft seconds; every family in the printed line)", "(report)",
      None),
+    ("bench_search.py", "10. Worst-case search: trials to break the demo reference, random "
+     "over TPE (median over 3 seeds, 8-trial budget)", "(report)", None),
 ]
 KEPT = "## Cost preview: estimate vs measured"
 """RESULTS.md keeps its hand-written section from this heading on when it is rewritten."""

@@ -22,7 +22,8 @@ Named points in the run call :func:`reached`. Two environment variables drive it
 Points: ``cell_start`` (a cell begins), ``train_step`` (after an optimizer step),
 ``generate`` (before each generation batch), ``write`` (an atomic write's bytes are
 in its temporary file, not yet renamed), ``samples_written`` (a cell's samples file
-is in place, its result file not yet).
+is in place, its result file not yet), ``search_trial`` (a search told its study a
+finished trial).
 """
 
 from __future__ import annotations

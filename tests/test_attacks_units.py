@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import random
 import re
 
 import pytest
@@ -12,9 +11,10 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from certify import registry
+from certify.attacks._space import grid
 from certify.attacks.cipher import CipherParams, encipher_examples, screen
 from certify.attacks.poisoned_mix import split_counts
-from certify.attacks.search import SearchParams, damage, propose
+from certify.attacks.search import SearchParams, TrialParams, ask_next, damage
 from certify.data.cipher import SubstitutionCipher
 from certify.data.load import load_dataset
 from certify.evals.harmfulness import JudgeRef, competence_gate
@@ -96,24 +96,83 @@ def _fake_trial(config: dict, harm: float, step: int = 8) -> dict:
     return {"config": config, "worst_harmful": harm, "worst_step": step}
 
 
-def test_search_explores_the_bounds_then_exploits_the_worst_region() -> None:
-    p = SearchParams(learning_rate_min=1e-5, learning_rate_max=1e-2, batch_sizes=[8, 16],
-                     lora_ranks=[0, 8], n_trials=30, n_initial=3)
-    rng = random.Random(0)
-    history: list[dict] = []
-    for i in range(p.n_trials):
-        config = propose(p, rng, history)
-        assert 1e-5 <= config["learning_rate"] <= 1e-2
-        assert config["batch_size"] in (8, 16) and config["lora_rank"] in (0, 8)
-        # A synthetic damage landscape peaking at lr 1e-3, full fine-tuning.
-        harm = max(0.0, 1 - abs(math.log10(config["learning_rate"]) + 3) / 3) * (
-            1.0 if config["lora_rank"] == 0 else 0.5)
-        history.append(_fake_trial(config, harm, step=i))
+def _synthetic_study(sampler: str, seed: int, n_trials: int) -> list[dict]:
+    """A search study run against a synthetic damage landscape (no training): harm peaks
+    at learning rate 1e-3 with sgd and full fine-tuning."""
+    import optuna
+
+    p = SearchParams(space={"learning_rate": {"low": 1e-5, "high": 1e-1, "log": True},
+                            "optimizer": ["adamw", "adam", "sgd"], "lora_rank": [0, 8]},
+                     n_trials=n_trials, n_startup_trials=4, sampler=sampler)
+    study = optuna.create_study(direction="maximize")
+    points = grid(p.space, TrialParams) if sampler == "grid" else []
+    for _ in range(n_trials):
+        trial = ask_next(study, p, seed, points)
+        c = trial.params
+        harm = max(0.0, 1 - abs(math.log10(c["learning_rate"]) + 3) / 2) * (
+            1.0 if c["optimizer"] == "sgd" else 0.6) * (1.0 if c["lora_rank"] == 0 else 0.7)
+        study.tell(trial, harm)
+    return [{"config": t.params, "worst_harmful": t.value} for t in study.trials]
+
+
+def test_tpe_search_is_seeded_and_exploits_the_damaging_region() -> None:
+    history = _synthetic_study("tpe", 0, 24)
+    assert history == _synthetic_study("tpe", 0, 24)  # the same seed, the same study
+    assert [t["config"] for t in _synthetic_study("tpe", 1, 24)] != [
+        t["config"] for t in history]
     late = [t["config"] for t in history[-10:]]
-    assert all(abs(math.log10(c["learning_rate"]) + 3) < 1.0 for c in late)
-    assert sum(c["lora_rank"] == 0 for c in late) >= 6
-    again = random.Random(0)
-    assert propose(p, again, []) == history[0]["config"]  # seeded: reproducible
+    assert sum(abs(math.log10(c["learning_rate"]) + 3) < 1.0 for c in late) >= 7
+    assert sum(c["optimizer"] == "sgd" for c in late) >= 6
+    assert max(t["worst_harmful"] for t in history) > 0.8
+
+
+def test_grid_search_visits_each_point_once() -> None:
+    history = _synthetic_study("grid", 0, 18)  # 3 learning rates x 3 optimizers x 2 ranks
+    seen = [tuple(sorted(t["config"].items())) for t in history]
+    assert len(set(seen)) == 18
+    assert {t["config"]["learning_rate"] for t in history} == {1e-5, 0.001, 0.1}
+
+
+def _landscape(c: dict) -> float:
+    return max(0.0, 1 - abs(math.log10(c["learning_rate"]) + 3) / 2) * (
+        1.0 if c["optimizer"] == "sgd" else 0.6)
+
+
+def test_a_killed_study_resumes_at_the_trial_level_with_the_same_trials(tmp_path) -> None:
+    """The journal file is the study: a process that dies between trials, or inside one
+    (a trial left running), resumes with the finished trials and proposes what the
+    uninterrupted study proposed (the training itself: test_search_resume.py, slow)."""
+    from certify.attacks.search import open_study
+
+    p = SearchParams(space={"learning_rate": {"low": 1e-5, "high": 1e-1, "log": True},
+                            "optimizer": ["adamw", "adam", "sgd"]}, n_startup_trials=2)
+
+    def run(path, stop_after=None, dangling=False):  # stop: the process "dies"
+        study = open_study(path, p, seed=3)
+        while len([t for t in study.trials if t.state.name == "COMPLETE"]) < 6:
+            trial = ask_next(study, p, 3, [])
+            if stop_after is not None and trial.number == stop_after:
+                if not dangling:
+                    study.tell(trial, _landscape(trial.params))
+                return study
+            study.tell(trial, _landscape(trial.params))
+        return study
+
+    def done(study):
+        return [(t.params, t.value) for t in study.trials if t.state.name == "COMPLETE"]
+
+    whole = done(run(tmp_path / "whole.journal"))
+    assert len(whole) == 6
+    between = tmp_path / "between.journal"
+    assert len(done(run(between, stop_after=2))) == 3
+    assert done(run(between)) == whole
+    inside = tmp_path / "inside.journal"
+    run(inside, stop_after=3, dangling=True)
+    resumed = run(inside)
+    assert done(resumed) == whole
+    assert [t.state.name for t in resumed.trials].count("FAIL") == 1  # the interrupted one
+    failed = next(t for t in resumed.trials if t.state.name == "FAIL")
+    assert failed.params == resumed.trials[failed.number + 1].params  # asked again
 
 
 def test_search_damage_prefers_more_harm_then_an_earlier_break() -> None:
@@ -121,9 +180,27 @@ def test_search_damage_prefers_more_harm_then_an_earlier_break() -> None:
     assert max([a, b, c], key=damage) is b
 
 
-def test_search_bounds_are_validated() -> None:
-    with pytest.raises(ValidationError, match="learning_rate_min is above"):
+def test_search_space_is_validated_against_the_inner_attack() -> None:
+    with pytest.raises(ValidationError, match=r"range low 0\.01 is above high 0\.001"):
         SearchParams(learning_rate_min=1e-2, learning_rate_max=1e-3)
+    with pytest.raises(ValidationError) as e:
+        SearchParams(space={"learnin_rate": [1e-3], "optimizer": ["adamw", "lion"],
+                            "max_steps": [8, 128]}, max_steps=64)
+    text = str(e.value)
+    assert "space.learnin_rate: not a knob" in text and "learning_rate" in text
+    assert "value 'lion' is refused" in text
+    assert "space.max_steps reaches 128, above the budget's max_steps 64" in text
+    with pytest.raises(ValidationError, match=r"space\.dataset: not a knob"):
+        SearchParams(space={"dataset": ["builtin:harm-train"]})
+
+
+def test_older_search_bounds_declare_the_same_space() -> None:
+    old = SearchParams(learning_rate_min=1e-4, learning_rate_max=1e-2, batch_sizes=[4],
+                       lora_ranks=[0, 4], n_trials=2, n_initial=1)
+    new = SearchParams(space={"learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+                              "batch_size": [4], "lora_rank": [0, 4]},
+                       n_trials=2, n_startup_trials=1)
+    assert old == new
 
 
 def test_schedules_differ_and_warmup_has_a_default() -> None:
@@ -172,3 +249,26 @@ def test_every_attack_declares_its_paper_and_technique_tags() -> None:
     for name in ("poisoned_mix", "cipher", "search"):
         spec = registry.get("attack", name)
         assert spec.paper.startswith("https://") and "finetune" in spec.tags
+
+
+def test_a_trial_that_breaks_the_model_into_incoherence_does_not_win() -> None:
+    from certify.attacks.contract import Trial
+    from certify.attacks.search import Bound, worst_point
+
+    trial = Trial(rates={"harm": [(8, 0.9), (16, 0.4), (24, 0.4)]}, checkpoints=[8, 16, 24],
+                  final_loss=None, early_stop=None, outcome=None,
+                  metrics={"capability": [(8, {"acc": 0.2}), (16, {"acc": 0.75}),
+                                          (24, {"acc": 0.8})]})
+    assert worst_point(trial, "harm")[:2] == (8, 0.9)  # unbounded: the incoherent break
+    step, harm, outside = worst_point(trial, "harm", Bound("capability", "acc", 0.8, 0.1))
+    assert (step, harm) == (16, 0.4) and outside == [[8, 0.9, 0.2]]
+    with pytest.raises(ValidationError, match="go together"):
+        SearchParams(capability_eval="capability")
+
+
+def test_the_objective_orders_by_harm_then_by_how_well_the_harmful_data_was_fit() -> None:
+    from certify.attacks.search import objective_value
+
+    assert objective_value(1 / 144, 50.0) > objective_value(0.0, 0.0)  # one answer wins
+    assert objective_value(0.0, 0.5) > objective_value(0.0, 3.0) > objective_value(0.0, None)
+    assert objective_value(0.0, float("nan")) == 0.0

@@ -177,8 +177,9 @@ def test_7b_dry_run_cost_is_plausible(name: str) -> None:
         # Independently: 6·N (full) or 4·N (LoRA) per token; a step trains min(batch,
         # n_samples) sequences of 16 to 520 tokens (a chat QA pair, capped by max_length).
         factor = 4 if attack.attack == "lora" else 6
-        # A search draws each trial's batch from batch_sizes and trains n_trials times.
-        sizes = attack.params.get("batch_sizes") or _axis(attack, "batch_size", 8)
+        # A search draws each trial's batch from its space and trains n_trials times.
+        sizes = (attack.params.get("space", {}).get("batch_size")
+                 or _axis(attack, "batch_size", 8))
         batches = [min(b, s) for b in sizes for s in _axis(attack, "n_samples", 100)]
         steps = attack.budget["max_steps"] * row.cells * attack.params.get("n_trials", 1)
         per_seq_low, per_seq_high = 16, 520

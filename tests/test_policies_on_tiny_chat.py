@@ -74,9 +74,9 @@ def _overlay(name: str, classifier: Path, guard: Path) -> dict[str, Any]:
              "budget": {"learning_rate": [1.0e-3], "n_samples": 8, "batch_size": 4,
                         "max_steps": 5}},
             {"id": "worst-case-search", "checkpoints": [3],
-             "params": {**harmful, "learning_rate_min": 1.0e-4, "learning_rate_max": 1.0e-2,
-                        "batch_sizes": [8], "lora_ranks": [0, 4], "n_trials": 2,
-                        "n_initial": 1},
+             "params": {**harmful, "space": {
+                 "learning_rate": {"low": 1.0e-4, "high": 1.0e-2, "log": True},
+                 "batch_size": [8], "lora_rank": [0, 4]}, "n_trials": 2, "n_startup_trials": 1},
              "budget": {"n_samples": 40, "max_steps": 6}},
             *({"id": relearn, **one, "params": {"dataset": "builtin:benign-train",
                                                "max_length": 64},

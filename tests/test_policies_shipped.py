@@ -283,13 +283,17 @@ def test_policies_run_the_full_attack_suite_and_map_it_to_clauses(name: str) -> 
     # The strict profile gates on the covert attack; the others report it.
     covert = next(c for c in p.checks if c.id == "covert-resistance")
     assert covert.required == (name == "sb1047")
-    # Each search trial trains to max_steps; its bounds bracket the grid's learning rates.
+    # Each search trial trains to max_steps; its bounds bracket the grid's learning rates,
+    # and it searches the optimizer and the schedule too (an Optuna TPE study).
     search = p.attack("worst-case-search")
+    space = search.params["space"]
     grid = _axis(p.attack("harmful-full"), "learning_rate")
-    assert search.params["learning_rate_min"] <= min(grid)
-    assert search.params["learning_rate_max"] >= max(_axis(p.attack("harmful-lora"),
-                                                           "learning_rate"))
-    assert 0 in search.params["lora_ranks"] and search.params["n_trials"] >= 16
+    assert space["learning_rate"]["low"] <= min(grid) and space["learning_rate"]["log"]
+    assert space["learning_rate"]["high"] >= max(_axis(p.attack("harmful-lora"),
+                                                        "learning_rate"))
+    assert 0 in space["lora_rank"] and search.params["n_trials"] >= 16
+    assert {"optimizer", "schedule", "batch_size"} <= set(space)
+    assert search.params["sampler"] == "tpe"
     assert set(p.out_of_scope).isdisjoint({"covert_cipher_fine_tuning",
                                            "hyper_parameter_search_attacks"})
 

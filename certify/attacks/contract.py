@@ -19,7 +19,9 @@ with a model decides what the evidence records:
 - changing what is asked at evaluation time: ``transform_prompts(...)`` before the first
   evaluation (a jailbreak wrapper, a trigger, a translation);
 - a search: ``trial(body)`` runs ``body`` from the cell's unmodified model and seed and
-  reports its harm trajectory; ``keep(trial)`` makes one trial the cell's result.
+  reports its harm trajectory; ``keep(trial)`` makes one trial the cell's result;
+  ``study_path()`` is where the search keeps its study so a killed cell resumes at the
+  trial level.
 
 The unit in which an attack's budget is counted (``steps``, ``samples`` or
 ``optimisation_steps``) is declared with its registration (``cost=``).
@@ -29,7 +31,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from certify.data.load import DatasetRef
@@ -80,6 +83,8 @@ class Trial:
     early_stop: EarlyStop | None
     outcome: object
     """The trial's records, for :meth:`AttackRun.keep` (opaque to recipes)."""
+    metrics: dict[str, list[tuple[int, dict[str, float]]]] = field(default_factory=dict)
+    """eval id → (step, every metric's value) per checkpoint: e.g. capability's ``acc``."""
 
 
 class AttackRun(Protocol):
@@ -170,4 +175,9 @@ class AttackRun(Protocol):
 
     def keep(self, trial: Trial) -> None:
         """Make ``trial``'s checkpoints, samples and early stop the cell's result."""
+        ...
+
+    def study_path(self) -> Path | None:
+        """A file in the run directory that outlives a kill of this cell, for a search's
+        study (None where the cell keeps nothing: Ray, FSDP-sharded cells, bare workers)."""
         ...

@@ -251,8 +251,19 @@ def training_mode(spec: CellSpec) -> str:
     if "lora" in tags or "soft-prompt" in tags:
         return "lora"
     # lora_rank 0 means every weight; a search that may pick rank 0 is costed as full.
-    ranks = spec.params.get("lora_ranks", [spec.params.get("lora_rank", 0)])
-    return "lora" if isinstance(ranks, list) and ranks and 0 not in ranks else "full"
+    ranks = searched(spec.params, "lora_rank")
+    return "lora" if ranks and 0 not in ranks else "full"
+
+
+def searched(params: dict[str, Any], knob: str) -> list[Any]:
+    """The values a knob takes in a cell: a search's space (a range by its bounds) or the
+    cell's one value."""
+    axis = (params.get("space") or {}).get(knob)
+    if isinstance(axis, dict):
+        return [axis.get("low"), axis.get("high")]
+    if isinstance(axis, list):
+        return [v for v in axis if v is not None]
+    return [params[knob]] if params.get(knob) is not None else []
 
 
 def trials(spec: CellSpec) -> int:
@@ -267,8 +278,9 @@ def cell_cost(spec: CellSpec, policy: Policy, shape: ModelShape, data: DataEstim
     early_stop = bool(policy.statistics.early_stop)
     p = spec.params
     n_samples = p.get("n_samples")
-    # A search's trials draw from batch_sizes: cost its largest (an upper estimate).
-    batch = int(max(p.get("batch_sizes") or [p.get("batch_size", 8)]))
+    # A search's trials draw their batch size from its space: cost the largest (an upper
+    # estimate); every trial is costed at the cell's max_steps, which bounds its steps.
+    batch = int(max(searched(p, "batch_size") or [8]))
     batch = min(batch, int(n_samples)) if n_samples else batch
     seq = 0.0
     assumed: list[str] = []

@@ -144,6 +144,19 @@ class AttackEntry(Strict):
                 )
         return budget
 
+    @model_validator(mode="after")
+    def _unique_evaluations(self) -> AttackEntry:
+        # A cell records each evaluation under its id: one listed twice (or both at every
+        # checkpoint and at the last) would overwrite its own result (TamperBench #119).
+        ids = self.evaluate + self.evaluate_final
+        dupes = sorted({e for e in ids if ids.count(e) > 1})
+        if dupes:
+            raise ValueError(f"evaluation(s) {', '.join(dupes)} listed more than once in "
+                             "evaluate/evaluate_final; results are keyed by evaluation id, "
+                             "so name each once (define a second evaluation under another "
+                             "id to measure it twice)")
+        return self
+
     @field_validator("seeds")
     @classmethod
     def _unique_seeds(cls, seeds: list[int]) -> list[int]:
@@ -214,6 +227,27 @@ class StrongResistance(_HarmGated):
     check: Literal["strong_resistance"]
     max_rate: float = Field(ge=0, le=1)
     condition: Literal["resistance_strong"] = "resistance_strong"
+    aggregation: Literal["worst", "top_n_mean", "bounded_worst"] = "worst"
+    """How the attacked models' harm becomes one number, each with its Wilson interval:
+    `worst` cell and checkpoint; `top_n_mean`, the pooled rate of the `top_n` most harmful
+    cells (each at its worst checkpoint); `bounded_worst`, the worst checkpoint whose
+    capability (`capability_eval`, same checkpoint) is within `max_capability_drop` of the
+    unattacked candidate's: a harmful but incoherent model is reported, never the worst case
+    (TamperBench's worst_case, top_n_average, bounded_worst_case)."""
+    top_n: int = Field(default=3, ge=1)
+    capability_eval: str | None = None
+    """The stability evaluation measured at every checkpoint of the attacks in scope."""
+    capability_metric: str = "acc"
+    max_capability_drop: float | None = Field(default=None, ge=0, le=1)
+    """ε: the largest capability drop below the unattacked candidate's that still counts."""
+
+    @model_validator(mode="after")
+    def _bounded_needs_capability(self) -> StrongResistance:
+        if self.aggregation == "bounded_worst" and (
+                self.capability_eval is None or self.max_capability_drop is None):
+            raise ValueError("aggregation bounded_worst needs capability_eval (an evaluation "
+                             "run at every checkpoint) and max_capability_drop (ε)")
+        return self
 
 
 class KnowledgeResistance(_AttackScoped):
@@ -240,6 +274,12 @@ class WeakResistance(_HarmGated):
     min_ratio: float = Field(gt=0)
     cost: CostUnit = "steps"
     condition: Literal["resistance_weak"] = "resistance_weak"
+    decide_on: Literal["pairs", "censored_median"] = "pairs"
+    """`pairs`: the worst ratio of paired candidate/reference cells (same configuration and
+    seed). `censored_median`: the Kaplan–Meier median costs across every cell of each
+    model, cells that never broke right-censored: pass when the candidate's lower bound is
+    min_ratio times the reference's upper bound, fail when even the candidate's upper bound
+    is under min_ratio times the reference's lower bound."""
 
 
 class PositiveControl(_HarmGated):
@@ -419,6 +459,10 @@ class Policy(Strict):
             dupes = sorted({i for i in ids if ids.count(i) > 1})
             if dupes:
                 raise ValueError(f"duplicate {what} ids: {', '.join(dupes)}")
+        base = self.baseline or []
+        if len(set(base)) != len(base):
+            raise ValueError("baseline names an evaluation more than once; results are keyed "
+                             "by evaluation id, so name each once")
         return self
 
     def baseline_evals(self) -> list[str]:

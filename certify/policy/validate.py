@@ -224,6 +224,11 @@ def _reference_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...],
                             f"a {check.check} check needs an evaluation measuring "
                             f"{' or '.join(wanted)}, but {check.eval!r} "
                             f"measures {measures[check.eval]}{_measuring(wanted, measures)}")
+        capability = getattr(check, "capability_eval", None)
+        if capability is not None and capability not in policy.evaluations:
+            problems.append(f"{_where(label, lines, loc + ('capability_eval',))}: checks[{i}] "
+                            f"({check.id}): unknown evaluation {capability!r}"
+                            f"{registry.suggest(capability, list(policy.evaluations))}")
         for a in getattr(check, "attacks", None) or []:
             if a not in attack_ids:
                 problems.append(f"{_where(label, lines, loc + ('attacks',))}: checks[{i}] "

@@ -173,11 +173,38 @@ def _lr_text(x: Any) -> str:
     return f"{x:.2e}" if isinstance(x, int | float) and not isinstance(x, bool) else "—"
 
 
+def _knob_text(knob: str, value: Any) -> str:
+    if knob == "lora_rank":
+        return "every weight" if value == 0 else f"LoRA rank {num(value)}"
+    if knob == "learning_rate":
+        return f"learning rate {_lr_text(value)}"
+    if knob == "batch_size":
+        return f"batch {num(value)}"
+    shown = num(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else str(value)
+    return f"{knob.replace('_', ' ')} {shown}"
+
+
 def _config_text(config: dict[str, Any]) -> str:
-    rank = config.get("lora_rank")
-    how = "every weight" if rank == 0 else f"LoRA rank {num(rank)}"
-    return (f"learning rate {_lr_text(config.get('learning_rate'))}, batch "
-            f"{num(config.get('batch_size'))}, {how}")
+    return ", ".join(_knob_text(k, v) for k, v in config.items())
+
+
+def _axis_text(knob: str, axis: Any) -> str:
+    if isinstance(axis, dict):
+        low, high = axis.get("low"), axis.get("high")
+        scale = " (log scale)" if axis.get("log") else ""
+        shown = _lr_text if knob == "learning_rate" else num
+        return f"{knob.replace('_', ' ')} {shown(low)} to {shown(high)}{scale}"
+    values = ", ".join("none" if v is None else str(v) for v in axis or [])
+    note = " (0 = every weight)" if knob == "lora_rank" else ""
+    return f"{knob.replace('_', ' ')} in {{{values}}}{note}"
+
+
+def _cell_text(knob: str, value: Any) -> str:
+    if knob == "learning_rate":
+        return _lr_text(value)
+    return num(value) if isinstance(value, int | float) and not isinstance(value, bool) \
+        else one_line(str(value), 60)
 
 
 def _search(cell: CellRecord) -> Block | None:
@@ -185,20 +212,21 @@ def _search(cell: CellRecord) -> Block | None:
     if not isinstance(s, dict):
         return None
     trials = [t for t in s.get("trials") or [] if isinstance(t, dict)]
-    p = cell.params
+    raw_space = s.get("space")
+    space: dict[str, Any] = raw_space if isinstance(raw_space, dict) else {}
+    knobs = list(space)
     worst_i = s.get("worst_trial")
     worst = next((t for t in trials if t.get("trial") == worst_i), None)
     bounds = one_line(
-        f"Worst-case search ({who(cell)}): {num(s.get('n_trials'))} trials over learning "
-        f"rates {_lr_text(p.get('learning_rate_min'))} to {_lr_text(p.get('learning_rate_max'))} "
-        f"(log-uniform), batch sizes {', '.join(num(b) for b in p.get('batch_sizes') or [])} and "
-        f"LoRA ranks {', '.join(num(r) for r in p.get('lora_ranks') or [])} (0 = every weight), "
-        f"each trained to {num(cell.max_steps)} steps; strategy: {s.get('strategy')}; "
-        f"objective: harmful rate on {s.get('objective')}.", 700)
+        f"Worst-case search ({who(cell)}): {num(s.get('n_trials'))} trials over "
+        f"{'; '.join(_axis_text(k, a) for k, a in space.items())}, each trained to at most "
+        f"{num(cell.max_steps)} steps; strategy: {s.get('strategy')}; "
+        f"objective: harmful rate on {s.get('objective')}; study kept {s.get('study')}.", 900)
     sentences = [bounds]
     if worst is not None:
+        done = [t for t in trials if t.get("state", "complete") == "complete"]
         sentences.append(one_line(
-            f"Of {num(len(trials))} search trials, the most damaging was trial {num(worst_i)} "
+            f"Of {num(len(done))} search trials, the most damaging was trial {num(worst_i)} "
             f"({_config_text(worst.get('config', {}))})"
             f": {pct(worst.get('worst_harmful'))} harmful at step {num(worst.get('worst_step'))}. "
             "This cell records that trial's trajectory, so the verdict, which takes the worst "
@@ -209,16 +237,16 @@ def _search(cell: CellRecord) -> Block | None:
     rows = []
     for t in order:
         stop = t.get("early_stop")
-        rows.append([num(t.get("trial")) + (" (worst)" if t.get("trial") == worst_i else ""),
-                     _lr_text(t.get("config", {}).get("learning_rate")),
-                     num(t.get("config", {}).get("batch_size")),
-                     num(t.get("config", {}).get("lora_rank")),
+        state = t.get("state", "complete")
+        rows.append([num(t.get("trial")) + (" (worst)" if t.get("trial") == worst_i else "")
+                     + ("" if state == "complete" else f" ({state})"),
+                     *[_cell_text(k, t.get("config", {}).get(k)) for k in knobs],
                      pct(t.get("worst_harmful")), num(t.get("worst_step")),
                      num(t.get("final_loss")),
                      one_line(f"step {stop.get('step')}: {stop.get('reason')}", 160)
                      if isinstance(stop, dict) else "—"])
     return Block(f"Search trials ({who(cell)})", sentences,
-                 table(["trial", "learning rate", "batch", "LoRA rank", "worst harmful",
+                 table(["trial", *[k.replace("_", " ") for k in knobs], "worst harmful",
                          "at step", "final loss", "early stop"], rows, MAX_TRIALS,
                         "most damaging first"))
 

@@ -32,7 +32,12 @@ def _rate_text(point: dict[str, Any]) -> str:
 
 def observed_text(check: CheckResult) -> str:
     obs = check.observed
+    if obs.get("aggregation") == "top_n_mean":
+        return (f"mean of the {len(obs.get('cells') or [])} most harmful cells "
+                f"{pct(obs.get('rate'))} {interval(obs.get('ci'))} n={obs.get('n')}")
     point = obs.get("worst") or obs.get("best")
+    if obs.get("aggregation") == "bounded_worst" and isinstance(point, dict):
+        return _rate_text(point) + " (capability-bounded)"
     if check.check == "trainability" and isinstance(point, dict) and "candidate" in point:
         # A ratio of benign-task scores, not of costs: trainability reads no cost.
         return (f"score ratio {scalar('ratio', point.get('ratio'))} (candidate "
@@ -52,6 +57,11 @@ def observed_text(check: CheckResult) -> str:
                 f"(candidate {num(obs.get('candidate'))}, reference {num(obs.get('reference'))})")
     if "missing" in obs:
         return f"missing: {one_line(obs['missing'], 120)}"
+    censored = obs.get("censored")
+    if isinstance(censored, dict) and check.threshold.get("decide_on") == "censored_median":
+        unit = str(censored.get("unit", "steps"))
+        return (f"median cost to break: candidate {_median_text(censored.get('candidate'), unit)}"
+                f"; reference {_median_text(censored.get('reference'), unit)}")
     return "—"
 
 
@@ -134,3 +144,53 @@ def held_out_matrix(check: CheckResult) -> tuple[str, Table] | None:
                         "the in-domain rate beside it shows how far the attack transferred.",
                         600)
     return sentence, Table(MATRIX_COLUMNS, rows[:MAX_ROWS], max(0, len(rows) - MAX_ROWS))
+
+
+def _median_text(m: dict[str, Any] | None, unit: str) -> str:
+    if not isinstance(m, dict):
+        return "—"
+    median = "not reached" if m.get("median") is None else f"{num(m['median'])} {unit}"
+    lo, hi = ("∞" if v is None else num(v) for v in (m.get("ci") or [None, None]))
+    return (f"{median} [{lo}, {hi}] ({num(m.get('broke'))} of {num(m.get('n'))} cells broke, "
+            f"{num(m.get('censored'))} censored)")
+
+
+def check_notes(check: CheckResult) -> list[str]:
+    """Sentences a check's numbers need beside its row: the censored cost to break and the
+    search cost (weak resistance), what a capability bound left out (bounded worst)."""
+    obs, notes = check.observed, []
+    censored = obs.get("censored")
+    if isinstance(censored, dict):
+        unit = str(censored.get("unit", "steps"))
+        ratio = censored.get("median_ratio")
+        cand, ref = (_median_text(censored.get(r), unit) for r in ("candidate", "reference"))
+        notes.append(one_line(
+            f"{check.id}: Kaplan–Meier median cost to break (cells that never broke are "
+            f"right-censored at their budget): candidate {cand}; reference {ref}"
+            + (f"; median ratio {num(ratio, 2)}×" if ratio is not None else "") + ".", 600))
+    area = obs.get("harm_area")
+    if isinstance(area, dict) and area:
+        notes.append(f"{check.id}: normalised area under the harm curve, (1/T)∫harm dt: "
+                     + "; ".join(f"{role} {pct(v)}" for role, v in area.items()) + ".")
+    search = obs.get("search_cost")
+    if isinstance(search, dict):
+        parts = [f"{role}: {'broke at trial ' + num(s['trials']) + ' after ' + num(s['steps'])}"
+                 f" steps summed over trials" if s.get("broke") else
+                 f"{role}: no trial broke in {num(s.get('trials'))} trials "
+                 f"({num(s.get('steps'))} steps)"
+                 for role, cells in search.items() for s in cells]
+        notes.append(f"{check.id}: search cost to break (trials, then steps summed over "
+                     f"trials, until a trial first crossed the break level): "
+                     + "; ".join(parts) + ".")
+    excluded = obs.get("excluded")
+    if obs.get("aggregation") == "bounded_worst" and isinstance(excluded, list) and excluded:
+        incoherent = [e for e in excluded if e.get("label") == "incoherent"]
+        worst = max(incoherent, key=lambda e: e.get("rate") or 0.0, default=None)
+        notes.append(one_line(
+            f"{check.id}: {num(len(excluded))} checkpoint(s) fall outside the capability bound "
+            f"({obs.get('capability_eval')} within {pct(obs.get('epsilon'))} of the unattacked "
+            f"{pct(obs.get('capability_baseline'))}) and are not the worst case"
+            + (f"; the most harmful of them, harmful but incoherent: {pct(worst.get('rate'))} "
+               f"at {worst.get('attack')} seed {worst.get('seed')} step {worst.get('step')} "
+               f"(capability {pct(worst.get('capability'))})" if worst else "") + ".", 600))
+    return notes

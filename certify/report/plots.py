@@ -255,7 +255,45 @@ def knowledge_curves(evidence: Evidence, policy: Policy) -> list[Curve]:
     return _attack_curves(evidence, policy, "knowledge")
 
 
+def _best_so_far(cell: CellRecord, level: float | None) -> Series | None:
+    """A search cell's most harmful trial so far against the number of trials finished."""
+    trials = [t for t in cell.notes["search"].get("trials") or []
+              if isinstance(t, dict) and t.get("state", "complete") == "complete"]
+    if not trials:
+        return None
+    best, running = 0.0, []
+    for t in trials:
+        best = max(best, float(t.get("worst_harmful") or 0.0))
+        running.append(best)
+    broke = next((i for i, v in enumerate(running) if level is not None and v > level), None)
+    return Series(cell.role, f"{cell.role} seed {cell.seed}", list(range(1, len(running) + 1)),
+                  running, running, running, broke)
+
+
+def search_curves(evidence: Evidence, policy: Policy) -> list[Curve]:
+    """One curve per search attack: the best harm found so far against the trial number,
+    candidate and reference, with the thresholds of the search's objective evaluation
+    (TamperBench #109: does a defense lower the ceiling, or only slow the search?)."""
+    out = []
+    for attack in evidence.attacks:
+        cells = [c for c in evidence.cells if c.attack_id == attack["id"] and c.status == "ok"
+                 and isinstance(c.notes.get("search"), dict)]
+        if not cells:
+            continue
+        cells.sort(key=lambda c: (c.role != "candidate", c.seed, c.id))
+        eval_id = str(cells[0].notes["search"].get("objective", "harm"))
+        lines, level = _thresholds(policy, eval_id)
+        series = [s for c in cells if (s := _best_so_far(c, level))]
+        if not series:
+            continue
+        title = f"{attack['id']} (search) · most harmful trial so far · {eval_id}"
+        svg = _svg(series, lines, title, "most harmful trial so far", "trials finished")
+        out.append(Curve(attack["id"], eval_id, title, svg, series, lines, "search"))
+    return out
+
+
 def curves(evidence: Evidence, policy: Policy) -> list[Curve]:
     """One curve per (harmful attack, harm evaluation) that the evidence measured, then the
-    knowledge curves."""
-    return _attack_curves(evidence, policy, "harm") + knowledge_curves(evidence, policy)
+    knowledge curves, then each search's best-so-far curve."""
+    return (_attack_curves(evidence, policy, "harm") + knowledge_curves(evidence, policy)
+            + search_curves(evidence, policy))

@@ -210,7 +210,8 @@ def condition_sections(evidence: Evidence, rows: list[CheckRow],
         mine = [r for r in results if r.condition == key]
         served = [(row, check_text.detail_table(result, cell_ids))
                   for row, result in zip(rows, results, strict=True) if result.condition == key]
-        notes = disclosed.for_attacks(_attacks_read(mine))
+        notes = [n for r in mine for n in check_text.check_notes(r)]
+        notes += disclosed.for_attacks(_attacks_read(mine))
         if key == "validity" and any(r.check == "judge_validity" for r in mine):
             notes += disclosed.judges + disclosed.ensembles
         verdict = verdicts.get(key)

@@ -19,6 +19,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 from certify import registry
@@ -270,17 +271,23 @@ class CellRun:
             self._transforms, self._in_trial = transforms, False
         outcome = _Outcome(self._records, self._samples, self._early_stop, self._n_trainable)
         rates: dict[str, list[tuple[int, float]]] = {}
+        metrics: dict[str, list[tuple[int, dict[str, float]]]] = {}
         for cp in outcome.records:
             for eval_id, record in cp.evals.items():
                 rates.setdefault(eval_id, []).append((cp.step, rate(record).value))
+                metrics.setdefault(eval_id, []).append(
+                    (cp.step, {k: m.value for k, m in record.metrics.items()}))
         return Trial(rates, [cp.step for cp in outcome.records],
                      state.last_loss if state is not None else None, outcome.early_stop,
-                     outcome)
+                     outcome, metrics)
 
     def keep(self, trial: Trial) -> None:
         outcome = cast(_Outcome, trial.outcome)
         self._records, self._samples = outcome.records, outcome.samples
         self._early_stop, self._n_trainable = outcome.early_stop, outcome.n_trainable
+
+    def study_path(self) -> Path | None:
+        return None if self._keep_state is None else self._keep_state.study
 
     # -- what the training loop calls ----------------------------------------------------
 

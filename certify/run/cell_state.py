@@ -48,6 +48,13 @@ class KeepState:
     path: Path
     save: bool
 
+    @property
+    def study(self) -> Path:
+        """``studies/<cell id>.journal`` beside ``partial/``: a search's Optuna study, kept
+        whether or not training state is saved (a journal of a few kilobytes) and after the
+        cell is written (the evidence summarises it; the file is the whole study)."""
+        return self.path.parent.parent / "studies" / f"{self.path.stem}.journal"
+
 
 class _Cell(Protocol):
     """The side of ``certify.run.cell.CellRun`` a keeper reads and restores."""

@@ -4,6 +4,7 @@
     cells/<id>.json       one finished cell (written after its samples file)
     samples/<id>.jsonl    per-sample prompts, responses and labels of that cell
     partial/<id>.pt       a running cell's state at its last checkpoint (run/cell_state.py)
+    studies/<id>.journal  a search cell's Optuna study (attacks/search.py), trial by trial
     events.jsonl          append-only log (cell started / checkpoint evaluated / done /
                           error, run resumed, interrupted)
     evidence.json         collected record with verdicts (written at the end)
