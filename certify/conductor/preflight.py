@@ -188,7 +188,7 @@ def keep_cell_state(opts: AuditOptions) -> bool:
     from certify.run.cell_state import SAVE_SECONDS
 
     try:
-        rows = dry_run(opts).rows
+        rows = dry_run(opts, calibrate_here=False).rows
     except Exception as e:  # the preview must never stop an audit: keep state, to be safe
         log.info("cost model unavailable (%s); keeping cell state",
                  e.message if isinstance(e, CertifyError) else e)

@@ -222,13 +222,21 @@ def assumptions(counter: TokenCounter, data: DataEstimator, costs: list[CellCost
         f"{per['decode'] * 1e6:g} us; {source} (certify/cost/hardware.py). Measured now: "
         f"{machine.train_flops / 1e9:.1f} GFLOP/s (training shape) and "
         f"{machine.decode_flops / 1e9:.1f} GFLOP/s (decoding shape) with "
-        f"{machine.measured}.",
+        f"{machine.measured}."
+        + (" Each kind of work is then scaled by the model's own timing here (the "
+           "calibration line below)." if machine.calibration else ""),
         f"Expected error: on the calibration machine real cells took {lo:.2g}x to {hi:.2g}x "
         "the estimate (benchmarks/RESULTS.md, bench_cost_preview.py); on a machine shared with "
         "other work, or with a different torch thread count, expect more.",
-        "Generation is costed to max_new_tokens; a model that ends its answers early (EOS) "
-        "takes less. Model loading, judges other than keyword/canary rules, and report "
-        "rendering are not counted.",
+        ("Generation is costed to the decoding steps the model's own first batch of each "
+         "evaluation ran before its longest answer ended (EOS), measured here; after training "
+         "steps, to at least the training data's longest response (a fine-tuned model answers "
+         "as its data does), never more than max_new_tokens."
+         if any(e.answer_steps is not None for c in costs for _, e in c.eval_runs) else
+         "Generation is costed to max_new_tokens; a model that ends its answers early (EOS) "
+         "takes less."),
+        "Model loading, judges other than keyword/canary rules, and report rendering are not "
+        "counted.",
     ]
     unread = sorted({s.label for s in data.cache.values() if not s.measured})
     if unread:
@@ -277,6 +285,10 @@ def _generation_line(report: DryRunReport) -> list[str]:
     if not report.totals.get("generated_tokens"):
         return [f"Of that, {duration(evals)} ({evals / report.seconds:.0%}) is evaluation "
                 "(log-likelihoods only: nothing is generated)."]
+    if any(e.answer_steps is not None for c in report.cell_costs for _, e in c.eval_runs):
+        return [f"Of that, {duration(evals)} ({evals / report.seconds:.0%}) is evaluation, "
+                "with answers as long as the model's measured answers (it ends them at EOS; "
+                "a batch stops when its longest answer ends)."]
     return [f"Of that, {duration(evals)} ({evals / report.seconds:.0%}) is evaluation, with "
             "every answer costed to max_new_tokens: an upper bound, since a model that ends "
             "its answers (EOS) stops generating sooner (a batch stops when its longest "
