@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from certify import environment, registry
@@ -165,7 +166,22 @@ def manifest(loaded: LoadedPolicy, inputs: Inputs, plan: Plan,
     }
 
 
-def worker_setup(loaded: LoadedPolicy, inputs: Inputs, opts: AuditOptions) -> WorkerSetup:
+def check_disk_space(opts: AuditOptions, out: Path, keep_state: bool) -> None:
+    """Refuse (exit 2) an audit whose run directory the disk cannot hold: the kept cell
+    state, the samples, the evidence and the reports (certify.cost.disk)."""
+    from certify.cost.disk import audit_disk_need, check_disk
+
+    try:
+        need = audit_disk_need(opts, keep_state)
+    except Exception as e:  # an unreadable model or policy is preflight's to report
+        log.info("disk need not estimated (%s)", e.message if isinstance(e, CertifyError)
+                 else e)
+        return
+    check_disk(out, need)
+
+
+def worker_setup(loaded: LoadedPolicy, inputs: Inputs, opts: AuditOptions,
+                 keep_state: bool | None = None) -> WorkerSetup:
     """What every worker is given (plain data and the typed policy: Ray ships it)."""
     return WorkerSetup(
         policy=loaded.policy,
@@ -175,7 +191,7 @@ def worker_setup(loaded: LoadedPolicy, inputs: Inputs, opts: AuditOptions) -> Wo
         device=opts.device, dtype=opts.dtype, autocast=opts.autocast,
         trust_remote_code=opts.trust_remote_code, allow_pickle=opts.allow_pickle,
         gradient_checkpointing=opts.gradient_checkpointing,
-        keep_cell_state=keep_cell_state(opts))
+        keep_cell_state=keep_cell_state(opts) if keep_state is None else keep_state)
 
 
 def keep_cell_state(opts: AuditOptions) -> bool:

@@ -13,7 +13,7 @@ benchmarks/bench_cost_preview.py compares the estimate with a real audit per cel
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from certify.cost import calibrate
@@ -165,6 +165,45 @@ def _memory(costs: list[CellCost], shape: ModelShape, opts: Any, machine: hw.Har
             and host_need <= machine.host_available}
 
 
+@dataclass
+class Workload:
+    """What the plan asks for, before any machine is measured (shared by the dry run and
+    the disk check)."""
+
+    loaded: Any
+    policy: Policy
+    shape: ModelShape
+    reference: str | None
+    notes: list[str]
+    plan: Any
+    counter: TokenCounter
+    data: DataEstimator
+    evals: dict[str, EvalCost]
+    shapes: dict[str, ModelShape]
+    costs: list[CellCost]
+
+
+def workload(opts: Any) -> Workload:
+    """The plan of the audit ``opts`` describes and each cell's work. Torch-free."""
+    from certify.policy.load import load_policy
+
+    loaded = load_policy(opts.policy, opts.overlays)
+    policy = loaded.policy
+    shape = model_shape(opts.model, opts.revision)
+    reference = opts.reference or policy.reference
+    notes: list[str] = []
+    ref_shape = _reference_shape(reference, shape, opts.reference_revision, notes)
+    plan = make_plan(policy, {"candidate": "dry-run", "reference": "dry-run" if reference
+                              else None})
+    counter = TokenCounter(shape)
+    data = DataEstimator(counter)
+    evals = {e: eval_cost(policy, e, data) for e in policy.evaluations}
+    shapes = {"candidate": shape, "reference": ref_shape}
+    costs = [cell_cost(c, policy, shapes[c.role], data, evals) for c in plan.cells]
+    return Workload(loaded, policy, shape, reference, notes, plan, counter, data, evals,
+                    shapes, costs)
+
+
 def _probe(policy: Policy, costs: list[CellCost], evals: dict[str, EvalCost]) -> Probe:
     """The shapes the plan runs: its largest training batch per mode, its busiest
     evaluation's batch and prompt length, and each generating evaluation's prompts."""
@@ -223,21 +262,10 @@ def dry_run(opts: Any, machine: hw.Hardware | None = None,
 
     ``calibrate_here`` (default: when the machine is measured, not given) times the model
     itself on this machine and measures its answer lengths (certify.cost.calibrate)."""
-    from certify.policy.load import load_policy
-
-    loaded = load_policy(opts.policy, opts.overlays)
-    policy = loaded.policy
-    shape = model_shape(opts.model, opts.revision)
-    reference = opts.reference or policy.reference
-    notes: list[str] = []
-    ref_shape = _reference_shape(reference, shape, opts.reference_revision, notes)
-    plan = make_plan(policy, {"candidate": "dry-run", "reference": "dry-run" if reference
-                              else None})
-    counter = TokenCounter(shape)
-    data = DataEstimator(counter)
-    evals = {e: eval_cost(policy, e, data) for e in policy.evaluations}
-    shapes = {"candidate": shape, "reference": ref_shape}
-    costs = [cell_cost(c, policy, shapes[c.role], data, evals) for c in plan.cells]
+    w = workload(opts)
+    loaded, policy, shape, reference, notes = w.loaded, w.policy, w.shape, w.reference, w.notes
+    plan, counter, data, evals, shapes, costs = (w.plan, w.counter, w.data, w.evals, w.shapes,
+                                                 w.costs)
     trained = [c for c in costs if c.mode != "eval"] or costs
     biggest = max(trained, key=lambda c: c.batch * c.seq_tokens)
     if calibrate_here is None:
