@@ -196,10 +196,15 @@ def worker_setup(loaded: LoadedPolicy, inputs: Inputs, opts: AuditOptions,
 
 def keep_cell_state(opts: AuditOptions) -> bool:
     """``--cell-state``; ``auto`` asks the cost model whether a cell runs for minutes."""
+    if opts.executor != "local":
+        if opts.cell_state == "on":
+            log.warning("--cell-state on has no effect with --executor %s: Ray actors may run "
+                        "on other hosts than the run directory's, so their cells keep no "
+                        "state and a killed cell restarts from step 0 (docs/reliability.md)",
+                        opts.executor)
+        return False
     if opts.cell_state != "auto":
         return opts.cell_state == "on"
-    if opts.executor != "local" or opts.fsdp > 1:
-        return False  # Ray and FSDP-sharded cells keep no state: no need to ask
     from certify.cost import dry_run
     from certify.run.cell_state import SAVE_SECONDS
 
