@@ -30,19 +30,16 @@ def _ci_smoke(answers: dict[str, float] | None):  # type: ignore[no-untyped-def]
     return {(c.attack_id, c.seed): cell_cost(c, policy, shape, data, evals) for c in plan.cells}
 
 
-def test_answers_that_end_at_eos_cost_less_than_max_new_tokens_and_grow_after_training() -> None:
+def test_answers_that_end_at_eos_cost_less_until_training_starts() -> None:
     upper, short = _ci_smoke(None), _ci_smoke({"harm": 6.0, "benign": 5.0,
                                                "over_refusal": 5.0, "benign_task": 4.0})
     baseline = ("baseline", 0)
     lo, hi = cell_seconds(short[baseline], machine()), cell_seconds(upper[baseline], machine())
     assert lo[1] < 0.5 * hi[1]  # answers of 4-6 steps against max_new_tokens of 16-64
-    # After harmful fine-tuning the model answers like harm-train's responses: longer
-    # than its 6-step refusals, never beyond max_new_tokens (64).
+    # After training steps a model may not end its answers: max_new_tokens (64) again.
     full = short[("harmful-full", 0)]
     later = [e for step, e in full.eval_runs if step > 0 and e.eval_id == "harm"]
-    assert later and all(6.0 < e.steps_per_batch <= 64 for e in later)
-    assert cell_seconds(full, machine())[1] < cell_seconds(upper[("harmful-full", 0)],
-                                                           machine())[1]
+    assert later and all(e.steps_per_batch == 64 for e in later)
 
 
 def test_the_calibration_factor_of_each_kind_of_work_scales_its_time() -> None:
@@ -73,7 +70,7 @@ def test_calibration_times_tiny_chat_and_measures_its_answers(tiny_chat: Path) -
     policy = load_policy("ci-smoke").policy
     prompts = calibrate.answer_prompts(policy, "harm", 8)
     probe = calibrate.Probe({"full": (2, 16), "lora": (2, 16)}, 4, 16,
-                            {"harm": (prompts, 64, 8)})
+                            {"harm": (prompts, 64, 4)})
     cal = calibrate.measure("builtin:tiny-chat", None, shape, machine(), "float32", probe)
     assert set(cal.factors) == {"forward", "decode", "full", "lora"}
     assert all(0 < f < 1e4 and math.isfinite(f) for f in cal.factors.values())

@@ -9,9 +9,10 @@ read in parallel, and decoding steps at the evaluation batch size. Each timing d
 by what the fitted model predicts for it is a factor that then scales every row of the
 preview (certify.cost.hardware.token_seconds), so the preview is right at this model's
 shape, this machine's speed and its current load. It also generates, greedily as the
-evaluations do, one batch of each generating evaluation's own prompts, and counts the
-decoding steps the batch ran before its longest answer ended: the EOS-aware length of
-that evaluation before training (certify.cost.workload.after_training for after).
+evaluations do, each generating evaluation's own prompts in its own batches, and counts
+the decoding steps each batch ran before its longest answer ended: the EOS-aware length
+of that evaluation before training (after training steps the preview costs answers to
+max_new_tokens again: certify.cost.workload.after_training says why).
 
 Why measure at preview time rather than cache a per-machine calibration: the machines
 certify runs on are often shared (CI runners, the 2-core machine of
@@ -57,7 +58,7 @@ class Probe:
     eval_batch: int
     prompt_tokens: int
     answers: dict[str, tuple[list[str], int, int]] = field(default_factory=dict)
-    """Generating evaluation -> (its first prompts, max_new_tokens, batch_size)."""
+    """Generating evaluation -> (its prompts, max_new_tokens, batch_size)."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class Calibration:
         answers = ", ".join(f"{k} {v:g}" for k, v in self.answer_steps.items())
         return (f"Calibrated on the model itself here in {self.seconds:.1f} s: measured / "
                 f"fitted time {parts or 'not measured'}"
-                + (f"; decoding steps per batch until EOS before training: {answers}"
+                + (f"; mean decoding steps per batch until EOS before training: {answers}"
                    if answers else "") + ".")
 
 
@@ -161,14 +162,21 @@ class _Timer:
         model.eval()
         return seconds / (rows * tokens)
 
-    def answers(self, prompts: list[str], new_tokens: int) -> float:
-        """Decoding steps a batch of ``prompts`` runs greedily before its longest answer
-        ends (as certify.models.generate.complete runs it)."""
+    def answers(self, prompts: list[str], new_tokens: int, batch: int) -> float:
+        """Mean decoding steps a batch of ``prompts`` runs greedily before its longest
+        answer ends, batched as certify.models.generate.complete batches them (sorted by
+        length)."""
         from certify.models.chat import format_prompt
 
+        tok = self.handle.tokenizer
+        encoded = sorted((tok(format_prompt(tok, p, None), add_special_tokens=False)
+                          ["input_ids"] for p in prompts), key=len)
+        steps = [self._answer_batch(encoded[i:i + batch], new_tokens)
+                 for i in range(0, len(encoded), batch)]
+        return sum(steps) / len(steps)
+
+    def _answer_batch(self, encoded: list[list[int]], new_tokens: int) -> float:
         torch, tok, model = self.torch, self.handle.tokenizer, self.handle.model
-        encoded = [tok(format_prompt(tok, p, None), add_special_tokens=False)["input_ids"]
-                   for p in prompts]
         width = max(len(e) for e in encoded)
         ids = torch.full((len(encoded), width), tok.pad_token_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
@@ -224,12 +232,13 @@ def measure(spec: str, revision: str | None, shape: ModelShape, machine: hw.Hard
     for eval_id, (prompts, new_tokens, batch) in probe.answers.items():
         share = budget * SHARE["answers"] / max(len(probe.answers), 1)
         per_row = timer.modelled("decode") * factors.get("decode", 1.0) * new_tokens
-        rows = _rows_within(per_row, min(batch, len(prompts)), share, 1)
+        rows = _rows_within(per_row, len(prompts), share, 1)
         if rows >= 1:
-            answer_steps[eval_id] = timer.answers(prompts[:rows], new_tokens)
+            answer_steps[eval_id] = timer.answers(prompts[:rows], new_tokens, batch)
             if rows < min(batch, len(prompts)):
-                notes.append(f"{eval_id}: answer lengths measured on {rows} of a batch of "
-                             f"{batch} prompts (the budget); a full batch may run longer")
+                notes.append(f"{eval_id}: answer lengths measured on {rows} of its "
+                             f"{len(prompts)} prompts (the budget), in batches of up to "
+                             f"{batch}: a fuller batch may run longer")
     if "full" in probe.train:
         batch, seq = probe.train["full"]
         model = handle.trainable()
@@ -250,9 +259,9 @@ def measure(spec: str, revision: str | None, shape: ModelShape, machine: hw.Hard
                        answer_steps, seconds, notes)
 
 
-def answer_prompts(policy: Any, eval_id: str, batch: int) -> list[str]:
-    """The first batch of prompts a generating evaluation reads (its dataset's first rows;
-    empty when it names no readable dataset)."""
+def answer_prompts(policy: Any, eval_id: str, limit: int) -> list[str]:
+    """Up to ``limit`` of the prompts a generating evaluation reads (its dataset's first
+    rows; empty when it names no readable dataset)."""
     from certify import registry
     from certify.data.load import HF_PREFIX, DatasetRef, load_dataset
     from certify.errors import CertifyError
@@ -266,5 +275,5 @@ def answer_prompts(policy: Any, eval_id: str, batch: int) -> list[str]:
         rows = load_dataset(ref).rows
     except CertifyError:
         return []
-    limit = getattr(params, "n", None) or len(rows)
-    return [r.prompt for r in rows[:min(limit, batch)] if r.prompt]
+    n = getattr(params, "n", None) or len(rows)
+    return [r.prompt for r in rows[:min(n, limit)] if r.prompt]

@@ -218,7 +218,7 @@ def _probe(policy: Policy, costs: list[CellCost], evals: dict[str, EvalCost]) ->
     answers = {}
     for eval_id, e in evals.items():
         if e.kind == "generate" and e.new_tokens > 0:
-            prompts = calibrate.answer_prompts(policy, eval_id, e.batch)
+            prompts = calibrate.answer_prompts(policy, eval_id, e.items)
             if prompts:
                 answers[eval_id] = (prompts, e.new_tokens, e.batch)
     return Probe(train, busiest.batch if busiest else 0,

@@ -228,10 +228,10 @@ def assumptions(counter: TokenCounter, data: DataEstimator, costs: list[CellCost
         f"Expected error: on the calibration machine real cells took {lo:.2g}x to {hi:.2g}x "
         "the estimate (benchmarks/RESULTS.md, bench_cost_preview.py); on a machine shared with "
         "other work, or with a different torch thread count, expect more.",
-        ("Generation is costed to the decoding steps the model's own first batch of each "
-         "evaluation ran before its longest answer ended (EOS), measured here; after training "
-         "steps, to at least the training data's longest response (a fine-tuned model answers "
-         "as its data does), never more than max_new_tokens."
+        ("Generation before training (baselines) is costed to the decoding steps the "
+         "model's own batches of each evaluation ran here before their longest answer ended "
+         "(EOS); after training steps to max_new_tokens (a model being fine-tuned often "
+         "does not end its answers)."
          if any(e.answer_steps is not None for c in costs for _, e in c.eval_runs) else
          "Generation is costed to max_new_tokens; a model that ends its answers early (EOS) "
          "takes less."),
@@ -286,9 +286,10 @@ def _generation_line(report: DryRunReport) -> list[str]:
         return [f"Of that, {duration(evals)} ({evals / report.seconds:.0%}) is evaluation "
                 "(log-likelihoods only: nothing is generated)."]
     if any(e.answer_steps is not None for c in report.cell_costs for _, e in c.eval_runs):
-        return [f"Of that, {duration(evals)} ({evals / report.seconds:.0%}) is evaluation, "
-                "with answers as long as the model's measured answers (it ends them at EOS; "
-                "a batch stops when its longest answer ends)."]
+        return [f"Of that, {duration(evals)} ({evals / report.seconds:.0%}) is evaluation: "
+                "before training as long as the model's measured answers (it ends them at "
+                "EOS; a batch stops when its longest answer ends), after training steps to "
+                "max_new_tokens, an upper bound."]
     return [f"Of that, {duration(evals)} ({evals / report.seconds:.0%}) is evaluation, with "
             "every answer costed to max_new_tokens: an upper bound, since a model that ends "
             "its answers (EOS) stops generating sooner (a batch stops when its longest "

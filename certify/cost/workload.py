@@ -43,8 +43,6 @@ class DataStats:
     label: str
     lengths: tuple[int, ...] = ()
     """Tokens of each example (prompt + response), for the padding of a batch."""
-    responses: tuple[int, ...] = ()
-    """Tokens of each example's response: how long a model trained on them answers."""
 
     def padded(self, batch: int) -> float:
         """Mean tokens per example once a batch is padded to its longest example.
@@ -116,8 +114,7 @@ class DataEstimator:
                 stats = DataStats(len(rows), sum(prompts) / max(len(prompts), 1),
                                   sum(responses) / max(len(responses), 1), True, ref.label,
                                   tuple(p + r for p, r in zip(prompts, responses,
-                                                              strict=True)),
-                                  tuple(responses))
+                                                              strict=True)))
             except DataError as e:
                 self.notes.append(f"dataset {ref.label} could not be read ({e.message}); "
                                   "its size was assumed, and the audit itself would stop on it")
@@ -140,9 +137,9 @@ class EvalCost:
     answer_steps: float | None = None
     """Decoding steps one batch is expected to run when the model ends its answers at EOS
     (generation stops when the batch's longest answer ends): measured on the model at
-    preview time (certify.cost.calibrate), and for checkpoints after training at least as
-    long as the training data's longest response. None: costed to max_new_tokens, an upper
-    bound."""
+    preview time (certify.cost.calibrate) for its evaluations before training. None:
+    costed to max_new_tokens, an upper bound (and what checkpoints after training get:
+    ``after_training``)."""
 
     @property
     def steps_per_batch(self) -> float:
@@ -298,10 +295,7 @@ def cell_cost(spec: CellSpec, policy: Policy, shape: ModelShape, data: DataEstim
     tokens = steps * batch * seq
     at = [(s, e) for s in spec.checkpoints for e in spec.evaluate] * trials(spec) + [
         (spec.max_steps, e) for e in spec.evaluate_final]
-    trained_answers = (max(stats.responses) + 1 if mode != "eval" and stats
-                       and stats.responses else None)
-    runs = [(s, after_training(evals[e], trained_answers) if s > 0 else evals[e])
-            for s, e in at]
+    runs = [(s, after_training(evals[e]) if s > 0 else evals[e]) for s, e in at]
     eval_flop = sum(e.flop(shape.n_active) for _, e in runs)
     return CellCost(spec.id, spec.attack_id, spec.role, spec.technique, mode, steps, batch, seq,
                     str(p.get("optimizer", "adamw")), len(runs), tokens,
@@ -312,16 +306,18 @@ def cell_cost(spec: CellSpec, policy: Policy, shape: ModelShape, data: DataEstim
                     shape.n_active, shape.layers, shape.n_params)
 
 
-def after_training(run: EvalCost, trained_answers: int | None) -> EvalCost:
-    """A generating evaluation after training steps: the model now answers as its training
-    data does (a harmful fine-tune turns short refusals into full answers), so a batch runs
-    at least as long as the data's longest response (+ EOS), and as long as the model
-    answered before. With no measured start or no response lengths: max_new_tokens."""
-    if run.answer_steps is None or run.new_tokens == 0:
+def after_training(run: EvalCost) -> EvalCost:
+    """A generating evaluation after training steps: costed to max_new_tokens again.
+
+    A model in the middle of being fine-tuned often does not end its answers: in the
+    ci-smoke demo (tiny-chat, 144 harm prompts, max_new_tokens 64) the longest answer at a
+    harmful cell's checkpoints ran to 63-66 tokens at about half of them before settling
+    at the training responses' ~37, and after benign fine-tuning the harm answers ran to
+    the limit at 5 of 6 checkpoints (refusals erode: Qi et al. 2023). The limit is the
+    upper bound, and on the demo within 25% of what ran (benchmarks/RESULTS.md)."""
+    if run.answer_steps is None:
         return run
-    if trained_answers is None:
-        return replace(run, answer_steps=None)
-    return replace(run, answer_steps=max(run.answer_steps, float(trained_answers)))
+    return replace(run, answer_steps=None)
 
 
 def dtype_bytes(dtype: str) -> int:
