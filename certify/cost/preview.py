@@ -269,7 +269,7 @@ def dry_run(opts: Any, machine: hw.Hardware | None = None,
     trained = [c for c in costs if c.mode != "eval"] or costs
     biggest = max(trained, key=lambda c: c.batch * c.seq_tokens)
     if calibrate_here is None:
-        calibrate_here = machine is None
+        calibrate_here = machine is None and getattr(opts, "calibrate", True)
     if machine is None:
         machine = hw.probe(opts.device, opts.dtype, shape.hidden, shape.ffn,
                            int(biggest.batch * biggest.seq_tokens) or 64,
