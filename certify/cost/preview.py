@@ -282,6 +282,7 @@ def dry_run(opts: Any, machine: hw.Hardware | None = None,
                                       notes)
         costs = [cell_cost(c, policy, shapes[c.role], data, by_role.get(c.role, evals))
                  for c in plan.cells]
+        evals = by_role["candidate"]  # the evaluation rows: one run on the candidate
     rows = _rows(costs, machine, opts.fsdp)
     memory = _memory(costs, shape, opts, machine, 2 if reference else 1)
     seconds = sum(r.seconds for r in rows)
