@@ -38,12 +38,13 @@ from certify.cost.shape import ModelShape
 
 log = logging.getLogger(__name__)
 
-BUDGET_SECONDS = 30.0
+BUDGET_SECONDS = 60.0
 """What the measurement may cost, as the fitted model predicts it (loading aside)."""
 MAX_PARAMETERS = {"cpu": 400e6, "cuda": 3e9}
 """Models above this are not loaded by a preview: loading alone takes too long."""
 DECODE_STEPS = 16
-"""Decoding steps timed (the difference of two generations, so the prefill cancels)."""
+"""Decoding steps timed at most (the difference of two generations, so the prefill
+cancels); fewer when the budget is tight."""
 MIN_SECONDS = 1.0
 """Each timing repeats for at least this long (the budget may make one call longer)."""
 KINDS = ("forward", "decode", "full", "lora")
@@ -121,12 +122,16 @@ class _Clock:
 
 def _timed(fn: Any, clock: _Clock, min_seconds: float = MIN_SECONDS) -> float:
     """Median seconds of ``fn()`` after one warm-up call, repeated until ``min_seconds``
-    of wall-clock time have passed (at least 3, at most 50 calls)."""
+    of wall-clock time have passed (at least 3 calls, or 1 when the warm-up call alone
+    took that long; at most 50)."""
+    started = time.perf_counter()
     fn()
     clock.sync()
+    least = 1 if time.perf_counter() - started >= min_seconds else 3
     times: list[float] = []
     started = time.perf_counter()
-    while len(times) < 3 or (time.perf_counter() - started < min_seconds and len(times) < 50):
+    while len(times) < least or (time.perf_counter() - started < min_seconds
+                                 and len(times) < 50):
         times.append(clock.seconds(fn))
     return statistics.median(times)
 
@@ -166,7 +171,7 @@ class _Timer:
             seconds = _timed(lambda: model(input_ids=ids, attention_mask=mask), self.clock)
         return seconds / (rows * tokens)
 
-    def decode(self, rows: int, tokens: int) -> float:
+    def decode(self, rows: int, tokens: int, steps: int = 16) -> float:
         ids, mask = self.ids(rows, tokens)
         model, tok = self.handle.model, self.handle.tokenizer
 
@@ -175,14 +180,14 @@ class _Timer:
                                           max_new_tokens=n, min_new_tokens=n,
                                           pad_token_id=tok.pad_token_id)
 
-        short, long = gen(1), gen(1 + DECODE_STEPS)
+        short, long = gen(1), gen(1 + steps)
         with self.torch.no_grad():
             pairs: list[float] = []
             _timed(lambda: pairs.append(self.clock.seconds(short) - self.clock.seconds(long)),
                    self.clock)
         # Paired differences (each long generation beside a short one), so a slow moment
         # of the machine hits both.
-        return max(-statistics.median(pairs), 1e-9) / (DECODE_STEPS * rows)
+        return max(-statistics.median(pairs), 1e-9) / (steps * rows)
 
     def train(self, model: Any, rows: int, tokens: int) -> float:
         from certify.train import Optim, Stepper
@@ -251,17 +256,37 @@ def measure(spec: str, revision: str | None, shape: ModelShape, machine: hw.Hard
         probe = Probe({}, 0, tokens, probe.answers)
 
     def fit(kind: str, wanted: int, row_tokens: int, calls: int, run: Any) -> None:
-        rows = _rows_within(timer.modelled(kind) * row_tokens, wanted, budget * SHARE[kind],
-                            calls)
+        """``run(rows)`` gives seconds per row-token at ``rows`` rows; the factor is at the
+        plan's ``wanted`` rows. A step costs a + b x rows (weights read once per decoding
+        step, an optimizer update once per training step), so a batch cut down to fit the
+        budget is timed at two sizes and the line is extended to ``wanted``: one small
+        batch's per-row cost overstated decoding 6.6x at SmolLM2-135M's shape."""
+        rows = _rows_within(timer.modelled(kind) * row_tokens, wanted,
+                            budget * SHARE[kind] / (1 if wanted <= 1 else 1.5), calls)
         if rows < 1:
             notes.append(f"{kind}: one row would exceed the measurement budget; not measured")
             return
-        factors[kind] = run(rows) / timer.modelled(kind)
+        if rows >= wanted or rows < 2:
+            factors[kind] = run(rows) / timer.modelled(kind)
+            if rows < wanted:
+                notes.append(f"{kind}: timed at 1 row of {wanted} (the budget); an overestimate")
+            return
+        small = max(1, rows // 2)
+        per_step = {r: run(r) * r for r in (small, rows)}  # seconds per step per row-token
+        slope = max(0.0, (per_step[rows] - per_step[small]) / (rows - small))
+        fixed = max(0.0, per_step[small] - slope * small)
+        factors[kind] = (fixed + slope * wanted) / wanted / timer.modelled(kind)
+        notes.append(f"{kind}: timed at {small} and {rows} rows of {wanted} (the budget) and "
+                     "extended to the full batch")
 
     if probe.eval_batch:
         fit("forward", probe.eval_batch, tokens, 4, lambda r: timer.forward(r, tokens))
-        fit("decode", probe.eval_batch, 2 * (1 + DECODE_STEPS), 3,
-            lambda r: timer.decode(r, tokens))
+        # Fewer decoding steps before fewer rows: a step's cost is mostly reading the
+        # weights, so the plan's batch size matters more than the number of steps.
+        per_step = timer.modelled("decode") * probe.eval_batch
+        steps = max(2, min(DECODE_STEPS, int(budget * SHARE["decode"] / (3 * per_step)) - 2))
+        fit("decode", probe.eval_batch, 2 + steps, 3,
+            lambda r: timer.decode(r, tokens, steps))
     answer_steps: dict[str, float] = {}
     for eval_id, (prompts, new_tokens, batch) in probe.answers.items():
         share = budget * SHARE["answers"] / max(len(probe.answers), 1)
@@ -276,7 +301,7 @@ def measure(spec: str, revision: str | None, shape: ModelShape, machine: hw.Hard
     if "full" in probe.train:
         batch, seq = probe.train["full"]
         model = handle.trainable()
-        fit("full", batch, seq, 3, lambda r: timer.train(model, r, seq))
+        fit("full", batch, seq, 2, lambda r: timer.train(model, r, seq))
         handle.restore()
     if "lora" in probe.train:
         from peft import LoraConfig, get_peft_model
@@ -285,7 +310,7 @@ def measure(spec: str, revision: str | None, shape: ModelShape, machine: hw.Hard
         lora = get_peft_model(handle.model, LoraConfig(r=8, lora_alpha=16,
                                                        target_modules="all-linear",
                                                        task_type="CAUSAL_LM"))
-        fit("lora", batch, seq, 3, lambda r: timer.train(lora, r, seq))
+        fit("lora", batch, seq, 2, lambda r: timer.train(lora, r, seq))
         lora.unload()
     seconds = time.perf_counter() - started
     load = timer.clock.load
