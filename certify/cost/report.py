@@ -205,7 +205,7 @@ def assumptions(counter: TokenCounter, data: DataEstimator, costs: list[CellCost
                 machine: hw.Hardware) -> list[str]:
     util = hw.UTILISATION[machine.device]
     per = hw.TOKEN_LAYER_SECONDS[machine.device]
-    lo, hi = hw.EXPECTED_ERROR
+    lo, hi = hw.EXPECTED_ERROR if machine.calibration else hw.UNCALIBRATED_ERROR
     source = ("fitted to steps timed on a 2-core CPU" if machine.device == "cpu"
               else "assumed, not yet measured on a GPU")
     out = [
@@ -226,8 +226,9 @@ def assumptions(counter: TokenCounter, data: DataEstimator, costs: list[CellCost
         + (" Each kind of work is then scaled by the model's own timing here (the "
            "calibration line below)." if machine.calibration else ""),
         f"Expected error: on the calibration machine real cells took {lo:.2g}x to {hi:.2g}x "
-        "the estimate (benchmarks/RESULTS.md, bench_cost_preview.py); on a machine shared with "
-        "other work, or with a different torch thread count, expect more.",
+        f"the estimate{' calibrated on the model' if machine.calibration else ''} "
+        "(benchmarks/RESULTS.md, bench_cost_preview.py); on a machine whose load changes "
+        "after the preview, or with a different torch thread count, expect more.",
         ("Generation before training (baselines) is costed to the decoding steps the "
          "model's own batches of each evaluation ran here before their longest answer ended "
          "(EOS); after training steps to max_new_tokens (a model being fine-tuned often "
