@@ -73,6 +73,9 @@ class Calibration:
     seconds: float
     """What the measurement took, loading included."""
     notes: list[str] = field(default_factory=list)
+    load: float = 1.0
+    """Wall-clock seconds per CPU second this process got while measuring (in the
+    factors): the estimate on an otherwise idle machine is about the estimate / load."""
 
     def describe(self) -> str:
         parts = ", ".join(f"{k} {v:.2f}x" for k, v in self.factors.items())
@@ -321,7 +324,7 @@ def measure(spec: str, revision: str | None, shape: ModelShape, machine: hw.Hard
                      "that, so a busier or quieter machine later changes the time")
     log.info("cost calibration of %s: %s in %.1f s", spec, factors, seconds)
     return Calibration({k: round(v, 4) for k, v in factors.items() if math.isfinite(v)},
-                       answer_steps, seconds, notes)
+                       answer_steps, seconds, notes, load if factors else 1.0)
 
 
 def answer_prompts(policy: Any, eval_id: str, limit: int) -> list[str]:

@@ -99,6 +99,9 @@ class Hardware:
     calibration: dict[str, float] = field(default_factory=dict)
     """Measured / modelled seconds per kind of work (full, lora, forward, decode), from
     timing the model itself on this machine (certify.cost.calibrate); 1 where unmeasured."""
+    load: float = 1.0
+    """The machine's load while it was calibrated (wall-clock per CPU second of the
+    preview's process), which the calibration factors include."""
 
     def as_json(self) -> dict[str, Any]:
         return dict(self.__dict__)

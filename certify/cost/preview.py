@@ -248,7 +248,7 @@ def _calibrate(opts: Any, policy: Policy, shapes: dict[str, ModelShape],
                          "constants are used.")
             continue
         if role == "candidate":
-            machine = replace(machine, calibration=cal.factors)
+            machine = replace(machine, calibration=cal.factors, load=cal.load)
         by_role[role] = {k: replace(e, answer_steps=cal.answer_steps[k])
                          if k in cal.answer_steps else e for k, e in evals.items()}
         notes.append(f"{role}: {cal.describe()}")

@@ -326,7 +326,12 @@ def render_text(report: DryRunReport) -> str:
         f"on the {mem['device']} of {gib(mem['device_available'])} available"
         f" -> {'fits' if mem['fits'] else 'DOES NOT FIT'}.",
         f"Estimated time here: {duration(report.seconds)} "
-        f"({report.reference_gpu_hours:,.1f} GPU-hours on an {hw.REFERENCE_GPU} for comparison).",
+        + (f"at the load the calibration saw (this process got one CPU second per "
+           f"{h['load']:.1f} s); on an otherwise idle machine about "
+           f"{duration(report.seconds / h['load'])} "
+           if h.get("calibration") and h.get("load", 1.0) > 1.2 else "")
+        + f"({report.reference_gpu_hours:,.1f} GPU-hours on an {hw.REFERENCE_GPU} for "
+        "comparison).",
         *_generation_line(report),
         *_early_stop_lines(report),
         f"Largest cell: {flop(report.largest_cell_flop)} FLOP (statutory compute lines such as "
