@@ -35,6 +35,7 @@ from typing import Any
 
 from certify.cost import hardware as hw
 from certify.cost.shape import ModelShape
+from certify.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -234,10 +235,15 @@ class _Timer:
 
 
 def _load(spec: str, revision: str | None, machine: hw.Hardware, dtype: str) -> Any:
-    from certify.models.load import LoadOptions, load
     from certify.models.source import ModelIdentity, resolve
 
+    # Resolved before torch is imported: a builtin model not built yet is not built by a
+    # preview, and such a preview stays torch-free.
     source = resolve(spec, revision=revision, build=False)
+    if not source.path.exists():
+        raise ModelError(f"{spec} is not built yet (the audit builds it; a preview does not)")
+    from certify.models.load import LoadOptions, load
+
     # The preview hashes nothing: the identity is the audit's business.
     identity = ModelIdentity(spec, source.kind, revision, "", {}, 0, {})
     return load("candidate", source, identity, LoadOptions(device=machine.device, dtype=dtype))
