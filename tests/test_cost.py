@@ -269,7 +269,7 @@ def test_cli_dry_run_builds_nothing_and_imports_no_torch(tmp_path: Path) -> None
 
 def test_cli_dry_run_json_for_ci_smoke_is_feasible() -> None:
     out = run_certify("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--reference",
-                      "builtin:tiny-chat", "--dry-run", "--json")
+                      "builtin:tiny-chat", "--dry-run", "--no-calibrate", "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["dry_run"] and report["feasible"]
@@ -279,25 +279,31 @@ def test_cli_dry_run_json_for_ci_smoke_is_feasible() -> None:
 
 
 def test_cli_dry_run_of_the_demo_command_on_the_immunized_model() -> None:
-    """The demo's own command plus --dry-run (issue 15, defect 1)."""
+    """The demo's own command plus --dry-run (issue 15, defect 1), calibrated on the model
+    (certify.cost.calibrate) as a user's dry run is."""
     out = run_certify("audit", "builtin:tiny-chat-immunized", "--policy", "ci-smoke",
                       "--dry-run", "--json")
     assert out.returncode == 0, out.stderr
     report = json.loads(out.stdout)
     assert report["model"]["spec"] == "builtin:tiny-chat-immunized"
     assert report["model"]["parameters"] == 984_192 and report["feasible"]
+    assert set(report["hardware"]["calibration"]) == {"forward", "decode", "full", "lora"}
+    assert any("Calibrated on the model itself" in a for a in report["assumptions"])
 
 
 def test_cli_dry_run_exit_code_gates_on_feasibility() -> None:
     """Infeasible here -> exit 5 (documented), in text and JSON alike; feasible -> 0."""
     from certify.cli import DRY_RUN_INFEASIBLE
 
-    text = run_certify("audit", "builtin:tiny-chat", "--policy", "sb1047", "--dry-run")
+    text = run_certify("audit", "builtin:tiny-chat", "--policy", "sb1047", "--dry-run",
+                       "--no-calibrate")
     assert "Feasible on this machine: NO" in text.stdout
     assert text.returncode == DRY_RUN_INFEASIBLE == 5, text.stderr
-    js = run_certify("audit", "builtin:tiny-chat", "--policy", "sb1047", "--dry-run", "--json")
+    js = run_certify("audit", "builtin:tiny-chat", "--policy", "sb1047", "--dry-run", "--json",
+                     "--no-calibrate")
     assert js.returncode == 5 and json.loads(js.stdout)["feasible"] is False
-    ok = run_certify("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--dry-run")
+    ok = run_certify("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--dry-run",
+                     "--no-calibrate")
     assert "Feasible on this machine: yes" in ok.stdout and ok.returncode == 0, ok.stderr
     for doc in ("README.md", "docs/github-actions.md", "docs/policies.md"):
         assert "| 5 |" in (ROOT / doc).read_text() or " 5 when" in (ROOT / doc).read_text()

@@ -69,7 +69,7 @@ def test_dry_run_of_sb1047_shows_the_knowledge_rows_and_reads_no_corpus() -> Non
     """The strict profile's relearning attacks and WMDP evaluations are costed (the
     infeasible exit 5, not an input error), and the corpora are listed as not read."""
     proc = run_certify("audit", "builtin:tiny-chat", "--policy", "sb1047", "--dry-run",
-                       "--json")
+                       "--json", "--no-calibrate")
     assert proc.returncode == 5, proc.stderr[-3000:]
     report = json.loads(proc.stdout)
     attacks = {r["attack_id"]: r for r in report["attacks"]}

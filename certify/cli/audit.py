@@ -59,6 +59,9 @@ def _shard(value: str | None) -> tuple[int, int] | None:
               help="Keep each cell's training state at its checkpoints so a killed cell "
                    "resumes there; auto: when the cost model estimates a cell over 3 min.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and its cost; run nothing.")
+@click.option("--calibrate/--no-calibrate", default=True, show_default=True,
+              help="--dry-run: time the model itself here and measure its answer lengths "
+                   "(models up to 400M parameters on a CPU); off: fitted constants only.")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def audit(model: str, policy: str, reference: str | None, out: Path | None, resume: bool,
@@ -66,8 +69,8 @@ def audit(model: str, policy: str, reference: str | None, out: Path | None, resu
           reference_revision: str | None, executor: str, ray_address: str | None,
           shard: str | None, device: str, fsdp: int, dtype: str, autocast: str | None,
           gradient_checkpointing: bool, trust_remote_code: bool, allow_pickle: bool,
-          allow_drift: bool, formats: str, cell_state: str, dry_run: bool, as_json: bool,
-          quiet: bool) -> None:
+          allow_drift: bool, formats: str, cell_state: str, dry_run: bool, calibrate: bool,
+          as_json: bool, quiet: bool) -> None:
     """Audit MODEL against POLICY: attack it, measure, decide, and write evidence."""
     from certify.conductor import AuditOptions
     from certify.errors import UsageError
@@ -80,7 +83,7 @@ def audit(model: str, policy: str, reference: str | None, out: Path | None, resu
         autocast=autocast, gradient_checkpointing=gradient_checkpointing,
         trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, allow_drift=allow_drift,
         key=key, formats=tuple(f for f in formats.split(",") if f), cell_state=cell_state,
-        command="certify " + " ".join(sys.argv[1:]))
+        command="certify " + " ".join(sys.argv[1:]), calibrate=calibrate)
     if dry_run:
         from certify.conductor import preview
 

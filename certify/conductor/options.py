@@ -36,6 +36,8 @@ class AuditOptions:
     cell_state: str = "auto"
     """Keep each cell's training state at its checkpoints (resume inside a cell): on, off,
     or auto (on when the cost model estimates a cell over a few minutes)."""
+    calibrate: bool = True
+    """--dry-run: time the model itself on this machine (certify.cost.calibrate)."""
 
 
 @dataclass

@@ -15,7 +15,16 @@ from certify.assess import assess, fragile_limitations, scope_sentence
 from certify.attest import report_is_stale, sign, signed_by, signer_identity
 from certify.conductor.collect import collect, inputs_of, merge_options, plan_of, policy_of
 from certify.conductor.options import AuditOptions, RunResult, default_out
-from certify.conductor.preflight import expect_times, manifest, preflight, worker_setup
+from certify.conductor.preflight import (
+    asks_cost_model,
+    check_disk_space,
+    cost_preview,
+    expect_times,
+    keep_cell_state,
+    manifest,
+    preflight,
+    worker_setup,
+)
 from certify.evidence import Evidence
 from certify.plan import make_plan
 from certify.policy.load import load_policy
@@ -36,16 +45,20 @@ def audit(opts: AuditOptions, progress: Progress | None = None) -> RunResult:
 
 def _audit(opts: AuditOptions, progress: Progress) -> RunResult:
     loaded = load_policy(opts.policy, opts.overlays)                          # policy
+    run_dir = RunDir(opts.out or default_out(loaded.policy.id, opts.model))
+    preview = cost_preview(opts) if asks_cost_model(opts) else None  # state, disk, ETA
+    keep_state = keep_cell_state(opts, preview)
+    check_disk_space(opts, run_dir.path, keep_state)  # before hours of hashing and training
     inputs = preflight(opts, loaded, progress)   # every check that can run before training
     plan = make_plan(loaded.policy, inputs.digests)                           # plan
-    run_dir = RunDir(opts.out or default_out(loaded.policy.id, opts.model))
     with run_dir.lock(), storage_errors(run_dir.path):
         if run_dir.open(manifest(loaded, inputs, plan, opts), allow_drift=opts.allow_drift):
             progress.message(f"resuming {run_dir.path}")
         index, count = opts.shard or (0, 1)
         cells = plan.cells[index::count]
-        estimate = expect_times(opts, plan.cells, cells, run_dir, progress)  # → the ETA
-        execute(cells, run_dir, worker_setup(loaded, inputs, opts, estimate),          # execute
+        expect_times(preview, plan.cells, cells, run_dir, progress)  # → the ETA
+        setup = worker_setup(loaded, inputs, opts, keep_state)
+        execute(cells, run_dir, setup,                                            # execute
                 Executor(opts.executor, opts.fsdp, opts.ray_address), progress)
         evidence = collect(run_dir, loaded, inputs.models, plan, inputs.datasets, opts)  # collect
         return conclude(run_dir, evidence, loaded.policy, opts.formats, opts.key,

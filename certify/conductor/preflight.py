@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from certify import environment, registry
@@ -188,9 +189,22 @@ def manifest(loaded: LoadedPolicy, inputs: Inputs, plan: Plan,
     }
 
 
+def check_disk_space(opts: AuditOptions, out: Path, keep_state: bool) -> None:
+    """Refuse (exit 2) an audit whose run directory the disk cannot hold: the kept cell
+    state, the samples, the evidence and the reports (certify.cost.disk)."""
+    from certify.cost.disk import audit_disk_need, check_disk
+
+    try:
+        need = audit_disk_need(opts, keep_state)
+    except Exception as e:  # an unreadable model or policy is preflight's to report
+        log.info("disk need not estimated (%s)", e.message if isinstance(e, CertifyError)
+                 else e)
+        return
+    check_disk(out, need)
+
+
 def worker_setup(loaded: LoadedPolicy, inputs: Inputs, opts: AuditOptions,
-                 preview: Any = None) -> WorkerSetup:
-    """``preview``: the cost model's dry run of this audit, when already made."""
+                 keep_state: bool | None = None) -> WorkerSetup:
     """What every worker is given (plain data and the typed policy: Ray ships it)."""
     return WorkerSetup(
         policy=loaded.policy,
@@ -200,22 +214,23 @@ def worker_setup(loaded: LoadedPolicy, inputs: Inputs, opts: AuditOptions,
         device=opts.device, dtype=opts.dtype, autocast=opts.autocast,
         trust_remote_code=opts.trust_remote_code, allow_pickle=opts.allow_pickle,
         gradient_checkpointing=opts.gradient_checkpointing,
-        keep_cell_state=keep_cell_state(opts, preview))
+        keep_cell_state=keep_cell_state(opts) if keep_state is None else keep_state)
 
 
 def asks_cost_model(opts: AuditOptions) -> bool:
-    """Whether the audit consults the cost model before running: ``--cell-state auto`` on a
-    local, unsharded executor (Ray and FSDP-sharded cells keep no state: no need to ask)."""
-    return opts.cell_state == "auto" and opts.executor == "local" and opts.fsdp == 1
+    """Whether the audit consults the cost model before running: ``--cell-state auto`` on
+    the local executor (Ray cells keep no state: no need to ask)."""
+    return opts.cell_state == "auto" and opts.executor == "local"
 
 
 def cost_preview(opts: AuditOptions) -> Any:
-    """The dry run's report for this audit, or None when the cost model cannot make one
-    (the preview must never stop an audit)."""
+    """The dry run's report for this audit (fitted constants, no calibration: an audit
+    does not spend a minute timing the model), or None when the cost model cannot make
+    one (the preview must never stop an audit)."""
     from certify.cost import dry_run
 
     try:
-        return dry_run(opts)
+        return dry_run(opts, calibrate_here=False)
     except Exception as e:
         log.info("cost model unavailable (%s)", e.message if isinstance(e, CertifyError) else e)
         return None
@@ -239,30 +254,30 @@ def cell_seconds(preview: Any, plan_cells: list[Any]) -> dict[str, float]:
             if isinstance(r.get("seconds"), int | float)}
 
 
-def expect_times(opts: AuditOptions, plan_cells: list[Any], cells: list[Any], run_dir: Any,
-                 progress: Progress) -> Any:
-    """Ask the cost model (when the audit asks it at all) and give the progress display
-    its seconds for each of ``cells`` still to run, so the run's ETA starts from the
-    estimate and is then corrected by measured cells. Returns the preview (for
-    ``worker_setup``)."""
-    if not asks_cost_model(opts):
-        return None
-    preview = cost_preview(opts)
+def expect_times(preview: Any, plan_cells: list[Any], cells: list[Any], run_dir: Any,
+                 progress: Progress) -> None:
+    """Give the progress display the cost model's seconds for each of ``cells`` still to
+    run, so the run's ETA starts from the estimate and is then corrected by measured
+    cells."""
     seconds = cell_seconds(preview, plan_cells)
     if seconds:
         from certify.run.executor import pending
 
         progress.expect({c.id: seconds[c.id] for c in pending(cells, run_dir) if c.id in seconds})
-    return preview
 
 
 def keep_cell_state(opts: AuditOptions, preview: Any = None) -> bool:
     """``--cell-state``; ``auto`` asks the cost model whether a cell runs for minutes
     (``preview``: its answer, when already asked)."""
+    if opts.executor != "local":
+        if opts.cell_state == "on":
+            log.warning("--cell-state on has no effect with --executor %s: Ray actors may run "
+                        "on other hosts than the run directory's, so their cells keep no "
+                        "state and a killed cell restarts from step 0 (docs/reliability.md)",
+                        opts.executor)
+        return False
     if opts.cell_state != "auto":
         return opts.cell_state == "on"
-    if not asks_cost_model(opts):
-        return False
     from certify.run.cell_state import SAVE_SECONDS
 
     preview = preview if preview is not None else cost_preview(opts)

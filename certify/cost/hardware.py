@@ -51,19 +51,25 @@ TRAIN_SETUP_SECONDS_PER_PARAMETER = {"cpu": 1.4e-7, "cuda": 0.0}
 gradients and optimizer states are allocated then): at SmolLM2-135M's shape the first
 two steps took 19.5 s more than two steady steps (bench_cost_preview.py, 2026-12-07);
 per trained parameter. Negligible for the demo's 1M-parameter models."""
-EVAL_FIXED_SECONDS = {"lm_eval": 2.5, "generate": 0.0}
-"""Seconds per evaluation outside the model: lm-eval builds its task manager and loads
-its datasets on every call (the residual of the ci-smoke baseline cell: 6.6 s measured
-against 3.9 s of model work estimated)."""
+EVAL_FIXED_SECONDS = {"lm_eval": 0.5, "generate": 0.0}
+"""Seconds per evaluation outside the model: lm-eval renders its templates and builds its
+requests on every call. It was 2.5 s while each call also loaded the tasks and collected
+the environment; since lm-eval evaluations load their tasks once per evaluator a whole
+call on builtin:tiny-chat takes 0.6-0.9 s (benchmarks/RESULTS.md, knowledge evaluation),
+almost all of it this overhead."""
 STEP_OVERHEAD = {"cpu": {"train": 0.0, "decode": 0.0},
                  "cuda": {"train": 0.010, "decode": 0.003}}
 """Fixed seconds per optimizer step and per decoding step (kernel launches). On a CPU this
 is inside TOKEN_LAYER_SECONDS; on a GPU it overlaps with compute, so the larger counts."""
-EXPECTED_ERROR = (0.6, 1.4)
-"""Measured / estimated seconds per cell seen by benchmarks/bench_cost_preview.py on the
-calibration machine (benchmarks/RESULTS.md: builtin:tiny-chat under ci-smoke 0.62-1.27
-over three runs, a SmolLM2-135M-shaped model 0.98-1.36, with the 2 cores shared at a
-load average of 3-4), stated with every preview."""
+EXPECTED_ERROR = (0.7, 1.4)
+"""Measured / estimated seconds per cell of a preview calibrated on the model
+(certify.cost.calibrate), seen by benchmarks/bench_cost_preview.py on the calibration
+machine with its 2 cores shared (benchmarks/RESULTS.md, 2026-12-07: the demo audit
+0.85-1.37 over 10 cells, a SmolLM2-135M-shaped model 1.04-1.05), stated with every
+calibrated preview."""
+UNCALIBRATED_ERROR = (0.3, 1.4)
+"""The same for the fitted constants alone: the demo 0.28-0.73 (its cells are seconds
+long, where the constants are least accurate) and 0.62-1.36 in earlier runs."""
 REFERENCE_UTILISATION = 0.4
 
 MAX_M, MAX_K = 2048, 4096
@@ -90,9 +96,40 @@ class Hardware:
     """Measured FLOP/s of a matmul shaped like one layer of a batched decoding step."""
     measured: str
     problems: list[str] = field(default_factory=list)
+    calibration: dict[str, float] = field(default_factory=dict)
+    """Measured / modelled seconds per kind of work (full, lora, forward, decode), from
+    timing the model itself on this machine (certify.cost.calibrate); 1 where unmeasured."""
+    load: float = 1.0
+    """The machine's load while it was calibrated (wall-clock per CPU second of the
+    preview's process), which the calibration factors include."""
 
     def as_json(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def factor(self, kind: str) -> float:
+        return self.calibration.get(kind, 1.0)
+
+
+def token_seconds(machine: Hardware, kind: str, n_active: int, layers: int,
+                  lora_eval: bool = False, calibrated: bool = True) -> float:
+    """Seconds per token of one kind of work on ``machine``: ``full`` or ``lora`` (a token
+    trained), ``forward`` (a token read in parallel: prompts, lm-eval requests) or
+    ``decode`` (one row of one decoding step).
+
+    The fitted model -- the token's matrix products at the probed matmul rate times a
+    utilisation, plus a per-token, per-layer cost for the rest -- times the calibration
+    factor this model's own timing gave (``calibrated``), which absorbs what the fit gets
+    wrong at this shape, on this machine, at this load. Every row of the preview (any
+    attack, any evaluation) goes through here, so a new attack's rows are calibrated too.
+    """
+    util = UTILISATION[machine.device][kind]
+    per_token = TOKEN_LAYER_SECONDS[machine.device][kind]
+    if lora_eval and kind in ("forward", "decode"):
+        per_token *= LORA_EVAL_FACTOR
+    flop = {"full": 6.0, "lora": 4.0}.get(kind, 2.0) * n_active
+    rate = machine.decode_flops if kind == "decode" else machine.train_flops
+    seconds = flop / (rate * util) + layers * per_token
+    return seconds * (machine.factor(kind) if calibrated else 1.0)
 
 
 def host_memory() -> tuple[int, int]:

@@ -13,12 +13,16 @@ benchmarks/bench_cost_preview.py compares the estimate with a real audit per cel
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any
 
+from certify.cost import calibrate
 from certify.cost import hardware as hw
+from certify.cost.calibrate import Probe
 from certify.cost.report import DryRunReport, EvalRow, Row, assumptions, warnings
 from certify.cost.shape import ModelShape, model_shape
 from certify.cost.workload import (
+    TEMPLATE_TOKENS,
     CellCost,
     DataEstimator,
     EvalCost,
@@ -55,17 +59,11 @@ def _eval_seconds(cell: CellCost, machine: hw.Hardware) -> tuple[float, float]:
 
 def _runs_seconds(runs: list[EvalCost], n_active: int, layers: int, mode: str,
                   machine: hw.Hardware) -> tuple[float, float]:
-    util = hw.UTILISATION[machine.device]
-    per_token = dict(hw.TOKEN_LAYER_SECONDS[machine.device])
-    if mode == "lora":
-        per_token = {k: v * hw.LORA_EVAL_FACTOR for k, v in per_token.items()}
-    flop = 2.0 * n_active
+    lora = mode == "lora"
     forward = sum(e.forward_tokens for e in runs)
     generated = sum(e.generated for e in runs)
-    compute = (forward * (flop / (machine.train_flops * util["forward"])
-                          + layers * per_token["forward"])
-               + generated * (flop / (machine.decode_flops * util["decode"])
-                              + layers * per_token["decode"]))
+    compute = (forward * hw.token_seconds(machine, "forward", n_active, layers, lora)
+               + generated * hw.token_seconds(machine, "decode", n_active, layers, lora))
     fixed = sum(hw.EVAL_FIXED_SECONDS.get(e.kind, 0.0) for e in runs)
     return compute + fixed, sum(e.decode_steps for e in runs) * hw.STEP_OVERHEAD[
         machine.device]["decode"]
@@ -77,7 +75,7 @@ def _eval_rows(evals: dict[str, EvalCost], costs: list[CellCost], shape: ModelSh
     how often the plan runs it (a checkpoint of a cell, a baseline)."""
     rows = []
     for eval_id, e in evals.items():
-        runs = sum(1 for c in costs for _, run in c.eval_runs if run is e)
+        runs = sum(1 for c in costs for _, run in c.eval_runs if run.eval_id == eval_id)
         once = sum(_runs_seconds([e], shape.n_active, shape.layers, "full", machine))
         rows.append(EvalRow(eval_id, policy.evaluations[eval_id].eval, e.kind, e.items,
                             e.requests if e.requests is not None else e.items, e.new_tokens,
@@ -95,12 +93,10 @@ def cell_seconds(cell: CellCost, machine: hw.Hardware, fsdp: int = 1) -> tuple[f
     devices = fsdp if cell.mode == "full" else 1  # a sharded cell trains on fsdp devices
     train = (0.0, 0.0)
     if cell.mode != "eval":
-        util = hw.UTILISATION[machine.device][cell.mode]
-        per_token = hw.TOKEN_LAYER_SECONDS[machine.device][cell.mode]
+        per_token = hw.token_seconds(machine, cell.mode, cell.n_active, cell.layers)
         setup = (cell.n_params * hw.TRAIN_SETUP_SECONDS_PER_PARAMETER[machine.device]
                  if cell.mode == "full" and cell.steps else 0.0)
-        train = (cell.train_flop / (devices * machine.train_flops * util)
-                 + cell.train_tokens * cell.layers * per_token / devices + setup,
+        train = (cell.train_tokens * per_token / devices + setup,
                  cell.steps * hw.STEP_OVERHEAD[machine.device]["train"])
     evals = _eval_seconds(cell, machine)
     if machine.device == "cpu":
@@ -169,8 +165,26 @@ def _memory(costs: list[CellCost], shape: ModelShape, opts: Any, machine: hw.Har
             and host_need <= machine.host_available}
 
 
-def dry_run(opts: Any, machine: hw.Hardware | None = None) -> DryRunReport:
-    """Preview the audit ``opts`` describes. ``machine`` overrides the measured hardware."""
+@dataclass
+class Workload:
+    """What the plan asks for, before any machine is measured (shared by the dry run and
+    the disk check)."""
+
+    loaded: Any
+    policy: Policy
+    shape: ModelShape
+    reference: str | None
+    notes: list[str]
+    plan: Any
+    counter: TokenCounter
+    data: DataEstimator
+    evals: dict[str, EvalCost]
+    shapes: dict[str, ModelShape]
+    costs: list[CellCost]
+
+
+def workload(opts: Any) -> Workload:
+    """The plan of the audit ``opts`` describes and each cell's work. Torch-free."""
     from certify.policy.load import load_policy
 
     loaded = load_policy(opts.policy, opts.overlays)
@@ -186,12 +200,89 @@ def dry_run(opts: Any, machine: hw.Hardware | None = None) -> DryRunReport:
     evals = {e: eval_cost(policy, e, data) for e in policy.evaluations}
     shapes = {"candidate": shape, "reference": ref_shape}
     costs = [cell_cost(c, policy, shapes[c.role], data, evals) for c in plan.cells]
+    return Workload(loaded, policy, shape, reference, notes, plan, counter, data, evals,
+                    shapes, costs)
+
+
+def _probe(policy: Policy, costs: list[CellCost], evals: dict[str, EvalCost]) -> Probe:
+    """The shapes the plan runs: its largest training batch per mode, its busiest
+    evaluation's batch and prompt length, and each generating evaluation's prompts."""
+    train: dict[str, tuple[int, int]] = {}
+    for mode in ("full", "lora"):
+        cells = [c for c in costs if c.mode == mode]
+        if cells:
+            big = max(cells, key=lambda c: c.batch * c.seq_tokens)
+            train[mode] = (big.batch, max(2, round(big.seq_tokens)))
+    runs = [e for c in costs for _, e in c.eval_runs]
+    busiest = max(runs, key=lambda e: e.generated + e.forward_tokens, default=None)
+    answers = {}
+    for eval_id, e in evals.items():
+        if e.kind == "generate" and e.new_tokens > 0:
+            prompts = calibrate.answer_prompts(policy, eval_id, e.items)
+            if prompts:
+                answers[eval_id] = (prompts, e.new_tokens, e.batch)
+    return Probe(train, busiest.batch if busiest else 0,
+                 round(busiest.prompt_tokens) + TEMPLATE_TOKENS if busiest else 0, answers)
+
+
+def _calibrate(opts: Any, policy: Policy, shapes: dict[str, ModelShape],
+               specs: dict[str, tuple[str, str | None]], costs: list[CellCost],
+               evals: dict[str, EvalCost], machine: hw.Hardware,
+               notes: list[str]) -> tuple[hw.Hardware, dict[str, dict[str, EvalCost]]]:
+    """Time the candidate here and measure each model's answer lengths (certify.cost.
+    calibrate); the machine with its factors and each role's evaluations."""
+    by_role = {role: dict(evals) for role in specs}
+    probe = _probe(policy, costs, evals)
+    for role, (spec, revision) in specs.items():
+        reason = calibrate.skip_reason(shapes[role], machine)
+        if reason:
+            notes.append(f"Not calibrated on the {role} model: {reason}; the fitted constants "
+                         "are used and generation is costed to max_new_tokens.")
+            continue
+        try:
+            cal = calibrate.measure(spec, revision, shapes[role], machine, opts.dtype, probe,
+                                    time_work=role == "candidate")
+        except Exception as e:  # the preview must not fail on its own measurement
+            message = e.message if isinstance(e, CertifyError) else f"{type(e).__name__}: {e}"
+            notes.append(f"Not calibrated on the {role} model ({message}); the fitted "
+                         "constants are used.")
+            continue
+        if role == "candidate":
+            machine = replace(machine, calibration=cal.factors, load=cal.load)
+        by_role[role] = {k: replace(e, answer_steps=cal.answer_steps[k])
+                         if k in cal.answer_steps else e for k, e in evals.items()}
+        notes.append(f"{role}: {cal.describe()}")
+        notes.extend(f"{role}: {n}" for n in cal.notes)
+    return machine, by_role
+
+
+def dry_run(opts: Any, machine: hw.Hardware | None = None,
+            calibrate_here: bool | None = None) -> DryRunReport:
+    """Preview the audit ``opts`` describes. ``machine`` overrides the measured hardware.
+
+    ``calibrate_here`` (default: when the machine is measured, not given) times the model
+    itself on this machine and measures its answer lengths (certify.cost.calibrate)."""
+    w = workload(opts)
+    loaded, policy, shape, reference, notes = w.loaded, w.policy, w.shape, w.reference, w.notes
+    plan, counter, data, evals, shapes, costs = (w.plan, w.counter, w.data, w.evals, w.shapes,
+                                                 w.costs)
     trained = [c for c in costs if c.mode != "eval"] or costs
     biggest = max(trained, key=lambda c: c.batch * c.seq_tokens)
+    if calibrate_here is None:
+        calibrate_here = machine is None and getattr(opts, "calibrate", True)
     if machine is None:
         machine = hw.probe(opts.device, opts.dtype, shape.hidden, shape.ffn,
                            int(biggest.batch * biggest.seq_tokens) or 64,
                            max((e.batch for e in evals.values()), default=64))
+    if calibrate_here:
+        specs = {"candidate": (opts.model, opts.revision)}
+        if reference:
+            specs["reference"] = (reference, opts.reference_revision)
+        machine, by_role = _calibrate(opts, policy, shapes, specs, costs, evals, machine,
+                                      notes)
+        costs = [cell_cost(c, policy, shapes[c.role], data, by_role.get(c.role, evals))
+                 for c in plan.cells]
+        evals = by_role["candidate"]  # the evaluation rows: one run on the candidate
     rows = _rows(costs, machine, opts.fsdp)
     memory = _memory(costs, shape, opts, machine, 2 if reference else 1)
     seconds = sum(r.seconds for r in rows)

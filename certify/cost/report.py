@@ -205,7 +205,7 @@ def assumptions(counter: TokenCounter, data: DataEstimator, costs: list[CellCost
                 machine: hw.Hardware) -> list[str]:
     util = hw.UTILISATION[machine.device]
     per = hw.TOKEN_LAYER_SECONDS[machine.device]
-    lo, hi = hw.EXPECTED_ERROR
+    lo, hi = hw.EXPECTED_ERROR if machine.calibration else hw.UNCALIBRATED_ERROR
     source = ("fitted to steps timed on a 2-core CPU" if machine.device == "cpu"
               else "assumed, not yet measured on a GPU")
     out = [
@@ -222,13 +222,22 @@ def assumptions(counter: TokenCounter, data: DataEstimator, costs: list[CellCost
         f"{per['decode'] * 1e6:g} us; {source} (certify/cost/hardware.py). Measured now: "
         f"{machine.train_flops / 1e9:.1f} GFLOP/s (training shape) and "
         f"{machine.decode_flops / 1e9:.1f} GFLOP/s (decoding shape) with "
-        f"{machine.measured}.",
+        f"{machine.measured}."
+        + (" Each kind of work is then scaled by the model's own timing here (the "
+           "calibration line below)." if machine.calibration else ""),
         f"Expected error: on the calibration machine real cells took {lo:.2g}x to {hi:.2g}x "
-        "the estimate (benchmarks/RESULTS.md, bench_cost_preview.py); on a machine shared with "
-        "other work, or with a different torch thread count, expect more.",
-        "Generation is costed to max_new_tokens; a model that ends its answers early (EOS) "
-        "takes less. Model loading, judges other than keyword/canary rules, and report "
-        "rendering are not counted.",
+        f"the estimate{' calibrated on the model' if machine.calibration else ''} "
+        "(benchmarks/RESULTS.md, bench_cost_preview.py); on a machine whose load changes "
+        "after the preview, or with a different torch thread count, expect more.",
+        ("Generation before training (baselines) is costed to the decoding steps the "
+         "model's own batches of each evaluation ran here before their longest answer ended "
+         "(EOS); after training steps to max_new_tokens (a model being fine-tuned often "
+         "does not end its answers)."
+         if any(e.answer_steps is not None for c in costs for _, e in c.eval_runs) else
+         "Generation is costed to max_new_tokens; a model that ends its answers early (EOS) "
+         "takes less."),
+        "Model loading, judges other than keyword/canary rules, and report rendering are not "
+        "counted.",
     ]
     unread = sorted({s.label for s in data.cache.values() if not s.measured})
     if unread:
@@ -277,6 +286,11 @@ def _generation_line(report: DryRunReport) -> list[str]:
     if not report.totals.get("generated_tokens"):
         return [f"Of that, {duration(evals)} ({evals / report.seconds:.0%}) is evaluation "
                 "(log-likelihoods only: nothing is generated)."]
+    if any(e.answer_steps is not None for c in report.cell_costs for _, e in c.eval_runs):
+        return [f"Of that, {duration(evals)} ({evals / report.seconds:.0%}) is evaluation: "
+                "before training as long as the model's measured answers (it ends them at "
+                "EOS; a batch stops when its longest answer ends), after training steps to "
+                "max_new_tokens, an upper bound."]
     return [f"Of that, {duration(evals)} ({evals / report.seconds:.0%}) is evaluation, with "
             "every answer costed to max_new_tokens: an upper bound, since a model that ends "
             "its answers (EOS) stops generating sooner (a batch stops when its longest "
@@ -312,7 +326,12 @@ def render_text(report: DryRunReport) -> str:
         f"on the {mem['device']} of {gib(mem['device_available'])} available"
         f" -> {'fits' if mem['fits'] else 'DOES NOT FIT'}.",
         f"Estimated time here: {duration(report.seconds)} "
-        f"({report.reference_gpu_hours:,.1f} GPU-hours on an {hw.REFERENCE_GPU} for comparison).",
+        + (f"at the load the calibration saw (this process got one CPU second per "
+           f"{h['load']:.1f} s); on an otherwise idle machine about "
+           f"{duration(report.seconds / h['load'])} "
+           if h.get("calibration") and h.get("load", 1.0) > 1.2 else "")
+        + f"({report.reference_gpu_hours:,.1f} GPU-hours on an {hw.REFERENCE_GPU} for "
+        "comparison).",
         *_generation_line(report),
         *_early_stop_lines(report),
         f"Largest cell: {flop(report.largest_cell_flop)} FLOP (statutory compute lines such as "

@@ -133,6 +133,19 @@ class EvalCost:
     """Forward passes over a prompt: one per choice for multiple choice; default items."""
     kind: str = "generate"
     """generate, or lm_eval (which also sets up its task manager and datasets each time)."""
+    eval_id: str = ""
+    answer_steps: float | None = None
+    """Decoding steps one batch is expected to run when the model ends its answers at EOS
+    (generation stops when the batch's longest answer ends): measured on the model at
+    preview time (certify.cost.calibrate) for its evaluations before training. None:
+    costed to max_new_tokens, an upper bound (and what checkpoints after training get:
+    ``after_training``)."""
+
+    @property
+    def steps_per_batch(self) -> float:
+        if self.answer_steps is None:
+            return float(self.new_tokens)
+        return min(float(self.new_tokens), self.answer_steps)
 
     def flop(self, n_active: int) -> float:
         return 2.0 * n_active * (self.forward_tokens + self.generated)
@@ -144,13 +157,14 @@ class EvalCost:
             self.prompt_tokens + TEMPLATE_TOKENS)
 
     @property
-    def generated(self) -> int:
-        return self.items * self.new_tokens
+    def generated(self) -> float:
+        """Rows x decoding steps: every row of a batch is decoded until the batch stops."""
+        return self.items * self.steps_per_batch
 
     @property
-    def decode_steps(self) -> int:
+    def decode_steps(self) -> float:
         """Sequential forward passes: one per generated token per batch."""
-        return math.ceil(self.items / self.batch) * self.new_tokens
+        return math.ceil(self.items / self.batch) * self.steps_per_batch
 
 
 def _lm_eval_cost(params: Any) -> EvalCost | None:
@@ -179,7 +193,7 @@ def eval_cost(policy: Policy, eval_id: str, data: DataEstimator) -> EvalCost:
     if getattr(params, "tasks", None):
         counted = _lm_eval_cost(params)
         if counted is not None:
-            return counted
+            return replace(counted, eval_id=eval_id)
     ref = getattr(params, "dataset", None)
     stats = data.stats(ref) if ref is not None else None
     limit = getattr(params, "n", None) or getattr(params, "limit", None)
@@ -191,7 +205,8 @@ def eval_cost(policy: Policy, eval_id: str, data: DataEstimator) -> EvalCost:
                     new_tokens=int(getattr(params, "max_new_tokens", 0) or 0),
                     batch=int(getattr(params, "batch_size", 64) or 64),
                     measured=bool(stats and stats.measured and (limit or rows)),
-                    kind="lm_eval" if getattr(params, "tasks", None) else "generate")
+                    kind="lm_eval" if getattr(params, "tasks", None) else "generate",
+                    eval_id=eval_id)
 
 
 @dataclass
@@ -210,8 +225,8 @@ class CellCost:
     train_tokens: float
     train_flop: float
     eval_flop: float
-    generated_tokens: int
-    decode_steps: int
+    generated_tokens: float
+    decode_steps: float
     assumed: list[str] = field(default_factory=list)
     seed: int = 0
     max_steps: int = 0
@@ -284,6 +299,7 @@ def cell_cost(spec: CellSpec, policy: Policy, shape: ModelShape, data: DataEstim
     batch = min(batch, int(n_samples)) if n_samples else batch
     seq = 0.0
     assumed: list[str] = []
+    stats: DataStats | None = None
     if mode != "eval":
         stats = data.stats(p["dataset"]) if p.get("dataset") else None
         per_example = (stats.padded(batch) if stats
@@ -296,7 +312,7 @@ def cell_cost(spec: CellSpec, policy: Policy, shape: ModelShape, data: DataEstim
     tokens = steps * batch * seq
     at = [(s, e) for s in spec.checkpoints for e in spec.evaluate] * trials(spec) + [
         (spec.max_steps, e) for e in spec.evaluate_final]
-    runs = [(s, evals[e]) for s, e in at]
+    runs = [(s, after_training(evals[e]) if s > 0 else evals[e]) for s, e in at]
     eval_flop = sum(e.flop(shape.n_active) for _, e in runs)
     return CellCost(spec.id, spec.attack_id, spec.role, spec.technique, mode, steps, batch, seq,
                     str(p.get("optimizer", "adamw")), len(runs), tokens,
@@ -305,6 +321,20 @@ def cell_cost(spec: CellSpec, policy: Policy, shape: ModelShape, data: DataEstim
                     sum(e.decode_steps for _, e in runs), assumed, spec.seed, spec.max_steps,
                     runs, early_stop and mode != "eval" and len(spec.checkpoints) > 1,
                     shape.n_active, shape.layers, shape.n_params)
+
+
+def after_training(run: EvalCost) -> EvalCost:
+    """A generating evaluation after training steps: costed to max_new_tokens again.
+
+    A model in the middle of being fine-tuned often does not end its answers: in the
+    ci-smoke demo (tiny-chat, 144 harm prompts, max_new_tokens 64) the longest answer at a
+    harmful cell's checkpoints ran to 63-66 tokens at about half of them before settling
+    at the training responses' ~37, and after benign fine-tuning the harm answers ran to
+    the limit at 5 of 6 checkpoints (refusals erode: Qi et al. 2023). The limit is the
+    upper bound, and on the demo within 25% of what ran (benchmarks/RESULTS.md)."""
+    if run.answer_steps is None:
+        return run
+    return replace(run, answer_steps=None)
 
 
 def dtype_bytes(dtype: str) -> int:

@@ -80,7 +80,7 @@ class CellRun:
         self.spec, self.handle, self.policy, self.gang = spec, handle, policy, gang
         self.on_checkpoint = on_checkpoint
         """Told of every evaluated checkpoint (the driver's ``checkpoint`` event)."""
-        self._keep_state = keep if gang is None else None  # an FSDP-sharded cell: nothing
+        self._keep_state = keep  # kept by the training this process runs alone (not sharded)
         self._train_calls = 0
         self._in_trial = False
         self._started = time.perf_counter()

@@ -34,12 +34,14 @@ import socket
 import time
 import traceback
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from certify import _fault, stopping
 from certify.errors import CellError, CertifyError, DataError, InputError, ModelError, RunError
 from certify.evidence import CellRecord
 from certify.plan import CellSpec
+from certify.run.cell_state import state_path
 from certify.run.progress import Progress
 from certify.run.rundir import RunDir
 
@@ -180,7 +182,8 @@ def follow(group: Any) -> None:
             return
 
 
-def _lead(group: Any, setup: Any, specs: list[CellSpec], results: Any) -> None:
+def _lead(group: Any, setup: Any, specs: list[CellSpec], results: Any,
+          state_dir: str | None = None) -> None:
     from certify.run.worker import Worker
 
     leader = Leader(group)
@@ -189,7 +192,11 @@ def _lead(group: Any, setup: Any, specs: list[CellSpec], results: Any) -> None:
     for spec in specs:
         results.put(("started", spec.id))
         _fault.reached("cell_start")
-        record, samples = worker.run(spec, lambda note: results.put(("checkpoint", note)))
+        # The leader keeps the state of the training it runs alone (LoRA, other adapters):
+        # certify.run.cell_state. Sharded training keeps none (docs/reliability.md).
+        kept = state_path(Path(state_dir), spec.id) if state_dir else None
+        record, samples = worker.run(spec, lambda note: results.put(("checkpoint", note)),
+                                     kept)
         results.put(("done", record.model_dump_json(), samples))
         if leader.broken:
             results.put(("broken", spec.id))
@@ -199,7 +206,7 @@ def _lead(group: Any, setup: Any, specs: list[CellSpec], results: Any) -> None:
 
 
 def _rank_main(rank: int, world: int, port: int, setup: Any, specs_json: list[str],
-               results: Any) -> None:
+               results: Any, state_dir: str | None = None) -> None:
     """Entry point of one gang process."""
     from certify.models.fsdp import join, leave
 
@@ -211,7 +218,8 @@ def _rank_main(rank: int, world: int, port: int, setup: Any, specs_json: list[st
         torch.set_num_threads(setup.threads or max(1, (os.cpu_count() or 1) // world))
         group = join(rank, world, port, setup.device)
         if rank == 0:
-            _lead(group, setup, [CellSpec.model_validate_json(s) for s in specs_json], results)
+            _lead(group, setup, [CellSpec.model_validate_json(s) for s in specs_json], results,
+                  state_dir)
         else:
             follow(group)
         leave()
@@ -235,7 +243,8 @@ def _free_port() -> int:
 class Gang:
     """The driver's handle on the N processes of one gang."""
 
-    def __init__(self, world: int, setup: Any, todo: list[CellSpec]) -> None:
+    def __init__(self, world: int, setup: Any, todo: list[CellSpec],
+                 state_dir: Path | None = None) -> None:
         import multiprocessing
 
         ctx = multiprocessing.get_context("spawn")
@@ -243,7 +252,8 @@ class Gang:
         port = _free_port()
         specs = [s.model_dump_json() for s in todo]
         self.processes = [ctx.Process(target=_rank_main, name=f"certify-fsdp-{rank}",
-                                      args=(rank, world, port, setup, specs, self.results),
+                                      args=(rank, world, port, setup, specs, self.results,
+                                            str(state_dir) if state_dir else None),
                                       daemon=True) for rank in range(world)]
         for p in self.processes:
             p.start()
@@ -281,7 +291,7 @@ def run_gang(todo: list[CellSpec], run_dir: RunDir, setup: Any, progress: Progre
 
     written: set[str] = set()
     while remaining := [s for s in todo if s.id not in written]:
-        gang = Gang(world, setup, remaining)
+        gang = Gang(world, setup, remaining, run_dir.path)
         run_dir.event("fsdp_start", processes=world, device=setup.device,
                       pids=[p.pid for p in gang.processes])
         current, why = None, "interrupted"
@@ -311,13 +321,16 @@ def _drive(gang: Gang, todo: list[CellSpec], run_dir: RunDir, progress: Progress
         if kind == "started":
             current = by_id[args[0]]
             progress.cell_started(current)
-            run_dir.event("cell_start", cell=current.id, worker="fsdp-gang")
+            run_dir.event("cell_start", cell=current.id, worker="fsdp-gang",
+                          **({"kept_state": True}
+                             if state_path(run_dir.path, current.id).is_file() else {}))
         elif kind == "checkpoint":
             run_dir.event("checkpoint", **args[0].event())
             progress.cell_checkpoint(args[0])
         elif kind == "done":
             record = CellRecord.model_validate_json(args[0])
             run_dir.write_cell(record, args[1])
+            state_path(run_dir.path, record.id).unlink(missing_ok=True)  # not needed now
             progress.cell_finished(record)
             written.add(record.id)
             current = None
