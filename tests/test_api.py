@@ -49,7 +49,10 @@ def test_audit_returns_the_typed_result_and_verify_checks_it(signed_run: SignedR
     result = certify.audit("builtin:tiny-chat", "ci-smoke", out=run_dir, formats=("junit",))
     assert isinstance(result, certify.AuditResult)
     assert result.run_dir == run_dir and result.outputs["junit"] == run_dir / "junit.xml"
-    assert "pdf" not in result.outputs and "attestation" not in result.outputs
+    assert "attestation" not in result.outputs and "html" not in result.outputs
+    # The resume is recorded in the evidence, so the report.pdf the signed run left is
+    # rendered again (it would embed stale evidence), though junit alone was asked for.
+    assert result.outputs["pdf"] == run_dir / "report.pdf"
     assert result.verdict == signed.verdict.overall and not result.passed
     assert result.exit_code == signed_run.audit_returncode == 1
     assert [(c.id, c.verdict, c.required) for c in result.checks] == [
