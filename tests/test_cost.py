@@ -280,7 +280,11 @@ def test_cli_dry_run_json_for_ci_smoke_is_feasible() -> None:
 
 def test_cli_dry_run_of_the_demo_command_on_the_immunized_model() -> None:
     """The demo's own command plus --dry-run (issue 15, defect 1), calibrated on the model
-    (certify.cost.calibrate) as a user's dry run is."""
+    (certify.cost.calibrate) as a user's dry run is. The model must be built first: a
+    dry run never builds one, and does not calibrate on a model that is not there."""
+    from certify.demo.models import ensure_built
+
+    ensure_built("tiny-chat-immunized")
     out = run_certify("audit", "builtin:tiny-chat-immunized", "--policy", "ci-smoke",
                       "--dry-run", "--json")
     assert out.returncode == 0, out.stderr

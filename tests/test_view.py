@@ -39,8 +39,11 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium 
 @contextmanager
 def serving(run_dir: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     """``certify view RUN_DIR --port 0`` in its own process; its printed URL."""
+    # Started with SIGINT ignored, as CI runners and pytest-xdist workers start processes:
+    # Ctrl-C must still stop it (an ignored disposition is inherited across exec).
     proc = subprocess.Popen([sys.executable, "-m", "certify", "view", str(run_dir), "--port", "0"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         assert proc.stdout is not None
         first = proc.stdout.readline()

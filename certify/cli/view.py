@@ -6,6 +6,7 @@ Torch-free, like verify and render: it reads the run directory and serves pages 
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import click
@@ -31,6 +32,10 @@ def view(run_dir: Path, port: int) -> None:
     evidence, _ = load_evidence(run_dir)
     redact = policy_of(evidence).evidence.redact_harmful
     server = open_server(run_dir, evidence, redact=redact, port=port)
+    # Ctrl-C and SIGTERM stop the server even when the parent started this process with
+    # SIGINT ignored (CI runners, pytest-xdist workers): an ignored disposition is inherited.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     click.echo(f"certify view: {server.url}  (serving {run_dir}; Ctrl-C to stop)", nl=True)
     try:
         server.serve_forever()
