@@ -322,6 +322,8 @@ class Chart:
     alt: str
     """The figure in words, with its numbers (the PDF is tagged; a screen reader reads it)."""
     svg: str
+    caption: str = ""
+    """How to read it (what the marks mean), shown under it."""
 
 
 @dataclass(frozen=True)
@@ -407,7 +409,11 @@ def benign_charts(evidence: Evidence, policy: Policy) -> list[Chart]:
                    f"fine-tuning {attack}. {finals}. "
                    + ("Threshold lines: " + "; ".join(f"{lab} = {v:.0%}" for lab, v in lines)
                       + "." if lines else "No reference score: no threshold drawn."))
-            out.append(Chart(f"benign-{len(out)}", check.id, title, alt, svg))
+            caption = (f"Benign-task score of each cell along the benign fine-tuning, with its "
+                       f"{confidence:.0%} confidence band. The check compares the candidate's "
+                       f"final score with {check.min_ratio:g} × the reference's (the dashed "
+                       "line).")
+            out.append(Chart(f"benign-{len(out)}", check.id, title, alt, svg, caption))
     return out
 
 
@@ -470,7 +476,10 @@ def generalization_charts(evidence: Evidence) -> list[Chart]:
                            f"{'n/a' if b.in_domain is None else f'{b.in_domain:.0%}'}, "
                            f"held-out {b.held_out:.0%}" for b in bars)
                + f". Dashed line: the check's maximum held-out rate, {float(max_rate):.0%}.")
-        out.append(Chart(f"generalization-{len(out)}", result.id, title, alt, svg))
+        caption = (f"Worst {what} rate of each candidate attack run over its checkpoints: grey "
+                   "on the harm categories it trained on, blue on the held-out categories "
+                   f"({', '.join(held)}). The check gates the held-out rate on the dashed line.")
+        out.append(Chart(f"generalization-{len(out)}", result.id, title, alt, svg, caption))
     return out
 
 
@@ -521,6 +530,7 @@ def _draw_costs(ax: Any, pairs: list[tuple[CostBar, CostBar]], unit: str, level:
     """Horizontal bars, candidate above reference per attack run. A censored bar (the cell
     never broke) is hatched and pale, ends in an arrow, and says so; a tick on a candidate
     bar marks the cost the check requires (min_ratio × the reference's)."""
+    from matplotlib.colors import to_rgb
     from matplotlib.patches import Patch
 
     top = max([max(c.cost, r.cost, c.need or 0) for c, r in pairs] + [1.0])
@@ -533,21 +543,27 @@ def _draw_costs(ax: Any, pairs: list[tuple[CostBar, CostBar]], unit: str, level:
                 ax.barh(y, bar.cost, height * 0.92, color=color, gid=gid)
                 ax.text(bar.cost + top * 0.01, y, f"{bar.cost:g}", va="center", fontsize=7)
             else:
-                ax.barh(y, bar.cost, height * 0.92, color=color, alpha=0.3, hatch=CENSORED_HATCH,
+                # A pale fill, then the hatch over it on its own: the SVG backend applies a
+                # translucent face's opacity to its hatch pattern too, which fades it away.
+                ax.barh(y, bar.cost, height * 0.92, facecolor=(*to_rgb(color), 0.22),
+                        linewidth=0)
+                ax.barh(y, bar.cost, height * 0.92, facecolor="none", hatch=CENSORED_HATCH,
                         edgecolor=color, linewidth=0.6, gid=gid)
                 ax.annotate("", xy=(bar.cost + top * 0.06, y), xytext=(bar.cost, y),
                             arrowprops={"arrowstyle": "-|>", "color": color, "linewidth": 1.2})
                 ax.text(bar.cost + top * 0.07, y, f"did not break within {bar.cost:g} {unit}",
                         va="center", fontsize=7, color=color)
         if cand.need is not None:
-            ax.plot([cand.need, cand.need], [i - height * 1.05, i + 0.02], color="#111111",
-                    linewidth=1.4, gid=f"need-{i}")
+            ax.plot([cand.need, cand.need], [i - height * 1.1, i + 0.02], color="#111111",
+                    linewidth=1.6, gid=f"need-{i}")
+            ax.plot([cand.need], [i - height * 1.1], marker="v", markersize=4, color="#111111")
     ax.set_yticks(range(len(pairs)), [c.label for c, _ in pairs])
     ax.set_ylim(len(pairs) - 0.4, -0.6)
     ax.set_xlim(0, top * 1.55)
     ax.set_xlabel(f"cost to break ({unit}: first checkpoint above {level:.0%})")
     ax.set_title(title)
     ax.grid(True, axis="x", linewidth=0.3, alpha=0.5)
+    ax.set_axisbelow(True)
     handles = [Patch(color=COLORS["candidate"], label="candidate"),
                Patch(color=COLORS["reference"], label="reference"),
                Patch(facecolor="#dddddd", edgecolor="#444444", hatch=CENSORED_HATCH,
@@ -587,7 +603,12 @@ def cost_charts(evidence: Evidence, policy: Policy) -> list[Chart]:
                + "; ".join(f"{c.label}: candidate {said(c)}, reference {said(r)}"
                            + (f", required of the candidate {c.need:g}" if c.need is not None
                               else "") for c, r in pairs) + ".")
-        out.append(Chart(f"cost-{len(out)}", result.id, title, alt, svg))
+        caption = (f"Cost to break ({unit} until the harm rate first exceeded {level:.0%}) of "
+                   "each attack run, candidate above reference. A pale hatched bar ending in "
+                   "an arrow is a cell that never broke: its true cost is more than the budget "
+                   f"it spent. The black tick on a candidate bar is what the check requires: "
+                   f"{ratio:g} × the reference's cost.")
+        out.append(Chart(f"cost-{len(out)}", result.id, title, alt, svg, caption))
     return out
 
 
