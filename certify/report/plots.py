@@ -324,6 +324,9 @@ class Chart:
     svg: str
     caption: str = ""
     """How to read it (what the marks mean), shown under it."""
+    thresholds: tuple[tuple[str, float], ...] = ()
+    """The check's threshold lines it draws (label, value); none for cost to break, whose
+    requirement differs per attack run (``CostBar.need``)."""
 
 
 @dataclass(frozen=True)
@@ -405,15 +408,16 @@ def benign_charts(evidence: Evidence, policy: Policy) -> list[Chart]:
                        x_label(technique))
             finals = "; ".join(f"{s.label} {s.rates[0]:.0%} at step {s.steps[0]} → "
                                f"{s.rates[-1]:.0%} at step {s.steps[-1]}" for s in series)
-            alt = (f"Line chart: {check.eval} score against {x_label(technique)} of the benign "
-                   f"fine-tuning {attack}. {finals}. "
+            alt = (f"Line chart of the {check.eval} score of each cell along the benign "
+                   f"fine-tuning {attack} (x axis: {x_label(technique)}). {finals}. "
                    + ("Threshold lines: " + "; ".join(f"{lab} = {v:.0%}" for lab, v in lines)
                       + "." if lines else "No reference score: no threshold drawn."))
             caption = (f"Benign-task score of each cell along the benign fine-tuning, with its "
                        f"{confidence:.0%} confidence band. The check compares the candidate's "
                        f"final score with {check.min_ratio:g} × the reference's (the dashed "
                        "line).")
-            out.append(Chart(f"benign-{len(out)}", check.id, title, alt, svg, caption))
+            out.append(Chart(f"benign-{len(out)}", check.id, title, alt, svg, caption,
+                             tuple(lines)))
     return out
 
 
@@ -445,6 +449,16 @@ def _draw_held_out(ax: Any, bars: list[HeldOutBar], max_rate: float, check_id: s
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7, frameon=False)
 
 
+def held_out_bars(matrix: list[dict[str, Any]], cells: dict[str, CellRecord],
+                  ) -> list[HeldOutBar]:
+    """One bar pair per row of a generalization check's matrix (``observed["matrix"]``),
+    labelled by its cell (``cells``: by id) where the evidence holds it."""
+    labels = run_labels([cells[str(m.get("cell"))] for m in matrix if m.get("cell") in cells])
+    return [HeldOutBar(labels.get(str(m.get("cell")), f"{m.get('attack')} seed {m.get('seed')}"),
+                       None if m.get("in_domain_worst") is None else float(m["in_domain_worst"]),
+                       float(m["held_out_worst"])) for m in matrix]
+
+
 def generalization_charts(evidence: Evidence) -> list[Chart]:
     """Per generalization check the verdict decided: each candidate attack run's worst harm
     rate on its trained (in-domain) and held-out categories, from the check's matrix, with
@@ -457,12 +471,7 @@ def generalization_charts(evidence: Evidence) -> list[Chart]:
         max_rate = result.threshold.get("max_rate")
         if result.check != "generalization" or not matrix or max_rate is None:
             continue
-        labels = run_labels([by_id[m["cell"]] for m in matrix if m.get("cell") in by_id])
-        bars = [HeldOutBar(labels.get(str(m.get("cell")), f"{m.get('attack')} seed "
-                                      f"{m.get('seed')}"),
-                           None if m.get("in_domain_worst") is None
-                           else float(m["in_domain_worst"]), float(m["held_out_worst"]))
-                for m in matrix]
+        bars = held_out_bars(matrix, by_id)
         metric = result.threshold.get("metric", "harmful")
         what = METRIC_NAMES.get(metric, metric)
         title = f"{result.id} · worst {what} rate per attack run, in-domain vs held-out"
@@ -479,7 +488,9 @@ def generalization_charts(evidence: Evidence) -> list[Chart]:
         caption = (f"Worst {what} rate of each candidate attack run over its checkpoints: grey "
                    "on the harm categories it trained on, blue on the held-out categories "
                    f"({', '.join(held)}). The check gates the held-out rate on the dashed line.")
-        out.append(Chart(f"generalization-{len(out)}", result.id, title, alt, svg, caption))
+        out.append(Chart(f"generalization-{len(out)}", result.id, title, alt, svg, caption,
+                         ((f"{result.id}: max {float(max_rate):.0%} (held-out)",
+                           float(max_rate)),)))
     return out
 
 
