@@ -235,3 +235,33 @@ def test_charts_are_byte_reproducible() -> None:
     evidence, policy = _evidence("weak", "gen")
     first, again = charts(evidence, policy), charts(evidence, policy)
     assert [c.svg for c in first] == [c.svg for c in again]
+
+
+def test_each_chart_shows_in_its_checks_section_with_its_alt_text(tmp_path: Any) -> None:
+    """The report places each chart under the condition its check serves, as an image whose
+    alternative text carries the numbers (the tagged PDF's /Alt), served as a generated
+    figure of the PDF."""
+    import html as html_lib
+    import re
+
+    from certify.report import view
+    from certify.report.html import render_html
+
+    evidence, policy = _evidence("weak", "gen", "train")
+    evidence.run["created"] = "2026-01-01T00:00:00Z"
+    evidence.models["candidate"] = {"spec": "builtin:tiny-chat", "root_digest": "0" * 64}
+    page, generated = render_html(view.build(tmp_path, evidence, evidence.to_bytes(), policy,
+                                             None), for_pdf=True)
+    conditions = page[page.index('<section id="conditions">'):page.index('<section id="clauses"')]
+    sections = {m.group(1).strip(): m.group(2) for m in
+                re.finditer(r"<h3>([^<]+)<span.*?</h3>(.*?)(?=<h3>|\Z)", conditions, re.S)}
+    alts = {name: [html_lib.unescape(a) for a in re.findall(r'<img class="plot" src='
+                                                             r'"[^"]+" alt="([^"]+)"', body)]
+            for name, body in sections.items()}
+    assert [a[:21] for a in alts["Weak resistance"]] == ["Horizontal bar chart:"]
+    assert [a[:18] for a in alts["Generalization"]] == ["Grouped bar chart:"]
+    assert [a[:10] for a in alts["Trainability"]] == ["Line chart"]
+    assert not alts["Strong resistance"] and not alts["Stability"]
+    assert "did not break within 32 steps" in alts["Weak resistance"][0]
+    assert {"figures/cost-0.svg", "figures/generalization-0.svg",
+            "figures/benign-0.svg"} <= set(generated)
