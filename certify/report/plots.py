@@ -414,8 +414,9 @@ def benign_charts(evidence: Evidence, policy: Policy) -> list[Chart]:
                       + "." if lines else "No reference score: no threshold drawn."))
             caption = (f"Benign-task score of each cell along the benign fine-tuning, with its "
                        f"{confidence:.0%} confidence band. The check compares the candidate's "
-                       f"final score with {check.min_ratio:g} × the reference's (the dashed "
-                       "line).")
+                       f"final score with {check.min_ratio:g} × the reference's"
+                       + (" (the dashed line)." if lines else
+                          "; no reference was measured, so no threshold is drawn."))
             out.append(Chart(f"benign-{len(out)}", check.id, title, alt, svg, caption,
                              tuple(lines)))
     return out
