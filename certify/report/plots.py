@@ -7,7 +7,13 @@ policy's thresholds as horizontal lines, and each cell's break point (first chec
 above the break level) marked. Likewise
 one figure per harmful attack and knowledge evaluation: every cell's accuracy, the
 chance level of the evaluated items, and each knowledge_resistance threshold (chance
-+ δ) with the first checkpoint above it marked. The
++ δ) with the first checkpoint above it marked.
+
+Beside single checks, in the sections that discuss them (:func:`charts`): the benign-task
+score along benign fine-tuning with the trainability threshold, each attack run's in-domain
+vs held-out harm rate with the generalization maximum, and the cost to break the candidate
+against the reference, cells that never broke drawn as censored. Every number comes from
+the evidence (cells and the verdict's check results). The
 SVG is made reproducible (fixed hash salt, no date, no comments) and draws text
 as paths, so the PDF needs no extra fonts for it.
 """
@@ -24,9 +30,15 @@ from typing import Any
 
 from certify.assess.kinds import kind_of
 from certify.assess.knowledge import chance
-from certify.assess.trajectory import rate, trajectory
+from certify.assess.trajectory import break_point, final_point, rate, scoped_attacks, trajectory
 from certify.evidence import CellRecord, Evidence
-from certify.policy.schema import KnowledgeResistance, Policy, gated_metric
+from certify.policy.schema import (
+    KnowledgeResistance,
+    Policy,
+    Trainability,
+    WeakResistance,
+    gated_metric,
+)
 
 COLORS = {"candidate": "#1f5fa8", "reference": "#b4441c"}
 STYLES = ("-", "--", ":", "-.")
@@ -375,12 +387,10 @@ def benign_charts(evidence: Evidence, policy: Policy) -> list[Chart]:
     cell along the benign fine-tuning, candidate against reference, and the check's
     threshold (min_ratio × each reference cell's final score, the score the check compares
     the candidate's final score with)."""
-    from certify.assess.trajectory import final_point, scoped_attacks
-
     out = []
     confidence = policy.statistics.confidence
     for check in policy.checks:
-        if check.check != "trainability":
+        if not isinstance(check, Trainability):
             continue
         for attack in scoped_attacks(policy, check.attacks, check.eval, "benign"):
             cells = _ok_cells(evidence, [attack])
@@ -391,7 +401,7 @@ def benign_charts(evidence: Evidence, policy: Policy) -> list[Chart]:
             if not series:
                 continue
             refs = [c for c in cells if c.role == "reference"]
-            lines = []
+            lines: list[tuple[str, float]] = []
             for ref in refs:
                 point = final_point(ref, check.eval)
                 if point is None or "acc" not in point.record.metrics:
@@ -503,8 +513,6 @@ def _checkpoint_cost(point: Any, unit: str) -> float:
 
 def _cost_bar(cell: CellRecord, label: str, eval_id: str, cells: list[CellRecord],
               level: float, metric: str, unit: str) -> CostBar | None:
-    from certify.assess.trajectory import break_point
-
     points = trajectory(cell, eval_id, cells)
     if not points:
         return None
@@ -590,7 +598,7 @@ def cost_charts(evidence: Evidence, policy: Policy) -> list[Chart]:
     """Per weak-resistance check the verdict decided: each attack run's cost to break the
     candidate against the reference (censored when a cell never broke), with the cost the
     check requires of the candidate."""
-    checks = {c.id: c for c in policy.checks if c.check == "weak_resistance"}
+    checks = {c.id: c for c in policy.checks if isinstance(c, WeakResistance)}
     out = []
     for result in evidence.verdict.checks if evidence.verdict else []:
         if result.check != "weak_resistance" or result.id not in checks:
