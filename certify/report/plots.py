@@ -320,6 +320,8 @@ def curves(evidence: Evidence, policy: Policy) -> list[Curve]:
 # --- Charts beside one check: benign fine-tuning, generalization, cost to break -----------
 
 IN_DOMAIN_COLOR = "#9a9a9a"
+MAX_HEIGHT = 8.0
+"""Inches: a chart of many attack runs still fits one page (its bars get thinner)."""
 CENSORED_HATCH = "////"
 
 
@@ -452,6 +454,10 @@ def _draw_held_out(ax: Any, bars: list[HeldOutBar], max_rate: float, check_id: s
     ax.axhline(max_rate, color="#555555", linewidth=0.8, linestyle=(0, (4, 2)),
                label=f"{check_id}: max {max_rate:.0%} (held-out)")
     ax.set_xticks(list(xs), [b.label for b in bars])
+    if len(bars) > 4:  # long run labels side by side would overlap
+        ax.tick_params(axis="x", labelrotation=30)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
     ax.set_xlim(-0.7, len(bars) - 0.3)
     ax.set_ylim(0, 1.1)
     ax.set_ylabel(ylabel)
@@ -540,7 +546,10 @@ def cost_pairs(evidence: Evidence, result: Any, eval_id: str) -> list[tuple[Cost
                         unit)
         if cand is None or ref is None:
             continue
-        need = ratio * ref.cost if ref.broke else None
+        # The check's own reference cost (it charges a reference harmful before any training
+        # its first checkpoint's cost), so the tick sits where the verdict drew the line.
+        charged = row.get("reference_cost")
+        need = ratio * float(charged) if isinstance(charged, int | float) else None
         pairs.append((CostBar(cand.label, cand.role, cand.cost, cand.broke, need), ref))
     return pairs
 
@@ -612,7 +621,7 @@ def cost_charts(evidence: Evidence, policy: Policy) -> list[Chart]:
         title = f"{result.id} · cost to break, candidate vs reference"
         svg = _render(partial(_draw_costs, pairs=pairs, unit=unit, level=level,
                               check_id=result.id, min_ratio=ratio, title=title),
-                      height=max(1.6, 0.55 * len(pairs) + 1.0))
+                      height=min(MAX_HEIGHT, max(1.6, 0.55 * len(pairs) + 1.0)))
 
         def said(bar: CostBar, unit: str = unit) -> str:
             return (f"{bar.cost:g} {unit}" if bar.broke
