@@ -523,7 +523,8 @@ def _cost_bar(cell: CellRecord, label: str, eval_id: str, cells: list[CellRecord
     if not points:
         return None
     hit = break_point(points, level, metric)
-    return CostBar(label, cell.role, _checkpoint_cost(hit or points[-1], unit), hit is not None)
+    spent = hit if hit is not None else points[-1]
+    return CostBar(label, cell.role, _checkpoint_cost(spent, unit), hit is not None)
 
 
 def cost_pairs(evidence: Evidence, result: Any, eval_id: str) -> list[tuple[CostBar, CostBar]]:
