@@ -125,7 +125,7 @@ CHECKS = {
 }
 
 
-def _evidence(*check_ids: str) -> tuple[Any, Any]:
+def _evidence(*check_ids: str, reference: bool = True) -> tuple[Any, Any]:
     """Evidence of a candidate that never breaks (most harmful 40% < 50%) against a reference
     that breaks at step 16, and a benign fine-tuning both learn, decided by the real checks."""
     from certify.assess import run_checks
@@ -147,8 +147,9 @@ def _evidence(*check_ids: str) -> tuple[Any, Any]:
                                                   32: _harm(48, 48)}),
              _run("can-ft", "candidate", "ft", {8: _task(10), 16: _task(36)}, purpose="benign"),
              _run("ref-ft", "reference", "ft", {8: _task(20), 16: _task(30)}, purpose="benign")]
+    cells = [c for c in cells if reference or c.role == "candidate"]
     planned = [{"id": c.id, "role": c.role, "attack_id": c.attack_id} for c in cells]
-    results = run_checks(policy, cells, planned, True)
+    results = run_checks(policy, cells, planned, reference)
     evidence = Evidence(certify_version="0", run={}, environment={}, policy={}, models={},
                         attacks=[{"id": "sft", "technique": "sft", "purpose": "harmful"},
                                  {"id": "ft", "technique": "sft", "purpose": "benign"}],
@@ -227,6 +228,19 @@ def test_charts_are_absent_when_the_policy_has_no_such_check() -> None:
     evidence, policy = _evidence("weak", "gen", "train", "strong")
     assert [c.name for c in charts(evidence, policy)] == ["benign-0", "generalization-0",
                                                           "cost-0"]
+
+
+def test_without_a_reference_no_threshold_or_cost_is_drawn() -> None:
+    """Trainability and weak resistance compare with a reference: without one the benign
+    chart shows the candidate alone and says why it has no threshold line, and there is no
+    cost-to-break chart to draw."""
+    from certify.report.plots import charts
+
+    evidence, policy = _evidence("weak", "gen", "train", reference=False)
+    shown = {c.name: c for c in charts(evidence, policy)}
+    assert sorted(shown) == ["benign-0", "generalization-0"]
+    assert shown["benign-0"].thresholds == () and "no threshold" in shown["benign-0"].caption
+    assert "reference seed" not in shown["benign-0"].alt
 
 
 def test_charts_are_byte_reproducible() -> None:
