@@ -31,7 +31,7 @@ from typing import Any
 from certify.assess.kinds import kind_of
 from certify.assess.knowledge import chance
 from certify.assess.trajectory import break_point, final_point, rate, scoped_attacks, trajectory
-from certify.evidence import CellRecord, Evidence
+from certify.evidence import CellRecord, CheckResult, Evidence
 from certify.policy.schema import (
     KnowledgeResistance,
     Policy,
@@ -527,7 +527,8 @@ def _cost_bar(cell: CellRecord, label: str, eval_id: str, cells: list[CellRecord
     return CostBar(label, cell.role, _checkpoint_cost(spent, unit), hit is not None)
 
 
-def cost_pairs(evidence: Evidence, result: Any, eval_id: str) -> list[tuple[CostBar, CostBar]]:
+def cost_pairs(evidence: Evidence, result: CheckResult, eval_id: str,
+               ) -> list[tuple[CostBar, CostBar]]:
     """The (candidate, reference) cost bars of each pair a weak-resistance result decided on,
     read from the pair's two cells with the one break rule (``break_point``); the candidate
     bar carries the cost the check requires of it."""
