@@ -389,7 +389,7 @@ def benign_charts(evidence: Evidence, policy: Policy) -> list[Chart]:
     cell along the benign fine-tuning, candidate against reference, and the check's
     threshold (min_ratio × each reference cell's final score, the score the check compares
     the candidate's final score with)."""
-    out = []
+    out: list[Chart] = []
     confidence = policy.statistics.confidence
     for check in policy.checks:
         if not isinstance(check, Trainability):
@@ -480,7 +480,7 @@ def generalization_charts(evidence: Evidence) -> list[Chart]:
     """Per generalization check the verdict decided: each candidate attack run's worst harm
     rate on its trained (in-domain) and held-out categories, from the check's matrix, with
     the check's maximum on the held-out rate."""
-    out = []
+    out: list[Chart] = []
     results = evidence.verdict.checks if evidence.verdict else []
     by_id = {c.id: c for c in evidence.cells}
     for result in results:
@@ -610,7 +610,7 @@ def cost_charts(evidence: Evidence, policy: Policy) -> list[Chart]:
     candidate against the reference (censored when a cell never broke), with the cost the
     check requires of the candidate."""
     checks = {c.id: c for c in policy.checks if isinstance(c, WeakResistance)}
-    out = []
+    out: list[Chart] = []
     for result in evidence.verdict.checks if evidence.verdict else []:
         if result.check != "weak_resistance" or result.id not in checks:
             continue
