@@ -19,22 +19,27 @@ def environment(autoescape: bool = True, finalize: Any = None) -> Any:
                               finalize=finalize, keep_trailing_newline=True)
 
 
-def figures(view: ReportView, *, for_pdf: bool) -> tuple[list[str], dict[str, bytes]]:
-    """Image sources of the curves, and the generated files the PDF's fetcher serves.
+def figures(view: ReportView, *, for_pdf: bool,
+            ) -> tuple[list[str], dict[str, str], dict[str, bytes]]:
+    """Image sources of the curves, of the charts beside checks (by chart name), and the
+    generated files the PDF's fetcher serves.
 
     Each SVG stays a separate image (not inline markup) so the ids inside one figure
     cannot collide with another's; report.html carries them as data: URLs.
     """
-    sources, generated = [], {}
-    for i, curve in enumerate(view.curves):
-        data = curve.svg.encode("utf-8")
+    generated: dict[str, bytes] = {}
+
+    def source(name: str, svg: str) -> str:
+        data = svg.encode("utf-8")
         if for_pdf:
-            name = f"figures/curve-{i}.svg"
-            generated[name] = data
-            sources.append(asset_url(name))
-        else:
-            sources.append("data:image/svg+xml;base64," + base64.b64encode(data).decode("ascii"))
-    return sources, generated
+            generated[f"figures/{name}.svg"] = data
+            return asset_url(f"figures/{name}.svg")
+        return "data:image/svg+xml;base64," + base64.b64encode(data).decode("ascii")
+
+    sources = [source(f"curve-{i}", curve.svg) for i, curve in enumerate(view.curves)]
+    charts = {chart.name: source(chart.name, chart.svg) for section in view.conditions
+              for shown in section.charts.values() for chart in shown}
+    return sources, charts, generated
 
 
 def render_html(view: ReportView, *, for_pdf: bool) -> tuple[str, dict[str, bytes]]:
@@ -46,9 +51,10 @@ def render_html(view: ReportView, *, for_pdf: bool) -> tuple[str, dict[str, byte
     css = (root / "report.css").read_text(encoding="utf-8")
     if for_pdf:
         css = (root / "fonts.css").read_text(encoding="utf-8") + css
-    sources, generated = figures(view, for_pdf=for_pdf)
+    sources, chart_sources, generated = figures(view, for_pdf=for_pdf)
     template = environment().get_template("report.html.j2")
     # The stylesheet is a packaged file, never data; it must not be entity-escaped.
     html = template.render(view=view, stylesheet=Markup(css), version=__version__,
-                           cell_columns=CELL_COLUMNS, figure_sources=sources)
+                           cell_columns=CELL_COLUMNS, figure_sources=sources,
+                           chart_sources=chart_sources)
     return html, generated

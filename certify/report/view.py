@@ -18,7 +18,7 @@ from certify.report import check_text
 from certify.report.disclosures import Disclosures, disclosures
 from certify.report.executive import Executive, executive
 from certify.report.methodology import Methodology, digest_index, environment, methodology
-from certify.report.plots import Curve, curves
+from certify.report.plots import Chart, Curve, charts, curves
 from certify.report.samples import SampleSet, pick
 from certify.report.text import num, one_line
 from certify.report.uplift import UpliftRow, uplift_rows
@@ -82,6 +82,9 @@ class ConditionSection:
     matrices: dict[str, tuple[str, check_text.Table]] = field(default_factory=dict)
     """Per generalization check id: the held-out categories named, and the in-domain vs
     held-out matrix."""
+    charts: dict[str, list[Chart]] = field(default_factory=dict)
+    """Per check id: the figures drawn beside it (benign fine-tuning, generalization, cost
+    to break; report/plots.py)."""
 
 
 @dataclass(frozen=True)
@@ -200,8 +203,8 @@ def _attacks_read(results: list[Any]) -> list[str]:
     return ids
 
 
-def condition_sections(evidence: Evidence, rows: list[CheckRow],
-                       disclosed: Disclosures) -> list[ConditionSection]:
+def condition_sections(evidence: Evidence, rows: list[CheckRow], disclosed: Disclosures,
+                       figures: list[Chart] | None = None) -> list[ConditionSection]:
     verdicts = evidence.verdict.conditions if evidence.verdict else {}
     results = evidence.verdict.checks if evidence.verdict else []
     cell_ids = {c.id for c in evidence.cells}
@@ -217,9 +220,13 @@ def condition_sections(evidence: Evidence, rows: list[CheckRow],
         verdict = verdicts.get(key)
         matrices = {one_line(r.id, 80): m for r in mine
                     if (m := check_text.held_out_matrix(r)) is not None}
+        beside: dict[str, list[Chart]] = {}
+        for chart in figures or []:
+            if any(r.id == chart.check for r in mine):
+                beside.setdefault(one_line(chart.check, 80), []).append(chart)
         sections.append(ConditionSection(key, name, question,
                                          verdict.upper() if verdict else "NOT ASSESSED", served,
-                                         notes, matrices))
+                                         notes, matrices, beside))
     return sections
 
 
@@ -294,7 +301,8 @@ def build(run_dir: Path, evidence: Evidence, evidence_bytes: bytes, policy: Poli
         title=REPORT_TITLE,
         created=evidence.run.get("collected") or evidence.run.get("created") or "",
         cover=cover(evidence, signer), checks=rows,
-        conditions=condition_sections(evidence, rows, disclosed),
+        conditions=condition_sections(evidence, rows, disclosed,
+                                      charts(evidence, policy) if with_figures else []),
         curves=curves(evidence, policy) if with_figures else [],
         clauses=clause_rows(evidence), method=methodology(evidence, policy), disclosures=disclosed,
         samples=samples,

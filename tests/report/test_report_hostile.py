@@ -87,8 +87,9 @@ def test_renderer_fetched_only_packaged_assets(hostile) -> None:  # type: ignore
     _, _, fetcher, *_ = hostile
     assert fetcher.refused == []
     assert fetcher.requested, "the PDF loads its bundled fonts through the fetcher"
-    assert all(re.fullmatch(r"certify-asset:(fonts/[\w-]+\.ttf|figures/curve-\d+\.svg)", url)
-               for url in fetcher.requested), fetcher.requested
+    packaged = (r"certify-asset:(fonts/[\w-]+\.ttf"
+                r"|figures/(curve|benign|generalization|cost)-\d+\.svg)")
+    assert all(re.fullmatch(packaged, url) for url in fetcher.requested), fetcher.requested
 
 
 def test_the_fetcher_refuses_and_records_external_urls() -> None:
