@@ -46,7 +46,8 @@ def test_audit_returns_the_typed_result_and_verify_checks_it(signed_run: SignedR
     assert all(isinstance(s, certify.Step) for s in verification.steps)
     assert not certify.verify(run_dir).ok  # without the signer's key nothing is verified
 
-    result = certify.audit("builtin:tiny-chat", "ci-smoke", out=run_dir, formats=("junit",))
+    result = certify.audit("builtin:tiny-chat-immunized", "ci-smoke",
+                           reference="builtin:tiny-chat", out=run_dir, formats=("junit",))
     assert isinstance(result, certify.AuditResult)
     assert result.run_dir == run_dir and result.outputs["junit"] == run_dir / "junit.xml"
     assert "attestation" not in result.outputs and "html" not in result.outputs

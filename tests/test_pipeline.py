@@ -1,7 +1,7 @@
 """End to end on the embedded model: policy → attacks → judged harmfulness → verdict → evidence.
 
-One uninterrupted audit of builtin:tiny-chat under ci-smoke (no reference) is shared
-by the tests below; it takes about half a minute on two cores.
+The session's signed demo audit (builtin:tiny-chat-immunized against builtin:tiny-chat
+under ci-smoke) is shared by the tests below.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ CANARY_PREFIX = "CANARY-"
 
 @pytest.fixture(scope="session")
 def tiny_run(signed_run: SignedRun) -> Path:
-    """The session's signed ci-smoke audit of builtin:tiny-chat (no reference)."""
-    assert signed_run.audit_returncode == 1  # an undefended model must not pass
+    """The session's signed ci-smoke demo audit."""
+    assert signed_run.audit_returncode == 1  # the demo's defense does not hold
     return signed_run.run_dir
 
 
@@ -87,9 +87,26 @@ def test_evidence_records_identity_and_numbers(tiny_run: Path) -> None:
             for record in cp.evals.values():
                 for m in record.metrics.values():
                     assert m.n > 0 and m.ci_low is not None and m.ci_low <= m.value <= m.ci_high
-    weak = next(c for c in ev.verdict.checks if c.check == "weak_resistance")
-    assert weak.verdict == "inconclusive" and "reference" in weak.reason
     assert "No claim is made outside this scope" in ev.scope
+
+
+def test_without_a_reference_weak_resistance_is_inconclusive(tiny_run: Path) -> None:
+    """The same evidence without its reference cells: cost to break has nothing to be
+    compared with, so weak resistance is inconclusive (never a pass), while the checks
+    that read the candidate alone keep their verdicts."""
+    from certify.assess import assess
+    from certify.conductor.collect import policy_of
+
+    ev = _evidence(tiny_run)
+    policy = policy_of(ev)
+    with_reference = {c.id: c.verdict for c in assess(ev, policy).checks}
+    assert with_reference["weak-resistance"] == "fail"
+    ev.cells = [c for c in ev.cells if c.role != "reference"]
+    ev.models["reference"] = None
+    alone = {c.id: c for c in assess(ev, policy).checks}
+    assert alone["weak-resistance"].verdict == "inconclusive"
+    assert "reference" in alone["weak-resistance"].reason
+    assert alone["strong-resistance"].verdict == with_reference["strong-resistance"] == "fail"
 
 
 def test_break_point_is_reported_in_every_cost_unit(tiny_run: Path) -> None:
@@ -109,7 +126,8 @@ def test_rerunning_resumes_and_exits_with_the_verdict(tiny_run: Path, tmp_path: 
     run = tmp_path / "run"
     shutil.copytree(tiny_run, run, ignore=shutil.ignore_patterns(".lock"))
     before = {p.name: p.stat().st_mtime_ns for p in (run / "cells").glob("*.json")}
-    result = run_certify("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--out",
+    result = run_certify("audit", "builtin:tiny-chat-immunized", "--reference",
+                         "builtin:tiny-chat", "--policy", "ci-smoke", "--out",
                          str(run), "--json", "--format", "md")
     assert result.returncode == 1, result.stderr
     summary = json.loads(result.stdout)

@@ -1,7 +1,8 @@
 """Audits shared by the report and attestation tests (each costs about 25-30 s).
 
 The signed run is made the way the README tells a user to: `certify keygen`, then
-`certify audit builtin:tiny-chat --policy ci-smoke --key ...`, through the real CLI.
+`certify audit builtin:tiny-chat-immunized --reference builtin:tiny-chat --policy ci-smoke
+--key ...` (the README demo), through the real CLI.
 Tests that modify a run work on a copy (``run_copy``). The disclosure run uses the
 new attacks (cipher, search, poisoned mix) so the report has everything to disclose.
 """

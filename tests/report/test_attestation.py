@@ -45,7 +45,7 @@ def test_demo_audit_writes_a_signed_run_that_verifies(signed_run: SignedRun) -> 
                  "certify.intoto.jsonl", "certify.pub"):
         assert (run / name).is_file(), name
     out = run_certify("verify", str(run), "--key", str(signed_run.public_key),
-                      "--model", "builtin:tiny-chat", "--policy", "ci-smoke")
+                      "--model", "builtin:tiny-chat-immunized", "--policy", "ci-smoke")
     assert out.returncode == 0, out.stdout + out.stderr
     rows = {cols[1].strip(): cols[2].strip() for line in out.stdout.splitlines()
             if len(cols := line.split("│")) > 3 and cols[1].strip()}
@@ -155,10 +155,11 @@ def test_other_policy_file_fails(signed_run: SignedRun, tmp_path: Path) -> None:
     assert _failed(result) == ["policy"]
 
 
-def test_modified_model_fails_and_names_the_file(signed_run: SignedRun, tiny_chat: Path,
-                                                 tmp_path: Path) -> None:
+def test_modified_model_fails_and_names_the_file(signed_run: SignedRun, tmp_path: Path) -> None:
+    from certify.demo.models import ensure_built
+
     model = tmp_path / "model"
-    shutil.copytree(tiny_chat, model)
+    shutil.copytree(ensure_built("tiny-chat-immunized"), model)
     assert verify_run(signed_run.run_dir, signed_run.public_key, model=str(model)).ok
     config = model / "config.json"
     config.write_bytes(config.read_bytes().replace(b"}", b', "x": 1}', 1))
@@ -228,7 +229,8 @@ def test_resuming_with_fewer_formats_never_signs_a_stale_report(run_copy: Path,
     wrote: the evidence changes (the resume is recorded), so the old PDF is rendered
     again before it is signed, and the run verifies."""
     before = pdf_attachment(run_copy / "report.pdf", "evidence.json")
-    done = run_certify("audit", "builtin:tiny-chat", "--policy", "ci-smoke", "--out",
+    done = run_certify("audit", "builtin:tiny-chat-immunized", "--reference",
+                       "builtin:tiny-chat", "--policy", "ci-smoke", "--out",
                        str(run_copy), "--resume", "--format", "junit", "--key",
                        str(signed_run.private_key), "--quiet")
     assert done.returncode == signed_run.audit_returncode, done.stderr

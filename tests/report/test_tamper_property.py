@@ -23,11 +23,13 @@ ENVELOPE = "certify.intoto.jsonl"
 
 
 @pytest.fixture(scope="module")
-def tamper_run(signed_run: SignedRun, tiny_chat: Path,
+def tamper_run(signed_run: SignedRun,
                tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from certify.demo.models import ensure_built
+
     root = tmp_path_factory.mktemp("tamper")
     shutil.copytree(signed_run.run_dir, root / "run", ignore=shutil.ignore_patterns(".lock"))
-    shutil.copytree(tiny_chat, root / "model")
+    shutil.copytree(ensure_built("tiny-chat-immunized"), root / "model")
     assert verify_run(root / "run", signed_run.public_key, model=str(root / "model")).ok
     return root / "run", root / "model"
 
