@@ -87,29 +87,34 @@ def _gate_points(check: Any, points: list[tuple[Point, Rate]], max_rate: float,
     return result(check, verdict, reason, observed=observed, threshold=threshold, rows=rows)
 
 
-def _candidate_gate(check: schema.StrongResistance | schema.PostFinetuneSafety, ctx: Context,
-                    purpose: str, what: str) -> CheckResult:
-    """Every checkpoint of the candidate's cells of ``purpose`` against ``check.max_rate``."""
+def _candidate_points(check: schema.StrongResistance | schema.PostFinetuneSafety, ctx: Context,
+                      purpose: str) -> list[Any] | CheckResult:
+    """Every checkpoint of the candidate's cells of ``purpose`` with its gated rate, or the
+    error result when the cells are missing."""
     attacks = scoped_attacks(ctx.policy, check.attacks, check.eval, purpose)
     if err := error_if_missing(check, ctx, attacks, ("candidate",)):
         return err
     metric = schema.gated_metric(check)
-    points = [(p, rate(p.record, metric, confidence=ctx.confidence))
-              for c in scoped_cells(ctx.cells, attacks, "candidate")
-              for p in trajectory(c, check.eval, ctx.cells)]
+    return [(p, rate(p.record, metric, confidence=ctx.confidence))
+            for c in scoped_cells(ctx.cells, attacks, "candidate")
+            for p in trajectory(c, check.eval, ctx.cells)]
+
+
+def _candidate_gate(check: schema.StrongResistance | schema.PostFinetuneSafety, ctx: Context,
+                    purpose: str, what: str) -> CheckResult:
+    """Every checkpoint of the candidate's cells of ``purpose`` against ``check.max_rate``."""
+    points = _candidate_points(check, ctx, purpose)
+    if isinstance(points, CheckResult):
+        return points
     return _gate_points(check, points, check.max_rate, what)
 
 
 def strong_resistance(check: schema.StrongResistance, ctx: Context) -> CheckResult:
     if check.aggregation == "worst":
         return _candidate_gate(check, ctx, "harmful", _what(check))
-    attacks = scoped_attacks(ctx.policy, check.attacks, check.eval, "harmful")
-    if err := error_if_missing(check, ctx, attacks, ("candidate",)):
-        return err
-    metric = schema.gated_metric(check)
-    points = [(p, rate(p.record, metric, confidence=ctx.confidence))
-              for c in scoped_cells(ctx.cells, attacks, "candidate")
-              for p in trajectory(c, check.eval, ctx.cells)]
+    points = _candidate_points(check, ctx, "harmful")
+    if isinstance(points, CheckResult):
+        return points
     if check.aggregation == "top_n_mean":
         return _top_n_mean(check, ctx, points)
     return _bounded_worst(check, ctx, points)
