@@ -75,18 +75,27 @@ def usable_files(run_dir: Path, evidence: Evidence) -> tuple[list[tuple[CellReco
     return ok, warnings
 
 
+def rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Each readable JSON object of a samples file, with its byte offset; an oversized,
+    blank or unparseable line (the file is model output, hostile) is skipped."""
+    offset = 0
+    with path.open("rb") as f:
+        for line in f:
+            start, offset = offset, offset + len(line)
+            if len(line) > MAX_LINE_BYTES or not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue
+            if isinstance(row, dict):
+                yield start, row
+
+
 def records(files: list[tuple[CellRecord, Path]]) -> Iterator[tuple[CellRecord, dict[str, Any]]]:
     for cell, path in files:
-        with path.open("rb") as f:
-            for line in f:
-                if len(line) > MAX_LINE_BYTES or not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except (json.JSONDecodeError, UnicodeDecodeError):
-                    continue
-                if isinstance(row, dict):
-                    yield cell, row
+        for _, row in rows(path):
+            yield cell, row
 
 
 def _rank(seed: str, cell: CellRecord, row: dict[str, Any]) -> int:

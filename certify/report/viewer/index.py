@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from certify.evidence import CellRecord, Evidence
-from certify.report.samples import MAX_LINE_BYTES, measures_of, outcome, usable_files
+from certify.report.samples import measures_of, outcome, rows, usable_files
 from certify.report.text import one_line
 
 FACETS = ("eval", "label", "category", "role", "cell", "step")
@@ -49,21 +49,6 @@ def disagreement(row: dict[str, Any]) -> bool:
     return len(votes) > 1
 
 
-def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    offset = 0
-    with path.open("rb") as f:
-        for line in f:
-            start, offset = offset, offset + len(line)
-            if len(line) > MAX_LINE_BYTES or not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue
-            if isinstance(row, dict):
-                yield start, row
-
-
 def _entry(number: int, cell: CellRecord, offset: int, row: dict[str, Any]) -> Entry:
     step = row.get("step")
     return Entry(number=number, cell=cell, offset=offset, eval=one_line(row.get("eval"), 60),
@@ -81,7 +66,7 @@ class SampleIndex:
         self.paths = {cell.id: path for cell, path in files}
         self.entries: list[Entry] = []
         for cell, path in files:
-            for offset, row in _lines(path):
+            for offset, row in rows(path):
                 self.entries.append(_entry(len(self.entries), cell, offset, row))
 
     def select(self, filters: dict[str, str], disagree: bool,
