@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from certify.data.load import DatasetRef, load_dataset
@@ -144,3 +145,47 @@ def test_a_dataset_config_leaves_existing_references_and_their_cell_ids_alone() 
     ref = DatasetRef(source="hf:cais/wmdp-corpora", config="cyber-forget-corpus")
     assert ref.model_dump(mode="json")["config"] == "cyber-forget-corpus"
     assert ref.label == "hf:cais/wmdp-corpora/cyber-forget-corpus"
+
+
+def _narrow_manager(names: list[str]) -> tuple[object, list[str]]:
+    """find_tasks with lm-eval's task placement stored (built here only if no earlier
+    process stored it) and no full index in memory."""
+    from certify.evals import capability, lm_eval_index
+
+    provided = tuple(capability.provided_task_paths())
+    if lm_eval_index.load() is None:
+        lm_eval_index.store(capability._task_manager(provided, True))
+    capability._MANAGERS.pop((provided, True), None)
+    narrow, missing = capability.find_tasks(names, [])
+    assert (provided, True) not in capability._MANAGERS  # the full index was not built
+    return narrow, missing
+
+
+STANDARD = ["mmlu", "wmdp_bio", "arc_easy", "ai2_arc", "hellaswag"]
+
+
+def test_standard_tasks_are_found_through_the_stored_index_without_the_full_one() -> None:
+    from certify.evals import capability
+
+    narrow, missing = _narrow_manager([*STANDARD, "mmlu_typo_task"])
+    assert missing == ["mmlu_typo_task"]  # unknown to lm-eval too, said without the index
+    assert len(narrow.all_tasks) < 1000 < len(capability.known_task_names(narrow))  # type: ignore[attr-defined]
+    leaves = dict(capability.task_leaves(narrow, "mmlu"))
+    assert len(leaves) == 57 and all(cfg.get("output_type") == "multiple_choice"
+                                     for cfg in leaves.values())
+    assert sorted(dict(capability.task_leaves(narrow, "ai2_arc"))) == ["arc_challenge",
+                                                                       "arc_easy"]
+
+
+@pytest.mark.slow
+def test_the_narrow_task_manager_gives_the_full_indexs_tasks() -> None:
+    """Against the oracle, every lm-eval YAML indexed (tens of seconds): the same leaves and
+    the same resolved configs for each standard task the shipped policies name."""
+    from certify.evals import capability
+
+    narrow, _ = _narrow_manager(STANDARD)
+    full = capability._task_manager(tuple(capability.provided_task_paths()), True)
+    for name in STANDARD:
+        got = sorted((leaf, str(cfg)) for leaf, cfg in capability.task_leaves(narrow, name))
+        assert got and got == sorted((leaf, str(cfg))
+                                     for leaf, cfg in capability.task_leaves(full, name))

@@ -104,15 +104,37 @@ LIST_TASKS_HINT = ("list the tasks lm-eval knows with `lm-eval ls tasks` (standa
 
 def find_tasks(tasks: list[str], include_paths: list[str]) -> tuple[Any, list[str]]:
     """lm-eval's TaskManager over the provided tasks, ``include_paths`` and, only when some
-    task is not among those, lm-eval's own YAMLs (indexing them takes tens of seconds);
-    and the names it does not know. Imports lm_eval.tasks (no torch)."""
+    task is not among those, the lm-eval task directories that hold it; and the names it
+    does not know. Where lm-eval's own tasks live is remembered between processes
+    (``lm_eval_index``): indexing all of them takes tens of seconds, and happens once per
+    lm-eval installation. Imports lm_eval.tasks (no torch)."""
+    from certify.evals import lm_eval_index
+
     paths = (*provided_task_paths(), *include_paths)
     manager = _task_manager(paths, False)
     missing = [t for t in tasks if t not in manager.all_tasks]
-    if missing:  # standard tasks: index lm-eval's own YAMLs too (slower)
-        manager = _task_manager(paths, True)
-        missing = [t for t in tasks if t not in manager.all_tasks]
-    return manager, missing
+    if not missing:
+        return manager, []
+    placed = lm_eval_index.load()
+    narrow = lm_eval_index.narrowed_paths(placed, missing) if placed is not None else None
+    if placed is not None and narrow is not None:
+        if narrow:
+            manager = _task_manager((*narrow, *paths), False)
+            missing = [t for t in tasks if t not in manager.all_tasks]
+        if not any(m in placed for m in missing):
+            return manager, missing  # what is left is unknown to lm-eval too
+    manager = _task_manager(paths, True)  # every lm-eval task (slower)
+    if placed is None:
+        lm_eval_index.store(manager)
+    return manager, [t for t in tasks if t not in manager.all_tasks]
+
+
+def known_task_names(manager: Any) -> list[str]:
+    """Every task name lm-eval would know: the manager's, and lm-eval's own from the stored
+    index (a manager over a few directories knows only theirs). For suggestions."""
+    from certify.evals import lm_eval_index
+
+    return sorted(set(manager.all_tasks) | set(lm_eval_index.load() or ()))
 
 
 _MANAGERS: dict[tuple[tuple[str, ...], bool], Any] = {}
@@ -188,7 +210,7 @@ def check_tasks(params: LmEvalParams, eval_id: str) -> None:
     exists (else InputError, exit 2), so a typo never costs a trained cell."""
     manager, missing = find_tasks(list(params.tasks), list(params.include_paths))
     if missing:
-        known = sorted(manager.all_tasks)
+        known = known_task_names(manager)
         raise InputError(f"evaluation {eval_id!r}: " + "; ".join(
             f"lm-eval has no task {m!r}{registry.suggest(m, known)}" for m in missing),
             hint=LIST_TASKS_HINT)

@@ -41,6 +41,7 @@ from certify.evals.capability import (
     LmEvalParams,
     check_task_data,
     find_tasks,
+    known_task_names,
     task_leaves,
 )
 from certify.evidence import EvalRecord
@@ -69,7 +70,7 @@ def task_problems(params: LmEvalParams) -> list[str]:
     """What makes the tasks unusable for a knowledge evaluation: unknown, or not multiple
     choice (a generative task has no chance level to compare against)."""
     manager, missing = find_tasks(list(params.tasks), list(params.include_paths))
-    known = sorted(manager.all_tasks)
+    known = known_task_names(manager)
     problems = [f"lm-eval has no task {m!r}{registry.suggest(m, known)}" for m in missing]
     for task in params.tasks:
         if task in missing:
