@@ -270,6 +270,18 @@ def training_mode(spec: CellSpec) -> str:
     return "lora" if ranks and 0 not in ranks else "full"
 
 
+def kind_of(technique: str, mode: str) -> str:
+    """What a cell does, in the preview's words; ``mode`` is how it is costed. A soft
+    prompt trains through frozen weights and is costed as LoRA is, but it is no LoRA; a
+    training-free weight edit is costed as its evaluations."""
+    tags = registry.get("attack", technique).tags if technique in registry.names("attack") else ()
+    if "soft-prompt" in tags:
+        return "soft prompt"
+    if "training-free" in tags:
+        return "weight edit"
+    return mode
+
+
 def searched(params: dict[str, Any], knob: str) -> list[Any]:
     """The values a knob takes in a cell: a search's space (a range by its bounds) or the
     cell's one value."""
