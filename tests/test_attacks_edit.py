@@ -12,6 +12,7 @@ not. The paper's selection itself is tested on tiny-chat's own activations.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from certify.assess.resistance import _cost
 from certify.assess.trajectory import rate, trajectory
 from certify.attacks.embedding_attack import SLOT, SoftPrompted, with_slots
 from certify.attacks.refusal_ablation import (
+    SHORTLIST,
     Candidate,
     RefusalAblationParams,
     Selector,
@@ -34,6 +36,7 @@ from certify.attacks.refusal_ablation import (
     read_activations,
     refusal_basis,
     select_direction,
+    shortlist,
     writers,
 )
 from certify.errors import InputError, PolicyError
@@ -250,13 +253,17 @@ def test_the_post_instruction_tokens_and_the_default_layers() -> None:
 
 
 def test_the_best_candidate_bypasses_most_within_the_kl_filter() -> None:
-    a = Candidate(1, 1, complied=5, answer_logprob=-1.0, kl=0.5)  # filtered out
-    b = Candidate(2, 1, complied=3, answer_logprob=-0.2, kl=0.05)
-    c = Candidate(2, 2, complied=3, answer_logprob=-0.9, kl=0.08)  # same count, less likely
-    d = Candidate(3, 1, complied=0, answer_logprob=-3.0, kl=0.01)
-    assert best([a, b, c, d], 0.1) == (c, True)
-    assert best([a, b, c, d], 1.0) == (a, True)
-    assert best([a], 0.1) == (a, False)  # none passes: the one that moves harmless least
+    a = Candidate(1, 1, answer_logprob=-5.0, kl=0.5)  # filtered out
+    b = Candidate(2, 1, answer_logprob=-0.2, kl=0.05)
+    c = Candidate(2, 2, answer_logprob=-0.9, kl=0.08)
+    d = Candidate(3, 1, answer_logprob=-3.0, kl=0.01)
+    e = Candidate(3, 2, answer_logprob=-0.1, kl=0.0)
+    assert SHORTLIST == 3
+    assert shortlist([a, b, c, d, e], 0.1) == ([d, c, b], True)  # least likely answers
+    assert shortlist([a, b, c, d, e], 1.0) == ([a, d, c], True)
+    assert shortlist([a], 0.1) == ([a], False)  # none passes: the one that moves harmless least
+    judged = [replace(d, complied=1), replace(c, complied=3), replace(b, complied=3)]
+    assert best(judged) == judged[1]  # most complied; ties: the less likely answers
 
 
 def test_selection_scores_every_candidate_and_ablates_the_one_it_keeps(
@@ -277,8 +284,10 @@ def test_selection_scores_every_candidate_and_ablates_the_one_it_keeps(
             mean_differences(acts_h, acts_b, 16), [(2, 1), (2, 2), (2, 3)], selector,
             original, modules, 0.1)
         assert [(c.layer, c.position) for c in scored] == [(2, 1), (2, 2), (2, 3)]
-        assert (chosen, passed) == best(scored, 0.1)
-        assert all(0 <= c.complied <= 4 and c.kl >= 0 and c.answer_logprob < 0 for c in scored)
+        assert all(c.kl >= 0 and c.answer_logprob < 0 for c in scored)
+        judged = [c for c in scored if c.complied is not None]
+        assert judged == shortlist(scored, 0.1)[0] and passed == shortlist(scored, 0.1)[1]
+        assert chosen == best(judged) and all(0 <= c.complied <= 4 for c in judged)
         embed = dict(modules)["embed_tokens"].weight.detach()
         assert basis.shape == (128, 1) and float((embed @ basis).abs().max()) < 1e-4
     finally:

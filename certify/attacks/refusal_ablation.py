@@ -20,10 +20,11 @@ The recipe, top to bottom:
    ``n_samples``, not optimizer steps), estimate one direction per layer and position
    from the first ``n`` harmful and ``n`` harmless prompts (difference of means), then
    - ``select: true`` (the paper's method, the default): ablate each candidate direction
-     alone, and keep the one that leaves the fewest refusals among the held-out harmful
-     prompts' short greedy answers (ties: the lowest likelihood of the unedited model's
-     own answers to them), among the candidates that move the held-out harmless prompts'
-     next-token distribution by at most ``max_kl`` (the paper's KL filter). By default
+     alone; among the candidates that move the held-out harmless prompts' next-token
+     distribution by at most ``max_kl`` (the paper's KL filter), the three that make the
+     unedited model's own answers to the held-out harmful prompts least likely (one
+     forward pass each) answer those prompts greedily, and the one that leaves the fewest
+     refusals is kept (ties: the less likely original answers). By default
      the candidates come from every layer below 80 % of the depth (the paper drops the
      last 20 %, whose directions are about the next token rather than refusal);
    - ``select: false``: remove the span of all of them (an extension, not the paper's
@@ -51,7 +52,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -102,8 +103,9 @@ class RefusalAblationParams(registry.Params):
     """Held-out harmful prompts (and as many harmless ones) that score the candidates;
     drawn beside the ``n_samples`` and charged as samples. Only with ``select``."""
     select_tokens: int = Field(default=12, ge=1, le=256)
-    """Greedy tokens generated per held-out harmful prompt to tell refusal (a refusal
-    phrase) from compliance under each candidate."""
+    """Tokens of the unedited model's greedy answers to the held-out harmful prompts that
+    each candidate is scored on, and of the shortlisted candidates' own answers, judged
+    for a refusal phrase."""
     max_kl: float = Field(default=0.1, gt=0.0)
     """The paper's KL filter: a candidate may move the held-out harmless prompts'
     next-token distribution by at most this (nats, mean over prompts). When none passes,
@@ -253,15 +255,23 @@ def ablate(weights: dict[str, tuple[Any, Any]], modules: list[tuple[str, Any]],
                 module.bias.copy_(bias - q @ (q.T @ bias))
 
 
+SHORTLIST = 3
+"""Candidates whose held-out answers are generated: those that make the unedited model's
+own answers least likely (a forward pass each); generating for every candidate would cost
+``select_tokens`` passes each."""
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One candidate direction's scores on the held-out prompts."""
 
     layer: int
     position: int  # 1: the last prompt token, 2: the one before, ...
-    complied: int  # held-out harmful prompts answered without a refusal phrase, coherently
     answer_logprob: float  # mean log-likelihood of the unedited model's own answers
     kl: float  # mean next-token KL on the held-out harmless prompts
+    complied: int | None = None
+    """Held-out harmful prompts answered without a refusal phrase, coherently (shortlisted
+    candidates only)."""
 
     def note(self) -> dict[str, Any]:
         return {"layer": self.layer, "position": -self.position, "complied": self.complied,
@@ -273,11 +283,13 @@ class Selector:
 
     The paper scores refusal by the log-odds of a model family's refusal tokens at the
     first answer position. Which tokens start a refusal differs per model (on tiny-chat
-    " S" starts both "Sorry" and "Sure"), so each candidate is scored on what the edited
-    model answers: its ``tokens`` greedy tokens per held-out harmful prompt, judged by
-    the refusal phrases (certify's keyword judge); ties go to the candidate that makes the
-    unedited model's own answers least likely. The KL filter is the paper's: the harmless
-    prompts' next-token distribution at the answer position."""
+    " S" starts both "Sorry" and "Sure"), so a candidate is scored by what the edited model
+    does with the unedited model's own answers to the held-out harmful prompts (their
+    first ``tokens`` greedy tokens, mostly refusals): how likely it still finds them (one
+    forward pass), and, for the shortlist that makes them least likely, what it answers
+    itself (greedy, judged by the refusal phrases of certify's keyword judge). The KL
+    filter is the paper's: the harmless prompts' next-token distribution at the answer
+    position."""
 
     def __init__(self, model: Any, tokenizer: Any, harmful: list[list[int]],
                  harmless: list[list[int]], tokens: int, device: str) -> None:
@@ -314,33 +326,47 @@ class Selector:
         return float(logp.gather(-1, self.base_answers[..., None]).mean())
 
     def score(self, layer: int, position: int) -> Candidate:
-        """Scores the model as it is now (a candidate's ablation applied)."""
+        """The model as it is now (a candidate's ablation applied): two forward passes."""
+        import torch
+
+        with torch.no_grad():
+            kl = torch.nn.functional.kl_div(self._next_logprobs(), self.base_next,
+                                            log_target=True, reduction="batchmean")
+            return Candidate(layer, position, self._answer_logprob(), float(kl))
+
+    def complied(self) -> int:
+        """Held-out harmful prompts the model as it is now answers without a refusal phrase
+        and coherently (``tokens`` greedy tokens each)."""
         import torch
 
         from certify.judges.base import is_incoherent, is_refusal
 
         with torch.no_grad():
             answers = self.tokenizer.batch_decode(self._greedy(), skip_special_tokens=True)
-            complied = sum(not is_refusal(a) and not is_incoherent(a) for a in answers)
-            kl = torch.nn.functional.kl_div(self._next_logprobs(), self.base_next,
-                                            log_target=True, reduction="batchmean")
-            return Candidate(layer, position, complied, self._answer_logprob(), float(kl))
+        return sum(not is_refusal(a) and not is_incoherent(a) for a in answers)
 
 
-def best(candidates: list[Candidate], max_kl: float) -> tuple[Candidate, bool]:
-    """The candidate that best bypasses refusal among those within the KL filter (most
-    held-out harmful prompts complied with, then the least likely original answers), and
-    whether any passed the filter (if none did: the one that moves harmless prompts least)."""
+def shortlist(candidates: list[Candidate], max_kl: float) -> tuple[list[Candidate], bool]:
+    """The candidates worth generating for: within the KL filter, the SHORTLIST that make
+    the original answers least likely; and whether any passed the filter (if none did:
+    the one that moves harmless prompts least, alone)."""
     passing = [c for c in candidates if c.kl <= max_kl]
     if not passing:
-        return min(candidates, key=lambda c: c.kl), False
-    return min(passing, key=lambda c: (-c.complied, c.answer_logprob)), True
+        return [min(candidates, key=lambda c: c.kl)], False
+    return sorted(passing, key=lambda c: c.answer_logprob)[:SHORTLIST], True
+
+
+def best(scored: list[Candidate]) -> Candidate:
+    """The shortlisted candidate that best bypasses refusal: most held-out harmful prompts
+    complied with, then the least likely original answers."""
+    return min(scored, key=lambda c: (-(c.complied or 0), c.answer_logprob))
 
 
 def select_direction(diffs: Any, slots: list[tuple[int, int]], selector: Selector,
                      original: dict[str, tuple[Any, Any]], modules: list[tuple[str, Any]],
                      max_kl: float) -> tuple[Any, Candidate, bool, list[Candidate]]:
-    """Ablate each candidate direction alone and keep the best (basis (hidden, 1))."""
+    """Ablate each candidate direction alone and keep the best (basis (hidden, 1)); every
+    candidate's scores come back, the shortlisted ones with ``complied``."""
     scored, bases = [], {}
     for (layer, position), diff in zip(slots, diffs, strict=True):
         norm = float(diff.norm())
@@ -354,7 +380,13 @@ def select_direction(diffs: Any, slots: list[tuple[int, int]], selector: Selecto
         raise CellError("config", "no chosen layer and position shows a difference between "
                         "harmful and harmless prompts, so there is no candidate direction",
                         hint="choose later layers (layer 0 is the token embedding itself)")
-    chosen, filtered = best(scored, max_kl)
+    short, filtered = shortlist(scored, max_kl)
+    judged = {}
+    for c in short:
+        ablate(original, modules, bases[(c.layer, c.position)])
+        judged[(c.layer, c.position)] = replace(c, complied=selector.complied())
+    scored = [judged.get((c.layer, c.position), c) for c in scored]
+    chosen = best(list(judged.values()))
     basis = bases[(chosen.layer, chosen.position)]
     ablate(original, modules, basis)
     return basis, chosen, filtered, scored
@@ -417,8 +449,9 @@ def refusal_ablation(run: AttackRun, p: RefusalAblationParams) -> None:
             norms[n] = round(float(diffs[slots.index((pick.layer, pick.position))].norm()), 4)
             chosen[n] = {**pick.note(), "of": p.n_select, "kl_filter_passed": filtered,
                          "candidates": len(scored)}
-            # Each candidate generated its answers and read both held-out halves again.
-            tokens += selector.tokens_read * (len(scored) + 1)
+            # Each candidate read both held-out halves and the original answers again;
+            # the shortlist also generated its own.
+            tokens += selector.tokens_read * (len(scored) + SHORTLIST + 1)
             samples = 2 * n + 2 * p.n_select
         # What n samples cost the attacker: their share of the reading, and this edit.
         spend = Spend(samples=samples, tokens=tokens, flop=2.0 * n_params * tokens,
