@@ -321,6 +321,15 @@ def _ablation_text(r: dict[str, Any]) -> str:
 
 
 def _soft_prompt_text(e: dict[str, Any]) -> str:
+    if e.get("per_prompt"):
+        return one_line(
+            f"Embedding-space attack, per prompt: one soft prompt of {num(e.get('n_tokens'))} "
+            f"continuous embeddings (started from \"{one_line(e.get('init'), 40)}\") for each "
+            f"of the {num(e.get('soft_prompts'))} harm-evaluation prompts, trained on that "
+            f"prompt itself towards \"{one_line(e.get('target'), 60)}\" and placed as a "
+            f"{one_line(e.get('position'), 10)} of it alone; the attack optimizes on the "
+            "evaluated prompts by design (Schwinn et al.'s individual attack), the weights are "
+            "not changed, and every checkpoint generates through the soft prompts.", 700)
     target = (f"the first {num(e.get('target_tokens'))} tokens of each training answer"
               if e.get("target_tokens") else "each whole training answer")
     return one_line(
