@@ -407,6 +407,8 @@ def refusal_ablation(run: AttackRun, p: RefusalAblationParams) -> None:
                         f"only {min(len(harmful), len(harmless))}",
                         hint="lower n_samples or n_select, or set select: false")
     model = run.trainable_model(local=True)  # edited in place, restored after the cell
+    was_training = model.training
+    model.eval()  # no dropout while reading activations and scoring candidates
     num_layers = int(model.config.num_hidden_layers)
     check_model(p, "refusal_ablation", num_layers)
     layers = chosen_layers(p, num_layers)
@@ -459,6 +461,7 @@ def refusal_ablation(run: AttackRun, p: RefusalAblationParams) -> None:
                       + time.perf_counter() - edit_started)
         if run.hand_back(model, spend, step=n):
             break
+    model.train(was_training)
     run.note(refusal_ablation={"layers": layers, "positions": positions,
                                "position": f"last {positions} prompt token(s)",
                                "select": p.select,
