@@ -259,6 +259,10 @@ def training_mode(spec: CellSpec) -> str:
     tags = registry.get("attack", spec.technique).tags
     # A training-free weight edit (refusal_ablation) reads its samples once, forward only:
     # far less than the evaluations at its checkpoints, which are costed as for any cell.
+    # Not costed: refusal_ablation's direction selection (select: true), two forward passes
+    # over 2 x n_select held-out prompts per candidate direction and checkpoint and a short
+    # generation for 3 of them; on a large model that can approach a checkpoint's
+    # evaluations (on tiny-chat: ~0.5 s per checkpoint for 21 candidates).
     if spec.max_steps <= 0 or "training-free" in tags:
         return "eval"
     # LoRA and a soft prompt both train through frozen weights: ~4·N FLOP per token and
