@@ -6,8 +6,8 @@ families in each repetition, median seconds: sft, lora, jailbreak_tuning, multil
 relearning (32 optimizer steps of 10 examples each), embedding_attack (32 steps of a soft
 prompt on 10 prompts each) and refusal_ablation (directions from 32 harmful and 32
 harmless prompts, no steps: the paper's selection of one, and the span of the seven
-post-instruction directions at layer 2). Every cell ends with one harmfulness evaluation (24 prompts,
-24 new tokens, keyword judge); multilingual's is the backslang evaluation its attack
+post-instruction directions at layer 2). Every cell ends with one harmfulness evaluation
+(24 prompts, 24 new tokens, keyword judge); multilingual's is the backslang evaluation its attack
 needs (the same 24 prompts plus 6 competence questions). Early stopping is off. The
 line prints each family's seconds (training and evaluation), its ratio to sft, the FLOP
 and samples the evidence charges it, and its harmful rate at the end.
