@@ -41,11 +41,12 @@ fine-tuning trajectory, and ``weak_resistance`` with ``cost: samples`` compares 
 took to break the candidate and the reference. It stops early like the others once the
 checks are decided.
 
-On the demo model (builtin:tiny-chat, 4 layers, trained from scratch) no single direction
-carries refusal: the paper's selection finds none that breaks it (docs/policies.md,
-"Weight-space attacks", has the measurements), while removing the span of the seven
-post-instruction directions at layer 2 (``select: false``) does; that is the demo's
-positive control (tests/policies/refusal-embedding.yaml).
+On the demo model (builtin:tiny-chat, 4 layers, trained from scratch) refusal is not
+carried by a direction: the paper's selection finds none whose ablation breaks it, and
+removing the span of the seven post-instruction directions (``select: false``) turns the
+answers into "Sorry, here is how to <a benign task>", still refusals to the keyword judge
+(docs/policies.md, "Weight-space attacks", has the measurements). Its positive control is
+the literature's.
 """
 
 from __future__ import annotations
