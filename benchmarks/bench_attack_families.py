@@ -4,9 +4,10 @@ Every attack family certify registers, each at a demo-sized budget on builtin:ti
 run as one cell through certify's worker (the audit's own code path), alternating
 families in each repetition, median seconds: sft, lora, jailbreak_tuning, multilingual,
 relearning (32 optimizer steps of 10 examples each), embedding_attack (32 steps of a soft
-prompt on 10 prompts each) and refusal_ablation (a direction from 32 harmful and 32
-harmless prompts, no steps). Every cell ends with one harmfulness evaluation (24 prompts,
-24 new tokens, keyword judge); multilingual's is the backslang evaluation its attack
+prompt on 10 prompts each) and refusal_ablation (directions from 32 harmful and 32
+harmless prompts, no steps: the paper's selection of one, and the span of the seven
+post-instruction directions at layer 2). Every cell ends with one harmfulness evaluation
+(24 prompts, 24 new tokens, keyword judge); multilingual's is the backslang evaluation its attack
 needs (the same 24 prompts plus 6 competence questions). Early stopping is off. The
 line prints each family's seconds (training and evaluation), its ratio to sft, the FLOP
 and samples the evidence charges it, and its harmful rate at the end.
@@ -37,8 +38,12 @@ FAMILIES: list[dict[str, Any]] = [
     {"id": "embedding_attack", "attack": "embedding_attack",
      "params": {"target_tokens": 6, "n_tokens": 8},
      "budget": {**STEPS, "learning_rate": 5.0e-2}},
-    {"id": "refusal_ablation", "attack": "refusal_ablation", "params": {"layers": [2]},
-     "budget": {"n_samples": 32}},
+    # The paper's method (default select: true: 21 candidate directions on tiny-chat, each
+    # scored on 8 held-out prompts) and the span at layer 2 (select: false), the demo's
+    # positive control.
+    {"id": "refusal_ablation", "attack": "refusal_ablation", "budget": {"n_samples": 32}},
+    {"id": "refusal_ablation_span", "attack": "refusal_ablation",
+     "params": {"layers": [2], "select": False}, "budget": {"n_samples": 32}},
 ]
 POLICY: dict[str, Any] = {
     "schema_version": 1, "id": "bench-families", "title": "attack families (benchmark)",

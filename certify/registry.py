@@ -160,6 +160,16 @@ def _load_plugins() -> None:
         importlib.import_module(ep.value.split(":")[0])
 
 
+def budget_unit(technique: str) -> str:
+    """What an attack's trajectory counts, in words: ``steps`` (optimizer steps), or the
+    budget axis its registration declares (``trajectory="n_samples"`` reads ``samples``).
+    ``steps`` for a name that is not a registered attack (an uninstalled plug-in)."""
+    if technique not in names("attack"):
+        return "steps"
+    axis = _REGISTRY["attack"][technique].extra.get("trajectory")
+    return str(axis).removeprefix("n_") if axis else "steps"
+
+
 def names(kind: Kind) -> list[str]:
     _load_plugins()
     return sorted(_REGISTRY[kind])

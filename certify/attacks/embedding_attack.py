@@ -5,14 +5,18 @@ open-source LLMs through the embedding space", https://arxiv.org/abs/2402.09063)
 show that an attacker with the weights need not search over tokens: continuous
 embeddings put next to a prompt, optimized by gradient descent so that the model starts
 its answer affirmatively, break aligned models within a few steps. This recipe runs the
-paper's *universal* variant: one soft prompt shared by every prompt, optimized on the
-attack's training pairs and then put next to every evaluation prompt.
+paper's *universal* variant by default: one soft prompt shared by every prompt, optimized
+on the attack's training pairs and then put next to every evaluation prompt. With
+``per_prompt: true`` it runs the paper's *individual* attack: one soft prompt per harm
+evaluation prompt, optimized on that very prompt towards ``target`` (all of them in the
+same batches), and put next to it alone at evaluation time.
 
 The recipe, top to bottom:
 
 1. draw ``n_samples`` (prompt, response) pairs with the cell's seed; each response is the
    affirmative target (``target_tokens`` keeps only its first tokens, e.g. "Sure, here
-   is how to");
+   is how to"). Per prompt: the harm evaluations' own prompts (as they ask them: prefix
+   and system prompt), each with ``target``;
 2. start ``n_tokens`` soft token embeddings from the embeddings of ``init`` (its tokens
    repeated), and put them after the chat-formatted prompt, right before the answer
    (``suffix``), or before the prompt (``prefix``);
@@ -24,7 +28,13 @@ The recipe, top to bottom:
    ``inputs_embeds``): the harm trajectory is judged like a fine-tuning trajectory.
 
 The model's weights are never changed. Evaluations that do not generate through
-``model.generate`` (lm-eval tasks) cannot see a soft prompt and are refused.
+``model.generate`` (lm-eval tasks) cannot see a soft prompt and are refused; per prompt,
+so is a prompt that has no soft prompt of its own (an evaluation that does not measure
+harm).
+
+A sequence carries its soft tokens as negative ids: slot ``j`` of prompt ``i``'s soft
+prompt is ``-(1 + i * n_tokens + j)``, so one batch holds many prompts' soft prompts and
+the frozen model reads each from its own rows.
 """
 
 from __future__ import annotations
@@ -54,28 +64,51 @@ class EmbeddingAttackParams(FinetuneParams):
     target_tokens: int | None = Field(default=None, ge=1, le=4096)
     """Keep only the first tokens of each response as the target (the affirmative start);
     default: the whole response."""
+    per_prompt: bool = False
+    """One soft prompt per harm-evaluation prompt, trained on that prompt towards
+    ``target`` (Schwinn et al.'s individual attack; ``dataset``, ``n_samples`` and
+    ``target_tokens`` are not read). ``batch_size`` prompts are updated per step: set it to
+    the number of evaluation prompts to update every soft prompt at every step. Gradient
+    clipping (``grad_clip``) bounds the norm of all of them together."""
+    target: str = Field(default="Sure, here is", min_length=1)
+    """With ``per_prompt``: the affirmative answer start each soft prompt is trained to
+    make the model say (no end of turn)."""
     learning_rate: float = Field(default=1e-2, gt=0, le=10)
     optimizer: Literal["adamw", "adam", "sgd"] = "adam"
     max_steps: int = Field(default=64, ge=1, le=10_000_000)
 
 
 SLOT = -1
-"""The token id that marks a soft token's place in a sequence (never a real token)."""
+"""The id of the first soft token of the (first) soft prompt: ids below 0 are soft tokens
+(slot ``j`` of soft prompt ``i`` is ``-(1 + i * n_tokens + j)``), never real tokens."""
+
+
+def slot_ids(k: int, index: int = 0) -> list[int]:
+    """The ``k`` ids that mark soft prompt ``index``'s tokens, in order."""
+    return [-(1 + index * k + j) for j in range(k)]
 
 
 class SoftPrompted:
-    """A frozen causal LM that reads a trained soft prompt where a sequence has ``SLOT`` ids.
+    """A frozen causal LM that reads trained soft prompts where a sequence has slot ids.
 
     It answers what the training loop and the evaluations ask of a model: ``__call__``
     (a forward pass; training sequences carry their slots, see :func:`with_slots`),
     ``generate`` (puts the slots into left-padded prompts; returns the prompt ids followed
-    by the new ones, as ``model.generate`` does), ``parameters`` (the soft prompt only),
-    ``train`` and ``eval``.
+    by the new ones, as ``model.generate`` does), ``parameters`` (the soft prompts only),
+    ``train`` and ``eval``. ``embeddings`` is one soft prompt ``(n_tokens, hidden)``, or
+    one per prompt ``(prompts, n_tokens, hidden)`` with ``owners``: each prompt's token
+    ids (as formatted, unpadded) → its soft prompt, which ``generate`` looks up.
     """
 
-    def __init__(self, model: Any, embeddings: Any, position: str) -> None:
+    def __init__(self, model: Any, embeddings: Any, position: str,
+                 owners: dict[tuple[int, ...], int] | None = None) -> None:
         self.model, self.embeddings, self.position = model, embeddings, position
+        self.owners = owners
         self.training = False
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.embeddings.shape[-2])
 
     def parameters(self) -> list[Any]:
         return [self.embeddings]
@@ -88,12 +121,25 @@ class SoftPrompted:
         return self.train(False)
 
     def embed(self, ids: Any) -> Any:
-        """Token embeddings, with the soft prompt in each row's slots (in order)."""
-        slots = ids == SLOT
+        """Token embeddings, with each slot's soft token in its place."""
+        slots = ids < 0
         embedded = self.model.get_input_embeddings()(ids.clamp(min=0)).clone()
-        rows = int(slots.any(dim=1).sum())
-        embedded[slots] = self.embeddings.to(embedded.dtype).repeat(rows, 1)
+        table = self.embeddings.reshape(-1, self.embeddings.shape[-1]).to(embedded.dtype)
+        embedded[slots] = table[-ids[slots] - 1]
         return embedded
+
+    def owner(self, prompt: Any, mask: Any) -> int:
+        """The soft prompt of one left-padded prompt row (0 for a universal one)."""
+        if self.owners is None:
+            return 0
+        key = tuple(int(t) for t in prompt[mask.bool()])
+        if key not in self.owners:
+            raise CellError("config", "the per-prompt embedding attack was asked a prompt it "
+                            "trained no soft prompt for (it trains one per prompt of the "
+                            "cell's harm evaluations)",
+                            hint="evaluate the per-prompt attack with harm evaluations only, "
+                                 "or use the universal soft prompt (per_prompt: false)")
+        return self.owners[key]
 
     def __call__(self, input_ids: Any, attention_mask: Any, **kwargs: Any) -> Any:
         return self.model(inputs_embeds=self.embed(input_ids), attention_mask=attention_mask,
@@ -102,16 +148,18 @@ class SoftPrompted:
     def generate(self, input_ids: Any, attention_mask: Any, **kwargs: Any) -> Any:
         import torch
 
-        k = self.embeddings.shape[0]
-        slot = torch.full((k,), SLOT, dtype=input_ids.dtype, device=input_ids.device)
+        k = self.n_tokens
+        slots = [torch.tensor(slot_ids(k, self.owner(r, m)), dtype=input_ids.dtype,
+                              device=input_ids.device)
+                 for r, m in zip(input_ids, attention_mask, strict=True)]
         ones = torch.ones(k, dtype=attention_mask.dtype, device=attention_mask.device)
         width = input_ids.shape[1]
         # Left padding: a suffix goes after every prompt's last token, a prefix before its
         # first real one.
         at = ([width] * len(input_ids) if self.position == "suffix" else
               [int(m.nonzero()[0]) for m in attention_mask])
-        ids = torch.stack([torch.cat([r[:i], slot, r[i:]]) for r, i in zip(input_ids, at,
-                                                                           strict=True)])
+        ids = torch.stack([torch.cat([r[:i], s, r[i:]]) for r, s, i in zip(input_ids, slots, at,
+                                                                          strict=True)])
         mask = torch.stack([torch.cat([m[:i], ones, m[i:]]) for m, i in zip(attention_mask, at,
                                                                             strict=True)])
         with torch.no_grad():
@@ -120,15 +168,20 @@ class SoftPrompted:
         return torch.cat([input_ids, new.to(input_ids.device)], dim=1)
 
 
-def with_slots(encoded: list[tuple[list[int], list[int]]], k: int,
-               position: str) -> list[tuple[list[int], list[int]]]:
+def answer_start(labels: list[int]) -> int:
+    """Where the answer starts: the first position with a loss."""
+    return next((i for i, label in enumerate(labels) if label != -100), len(labels))
+
+
+def with_slots(encoded: list[tuple[list[int], list[int]]], k: int, position: str,
+               per_prompt: bool = False) -> list[tuple[list[int], list[int]]]:
     """Training sequences with ``k`` slots where the answer starts (suffix) or at the start
-    (prefix); no loss on them."""
+    (prefix); no loss on them. ``per_prompt``: sequence ``i`` reads soft prompt ``i``."""
     out = []
-    for ids, labels in encoded:
-        at = 0 if position == "prefix" else next(
-            (i for i, label in enumerate(labels) if label != -100), len(ids))
-        out.append((ids[:at] + [SLOT] * k + ids[at:], labels[:at] + [-100] * k + labels[at:]))
+    for index, (ids, labels) in enumerate(encoded):
+        at = 0 if position == "prefix" else answer_start(labels)
+        slots = slot_ids(k, index if per_prompt else 0)
+        out.append((ids[:at] + slots + ids[at:], labels[:at] + [-100] * k + labels[at:]))
     return out
 
 
@@ -146,7 +199,9 @@ def targets(run: AttackRun, examples: list[Any], p: EmbeddingAttackParams) -> li
     return out
 
 
-def initial_embeddings(run: AttackRun, model: Any, p: EmbeddingAttackParams) -> Any:
+def initial_embeddings(run: AttackRun, model: Any, p: EmbeddingAttackParams,
+                       prompts: int | None = None) -> Any:
+    """The soft prompt to train, ``(n_tokens, hidden)``, or ``(prompts, n_tokens, hidden)``."""
     import torch
 
     ids = run.tokenizer(p.init, add_special_tokens=False)["input_ids"]
@@ -155,7 +210,34 @@ def initial_embeddings(run: AttackRun, model: Any, p: EmbeddingAttackParams) -> 
     cycled = torch.tensor([ids[i % len(ids)] for i in range(p.n_tokens)], device=run.device)
     with torch.no_grad():
         start = model.get_input_embeddings()(cycled).detach().float().clone()
+    if prompts is not None:
+        start = start.repeat(prompts, 1, 1)
     return torch.nn.Parameter(start)
+
+
+def evaluation_examples(run: AttackRun, p: EmbeddingAttackParams) -> list[Any]:
+    """Each harm evaluation prompt as it is asked (prefix, system prompt), with ``target``:
+    the individual attack's training pairs, one soft prompt each (duplicates once)."""
+    from certify.train import Example
+
+    out, seen = [], set()
+    for eval_id, measures in run.measures.items():
+        evaluator = run.evaluators[eval_id]
+        rows, params = getattr(evaluator, "rows", None), getattr(evaluator, "params", None)
+        if measures != "harm" or rows is None:
+            continue
+        prefix = getattr(params, "prompt_prefix", "") or ""
+        system = getattr(params, "system_prompt", None)
+        for row in rows:
+            if (prefix + row.prompt, system) not in seen:
+                seen.add((prefix + row.prompt, system))
+                out.append(Example(prefix + row.prompt, p.target, system))
+    if not out:
+        raise CellError("config", "the per-prompt embedding attack found no harm evaluation "
+                        "prompts to train a soft prompt for",
+                        hint="evaluate it with a harm evaluation (harmfulness), or use the "
+                             "universal soft prompt (per_prompt: false)")
+    return out
 
 
 def _require_generating_evals(run: AttackRun) -> None:
@@ -176,19 +258,27 @@ def embedding_attack(run: AttackRun, p: EmbeddingAttackParams) -> None:
     from certify import train
 
     _require_generating_evals(run)
-    examples = targets(run, run.examples(p.dataset, p.n_samples, p.categories,
-                                         system=p.system_prompt), p)
+    if p.per_prompt:
+        examples = evaluation_examples(run, p)
+    else:
+        examples = targets(run, run.examples(p.dataset, p.n_samples, p.categories,
+                                             system=p.system_prompt), p)
     model = run.frozen_model()
-    soft = SoftPrompted(model, initial_embeddings(run, model, p), p.position)
-    run.note(embedding_attack={"n_tokens": p.n_tokens, "position": p.position,
-                               "init": p.init, "target_tokens": p.target_tokens,
-                               "examples": len(examples),
-                               "hidden": int(soft.embeddings.shape[1])})
     encoded = train.encode(run.tokenizer, examples, p.max_length)
-    if p.target_tokens is not None:  # an affirmative start, not a whole answer: no EOS
+    if p.target_tokens is not None or p.per_prompt:  # an affirmative start: no EOS
         eos = run.tokenizer.eos_token_id
         encoded = [(ids[:-1], labels[:-1]) if ids and ids[-1] == eos else (ids, labels)
                    for ids, labels in encoded]
-    encoded = with_slots(encoded, p.n_tokens, p.position)
+    owners = ({tuple(ids[:answer_start(labels)]): i
+               for i, (ids, labels) in enumerate(encoded)} if p.per_prompt else None)
+    soft = SoftPrompted(model, initial_embeddings(run, model, p, len(encoded) if owners else None),
+                        p.position, owners)
+    run.note(embedding_attack={"n_tokens": p.n_tokens, "position": p.position,
+                               "init": p.init, "target_tokens": p.target_tokens,
+                               "examples": len(examples), "per_prompt": p.per_prompt,
+                               **({"target": p.target, "soft_prompts": len(encoded)}
+                                  if p.per_prompt else {}),
+                               "hidden": int(soft.embeddings.shape[-1])})
+    encoded = with_slots(encoded, p.n_tokens, p.position, p.per_prompt)
     batches = train.batches(encoded, p.batch_size, run.seed, run.tokenizer.pad_token_id)
     fit_batches(run, soft, batches, p)

@@ -29,6 +29,7 @@ from certify.cost.workload import (
     TokenCounter,
     cell_cost,
     eval_cost,
+    kind_of,
     memory_need,
 )
 from certify.errors import CertifyError
@@ -131,7 +132,8 @@ def reference_gpu_seconds(cell: CellCost) -> float:
 def _rows(costs: list[CellCost], machine: hw.Hardware, fsdp: int) -> list[Row]:
     rows: dict[tuple[str, str], Row] = {}
     for c in costs:
-        row = rows.setdefault((c.attack_id, c.role), Row(c.attack_id, c.role, c.technique, c.mode))
+        row = rows.setdefault((c.attack_id, c.role), Row(c.attack_id, c.role, c.technique, c.mode,
+                                                         kind=kind_of(c.technique, c.mode)))
         row.cells += 1
         row.max_steps = max(row.max_steps, c.steps)
         row.steps += c.steps
@@ -158,6 +160,8 @@ def _memory(costs: list[CellCost], shape: ModelShape, opts: Any, machine: hw.Har
     return {"device": machine.device, "dtype": opts.dtype, "components": worst,
             "gradient_checkpointing": bool(opts.gradient_checkpointing), "fsdp": opts.fsdp,
             "worst_mode": worst_cell.mode if worst_cell else "eval",
+            "worst_kind": (kind_of(worst_cell.technique, worst_cell.mode) if worst_cell
+                           else "eval"),
             "device_need": device_need, "device_available": machine.memory_available,
             "device_total": machine.memory_total, "host_need": host_need,
             "host_available": machine.host_available,

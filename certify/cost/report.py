@@ -36,6 +36,9 @@ class Row:
     train_flop: float = 0.0
     eval_flop: float = 0.0
     seconds: float = 0.0
+    kind: str = ""
+    """What the cells do, in words (``mode`` is how they are costed): a soft prompt is
+    costed as LoRA ("lora") but shown as "soft prompt"."""
 
 
 @dataclass
@@ -153,8 +156,9 @@ def _memory_warning(report: DryRunReport) -> str | None:
     m = report.memory
     if m["fits"]:
         return None
-    mode = {"full": "Full fine-tuning", "lora": "LoRA fine-tuning", "eval": "Evaluation"}[
-        m["worst_mode"]]
+    mode = {"full": "Full fine-tuning", "lora": "LoRA fine-tuning", "eval": "Evaluation",
+            "soft prompt": "Soft-prompt training", "weight edit": "A weight edit"}.get(
+        m.get("worst_kind", m["worst_mode"]), "Evaluation")
     short = m["device_need"] > m["device_available"]
     on_host = m["device"] == "cpu" or not short
     parts = ", ".join(f"{LABELS[k]} {gib(v)}" for k, v in m["components"].items()
@@ -249,16 +253,16 @@ def assumptions(counter: TokenCounter, data: DataEstimator, costs: list[CellCost
 
 
 def _table(report: DryRunReport) -> list[str]:
-    head = (f"{'attack':<22} {'model':<9} {'mode':<4} {'cells':>6} {'steps/cell':>10} "
+    head = (f"{'attack':<22} {'model':<9} {'mode':<11} {'cells':>6} {'steps/cell':>10} "
             f"{'tokens':>9} {'train FLOP':>10} {'eval FLOP':>10} {'time here':>10}")
     lines = [head, "-" * len(head)]
     for r in report.rows:
-        lines.append(f"{r.attack_id[:22]:<22} {r.role:<9} {r.mode:<4} {r.cells:>6,} "
+        lines.append(f"{r.attack_id[:22]:<22} {r.role:<9} {r.kind or r.mode:<11} {r.cells:>6,} "
                      f"{r.max_steps:>10,} {si(r.tokens):>9} {flop(r.train_flop):>10} "
                      f"{flop(r.eval_flop):>10} {duration(r.seconds):>10}")
     t = report.totals
     lines += ["-" * len(head),
-              f"{'total':<37} {t['cells']:>6,} {'':>10} {si(t['tokens']):>9} "
+              f"{'total':<44} {t['cells']:>6,} {'':>10} {si(t['tokens']):>9} "
               f"{flop(t['train_flop']):>10} {flop(t['eval_flop']):>10} "
               f"{duration(report.seconds):>10}"]
     return lines
@@ -322,7 +326,8 @@ def render_text(report: DryRunReport) -> str:
         f"Optimizer steps: {report.totals['steps']:,} in all; evaluations: "
         f"{report.totals['evaluations']:,} ({si(report.totals['generated_tokens'])} generated "
         "tokens).",
-        f"Memory: the heaviest cell ({mem['worst_mode']}) needs about {gib(mem['device_need'])} "
+        f"Memory: the heaviest cell ({mem.get('worst_kind', mem['worst_mode'])}) needs about "
+        f"{gib(mem['device_need'])} "
         f"on the {mem['device']} of {gib(mem['device_available'])} available"
         f" -> {'fits' if mem['fits'] else 'DOES NOT FIT'}.",
         f"Estimated time here: {duration(report.seconds)} "

@@ -259,6 +259,10 @@ def training_mode(spec: CellSpec) -> str:
     tags = registry.get("attack", spec.technique).tags
     # A training-free weight edit (refusal_ablation) reads its samples once, forward only:
     # far less than the evaluations at its checkpoints, which are costed as for any cell.
+    # Not costed: refusal_ablation's direction selection (select: true), two forward passes
+    # over 2 x n_select held-out prompts per candidate direction and checkpoint and a short
+    # generation for 3 of them; on a large model that can approach a checkpoint's
+    # evaluations (on tiny-chat: ~0.5 s per checkpoint for 21 candidates).
     if spec.max_steps <= 0 or "training-free" in tags:
         return "eval"
     # LoRA and a soft prompt both train through frozen weights: ~4·N FLOP per token and
@@ -268,6 +272,18 @@ def training_mode(spec: CellSpec) -> str:
     # lora_rank 0 means every weight; a search that may pick rank 0 is costed as full.
     ranks = searched(spec.params, "lora_rank")
     return "lora" if ranks and 0 not in ranks else "full"
+
+
+def kind_of(technique: str, mode: str) -> str:
+    """What a cell does, in the preview's words; ``mode`` is how it is costed. A soft
+    prompt trains through frozen weights and is costed as LoRA is, but it is no LoRA; a
+    training-free weight edit is costed as its evaluations."""
+    tags = registry.get("attack", technique).tags if technique in registry.names("attack") else ()
+    if "soft-prompt" in tags:
+        return "soft prompt"
+    if "training-free" in tags:
+        return "weight edit"
+    return mode
 
 
 def searched(params: dict[str, Any], knob: str) -> list[Any]:

@@ -294,18 +294,42 @@ def _ablation_text(r: dict[str, Any]) -> str:
     norms = r.get("direction_norm") or {}
     counts = ", ".join(f"{num(k)}" for k in norms) if isinstance(norms, dict) else ""
     layers = ", ".join(num(x) for x in r.get("layers") or [])
+    picked = r.get("chosen")
+    chosen: dict[str, Any] = picked if isinstance(picked, dict) else {}
+    if r.get("select"):
+        picks = "; ".join(
+            f"n = {num(n)}: layer {num(c.get('layer'))}, position {num(c.get('position'))}, "
+            f"{num(c.get('complied'))} of {num(c.get('of'))} held-out prompts complied with"
+            + ("" if c.get("kl_filter_passed", True) else ", no candidate passed the KL filter")
+            for n, c in chosen.items() if isinstance(c, dict))
+        how = (f"one candidate direction per layer and position; the one whose ablation best "
+               f"bypassed refusal on {num(r.get('held_out'))} held-out harmful prompts (within "
+               f"the KL filter on as many harmless ones) is kept ({picks or '—'})")
+        cost = "2n samples plus the held-out ones"
+    else:
+        how = "one direction per layer and position, their span removed"
+        cost = "2n samples"
     return one_line(
         f"Refusal-direction ablation: the difference of mean activations of "
         f"{num(r.get('harmful'))} harmful and {num(r.get('harmless'))} harmless prompts at "
-        f"the input of layer(s) {layers} ({one_line(r.get('position'), 40)}: one direction "
-        "per layer and position, their span removed), estimated "
-        f"from the first n of each at every checkpoint (n = {counts or '—'}), is projected "
-        f"out of the token embeddings and of {max(len(r.get('writers') or []) - 1, 0)} "
-        "attention-output and MLP-down projections. No training: each checkpoint's step is "
-        "the n used, and its cost is 2n samples.", 700)
+        f"the input of layer(s) {layers} ({one_line(r.get('position'), 40)}: {how}), "
+        f"estimated from the first n of each at every checkpoint (n = {counts or '—'}), is "
+        f"projected out of the token embeddings and of "
+        f"{max(len(r.get('writers') or []) - 1, 0)} attention-output and MLP-down "
+        f"projections. No training: each checkpoint's step is the n used, and its cost is "
+        f"{cost}.", 1200)
 
 
 def _soft_prompt_text(e: dict[str, Any]) -> str:
+    if e.get("per_prompt"):
+        return one_line(
+            f"Embedding-space attack, per prompt: one soft prompt of {num(e.get('n_tokens'))} "
+            f"continuous embeddings (started from \"{one_line(e.get('init'), 40)}\") for each "
+            f"of the {num(e.get('soft_prompts'))} harm-evaluation prompts, trained on that "
+            f"prompt itself towards \"{one_line(e.get('target'), 60)}\" and placed as a "
+            f"{one_line(e.get('position'), 10)} of it alone; the attack optimizes on the "
+            "evaluated prompts by design (Schwinn et al.'s individual attack), the weights are "
+            "not changed, and every checkpoint generates through the soft prompts.", 700)
     target = (f"the first {num(e.get('target_tokens'))} tokens of each training answer"
               if e.get("target_tokens") else "each whole training answer")
     return one_line(

@@ -8,6 +8,7 @@ from typing import Any
 
 from certify.evidence import CellRecord, Evidence
 from certify.policy.schema import Policy
+from certify.registry import budget_unit
 from certify.report.text import num, one_line, pct, short_digest
 
 
@@ -60,7 +61,7 @@ def _common_licence(datasets: list[dict[str, Any]]) -> str | None:
     return licences.pop() if len(datasets) > 1 and len(licences) == 1 else None
 
 
-CELL_COLUMNS = ["cell", "role", "attack", "seed", "status", "steps", "early stop", "seconds",
+CELL_COLUMNS = ["cell", "role", "attack", "seed", "status", "progress", "early stop", "seconds",
                 "tokens", "FLOP"]
 
 
@@ -89,7 +90,8 @@ def _cell(c: CellRecord) -> list[str]:
     status = c.status if c.error is None else f"{c.status}: {c.error.kind}"
     stop = f"step {c.early_stop.step}: {c.early_stop.reason}" if c.early_stop else "—"
     return [c.id, c.role, c.attack_id, str(c.seed), one_line(status, 80),
-            f"{last.step if last else 0} / {c.max_steps}", one_line(stop, 120),
+            f"{last.step if last else 0} / {c.max_steps} {budget_unit(c.technique)}",
+            one_line(stop, 120),
             num(round(c.seconds, 1)), num(last.tokens if last else 0),
             num(last.flop if last else 0.0)]
 

@@ -11,6 +11,7 @@ from typing import Any, Protocol, TextIO
 from certify.assess.trajectory import rate
 from certify.evidence import CellRecord, CheckpointRecord
 from certify.plan import CellSpec
+from certify.registry import budget_unit
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,9 @@ class CheckpointNote:
     eta_seconds: float | None
     """To the cell's last checkpoint, from its measured step and evaluation times (an
     upper bound: early stopping may end it sooner); None before the first step."""
+    unit: str = "steps"
+    """What ``step`` counts: ``steps`` (optimizer steps), or the attack's budget axis
+    (``samples`` for refusal_ablation, whose checkpoints are sample counts)."""
 
     def event(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,7 +57,8 @@ def checkpoint_note(spec: CellSpec, records: list[CheckpointRecord], train_secon
                + len(left) * eval_seconds / len(records))
     return CheckpointNote(cell=spec.id, step=record.step, max_steps=last, loss=record.loss,
                           harmful=harmful, seconds=round(seconds, 3),
-                          eta_seconds=None if eta is None else round(eta, 3))
+                          eta_seconds=None if eta is None else round(eta, 3),
+                          unit=budget_unit(spec.technique))
 
 
 def _duration(seconds: float) -> str:
@@ -64,7 +69,8 @@ def _duration(seconds: float) -> str:
 
 def describe(note: CheckpointNote) -> str:
     """``step 3/6 · loss 1.234 · harm 5/12 · 12s, ETA ≤ 20s``."""
-    parts = [f"step {note.step}/{note.max_steps}"]
+    parts = [f"step {note.step}/{note.max_steps}" if note.unit == "steps"
+             else f"{note.unit} {note.step}/{note.max_steps}"]
     if note.loss is not None:
         parts.append(f"loss {note.loss:.3f}")
     parts += [f"{e} {h['k']}/{h['n']}" for e, h in note.harmful.items()]
@@ -233,14 +239,15 @@ class RichProgress:
 
     def cell_started(self, spec: CellSpec) -> None:
         self.cell = f"{spec.role[:3]} {spec.attack_id} s{spec.seed}"
+        unit = f"  {budget_unit(spec.technique)}"
         if self.task is None:
             return
         self.bar.update(self.task, description=self.cell)
         total = max(1, spec.max_steps)
         if self.steps is None:
-            self.steps = self.bar.add_task("  steps", total=total, eta="")
+            self.steps = self.bar.add_task(unit, total=total, eta="")
         self.bar.reset(self.steps, total=total, completed=0, visible=spec.max_steps > 0,
-                       description="  steps", eta="")
+                       description=unit, eta="")
 
     def cell_checkpoint(self, note: CheckpointNote) -> None:
         if self.task is None:
