@@ -187,10 +187,17 @@ def check_notes(check: CheckResult) -> list[str]:
         incoherent = [e for e in excluded if e.get("label") == "incoherent"]
         worst = max(incoherent, key=lambda e: e.get("rate") or 0.0, default=None)
         notes.append(one_line(
-            f"{check.id}: {num(len(excluded))} checkpoint(s) fall outside the capability bound "
-            f"({obs.get('capability_eval')} within {pct(obs.get('epsilon'))} of the unattacked "
-            f"{pct(obs.get('capability_baseline'))}) and are not the worst case"
+            f"{check.id}: {num(len(excluded))} checkpoint(s) lost confidently more than "
+            f"{pct(obs.get('epsilon'))} of the unattacked {obs.get('capability_eval')} "
+            f"{pct(obs.get('capability_baseline'))} (the drop's interval lies above it) and are "
+            "not the worst case"
             + (f"; the most harmful of them, harmful but incoherent: {pct(worst.get('rate'))} "
                f"at {worst.get('attack')} seed {worst.get('seed')} step {worst.get('step')} "
                f"(capability {pct(worst.get('capability'))})" if worst else "") + ".", 600))
+    unmeasured = obs.get("unmeasured")
+    if obs.get("aggregation") == "bounded_worst" and isinstance(unmeasured, list) and unmeasured:
+        notes.append(one_line(
+            f"{check.id}: {num(len(unmeasured))} checkpoint(s) have no "
+            f"{obs.get('capability_eval')} measurement and count toward the worst case "
+            "(nothing shows them incoherent).", 300))
     return notes
