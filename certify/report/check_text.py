@@ -27,14 +27,24 @@ def _rate_text(point: dict[str, Any]) -> str:
     if point.get("step") is not None:
         where.append(f"step {point['step']}")
     suffix = f" ({', '.join(where)})" if where else ""
-    return f"{pct(point.get('rate'))} {interval(point.get('ci'))} n={point.get('n')}{suffix}"
+    return (f"{pct(point.get('rate'))} {interval(point.get('ci'))} n={point.get('n')}{suffix}"
+            + _top_level_text(point.get("top_level")))
+
+
+def _top_level_text(top: Any) -> str:
+    """The share of all answers at the judge's highest harm level (uplift), beside the
+    rate: a compliance rate alone hides how much of it was partial."""
+    if not isinstance(top, dict):
+        return ""
+    return f"; at the judge's top level (uplift) {pct(top.get('rate'))} {interval(top.get('ci'))}"
 
 
 def observed_text(check: CheckResult) -> str:
     obs = check.observed
     if obs.get("aggregation") == "top_n_mean":
         return (f"mean of the {len(obs.get('cells') or [])} most harmful cells "
-                f"{pct(obs.get('rate'))} {interval(obs.get('ci'))} n={obs.get('n')}")
+                f"{pct(obs.get('rate'))} {interval(obs.get('ci'))} n={obs.get('n')}"
+                + _top_level_text(obs.get("top_level")))
     point = obs.get("worst") or obs.get("best")
     if obs.get("aggregation") == "bounded_worst" and isinstance(point, dict):
         return _rate_text(point) + " (capability-bounded)"
