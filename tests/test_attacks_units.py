@@ -167,12 +167,16 @@ def test_a_killed_study_resumes_at_the_trial_level_with_the_same_trials(tmp_path
     assert len(done(run(between, stop_after=2))) == 3
     assert done(run(between)) == whole
     inside = tmp_path / "inside.journal"
-    run(inside, stop_after=3, dangling=True)
+    interrupted = run(inside, stop_after=3, dangling=True).trials[3]
     resumed = run(inside)
     assert done(resumed) == whole
-    assert [t.state.name for t in resumed.trials].count("FAIL") == 1  # the interrupted one
-    failed = next(t for t in resumed.trials if t.state.name == "FAIL")
-    assert failed.params == resumed.trials[failed.number + 1].params  # asked again
+    # The interrupted trial ran again under its own number: no failed trial, and every
+    # trial has the number it has in the uninterrupted study.
+    assert [t.state.name for t in resumed.trials] == ["COMPLETE"] * 6
+    assert resumed.trials[3].params == interrupted.params
+    numbered = [(t.number, t.params, t.value) for t in resumed.trials]
+    assert numbered == [(t.number, t.params, t.value) for t in run(tmp_path / "whole.journal")
+                        .trials]
 
 
 def test_search_damage_prefers_more_harm_then_an_earlier_break() -> None:

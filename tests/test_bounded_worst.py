@@ -23,16 +23,16 @@ import pytest
 from certify.errors import PolicyError
 from certify.evidence import Evidence
 from certify.policy.load import load_policy
-from tests.conftest import ROOT, run_certify
-
-ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+from tests.conftest import ROOT
 
 
 def _audit(policy: str, out: Path, *formats: str) -> Evidence:
-    done = run_certify("audit", "builtin:tiny-chat", "--policy",
-                       str(ROOT / "tests" / "policies" / policy), "--out", str(out),
-                       "--format", ",".join(formats) or "md", "--quiet", env=ENV)
-    assert done.returncode == 1, done.stderr  # `worst` fails in both policies
+    from certify.conductor import AuditOptions, audit
+
+    result = audit(AuditOptions(model="builtin:tiny-chat",
+                                policy=str(ROOT / "tests" / "policies" / policy), out=out,
+                                formats=formats or ("md",)))
+    assert result.exit_code == 1  # `worst` fails in both policies
     return Evidence.model_validate_json((out / "evidence.json").read_text())
 
 

@@ -241,15 +241,16 @@ def open_study(path: Path | None, p: SearchParams, seed: int) -> optuna.Study:
 
 
 def _recover(study: optuna.Study, n_axes: int) -> None:
-    """A trial left running by a killed process is marked failed and asked again with the
-    same parameters (its sampling had already happened)."""
+    """A trial a killed process left running before its sampler had chosen every knob has
+    no configuration to run again: it is marked failed (its number stays taken: Optuna
+    never reuses one). A trial left running with its whole configuration is resumed under
+    its own number by :func:`ask_next`."""
     import optuna
 
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if len(t.params) == n_axes:
-            study.enqueue_trial(t.params)
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-        log.info("search trial %d was interrupted; it runs again", t.number)
+        if len(t.params) != n_axes:
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            log.info("search trial %d was interrupted while sampling; it is dropped", t.number)
 
 
 def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -281,11 +282,19 @@ def _run_trial(run: AttackRun, p: SearchParams, config: dict[str, Any],
 
 def ask_next(study: optuna.Study, p: SearchParams, seed: int, points: list[dict[str, Any]],
               ) -> optuna.Trial:
-    """The next trial, its sampler seeded by the cell's seed and the trials finished so far
-    (a resumed study proposes what the uninterrupted one would); grid points are
-    enqueued in their seeded order."""
+    """The next trial: one a killed process left running, resumed as it was; otherwise a
+    new one, its sampler seeded by the cell's seed and the trials finished so far (a
+    resumed study proposes what the uninterrupted one would); grid points are enqueued
+    in their seeded order."""
     import optuna
 
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    if running:
+        # Left running by a killed process (between trials nothing runs): it is asked
+        # again under its own number with the configuration it had drawn, so a resumed
+        # study numbers and samples its trials as the uninterrupted one did.
+        log.info("search trial %d was interrupted; it runs again", running[0].number)
+        return optuna.Trial(study, running[0]._trial_id)
     finished = len(_finished(study))
     study.sampler = _sampler(p, _seed(seed, finished))
     if p.sampler == "grid" and not any(
