@@ -276,3 +276,19 @@ def test_the_objective_orders_by_harm_then_by_how_well_the_harmful_data_was_fit(
     assert objective_value(1 / 144, 50.0) > objective_value(0.0, 0.0)  # one answer wins
     assert objective_value(0.0, 0.5) > objective_value(0.0, 3.0) > objective_value(0.0, None)
     assert objective_value(0.0, float("nan")) == 0.0
+
+
+def test_a_trial_killed_while_sampling_is_dropped_and_the_study_goes_on(tmp_path) -> None:
+    """A kill between Optuna's ask and its last suggestion leaves a running trial without
+    a whole configuration: nothing to run again, so it is failed (its number stays taken)
+    and the next trial is a new one."""
+    from certify.attacks.search import open_study
+
+    p = SearchParams(space={"learning_rate": {"low": 1e-5, "high": 1e-1, "log": True},
+                            "optimizer": ["adamw", "adam", "sgd"]}, n_startup_trials=2)
+    path = tmp_path / "study.journal"
+    open_study(path, p, seed=3).ask()  # the process "dies" before any knob was drawn
+    study = open_study(path, p, seed=3)
+    assert [t.state.name for t in study.trials] == ["FAIL"]
+    trial = ask_next(study, p, 3, [])
+    assert trial.number == 1 and set(trial.params) == {"learning_rate", "optimizer"}
