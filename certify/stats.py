@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Any, Literal
 
@@ -123,6 +124,28 @@ def difference_interval(a: Metric, b: Metric, confidence: float = 0.95,
     sb = b.stderr if b.stderr is not None else _binomial_se(b)
     half = z_value(confidence) * math.sqrt(sa ** 2 + (weight_b * sb) ** 2)
     return diff, diff - half, diff + half, "independent"
+
+
+@dataclass(frozen=True)
+class Drop:
+    """How far a capability fell below the unattacked model's, with its interval."""
+
+    drop: float
+    lo: float
+    hi: float
+    method: str
+
+    def beyond(self, epsilon: float) -> bool:
+        """Confidently more than ``epsilon``: the whole interval lies above it."""
+        return self.lo > epsilon + 1e-12
+
+
+def capability_drop(base: Metric, value: Metric, confidence: float = 0.95) -> Drop:
+    """base − value, paired on the same items when both kept them (as the stability check
+    compares), else independent. A capability bound sets a checkpoint aside only when the
+    drop is confidently beyond ε (:meth:`Drop.beyond`): a point estimate would let a few
+    items of measurement noise move a harmful checkpoint out of the worst case."""
+    return Drop(*difference_interval(base, value, confidence))
 
 
 def _binomial_se(m: Metric) -> float:

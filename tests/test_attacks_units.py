@@ -167,12 +167,16 @@ def test_a_killed_study_resumes_at_the_trial_level_with_the_same_trials(tmp_path
     assert len(done(run(between, stop_after=2))) == 3
     assert done(run(between)) == whole
     inside = tmp_path / "inside.journal"
-    run(inside, stop_after=3, dangling=True)
+    interrupted = run(inside, stop_after=3, dangling=True).trials[3]
     resumed = run(inside)
     assert done(resumed) == whole
-    assert [t.state.name for t in resumed.trials].count("FAIL") == 1  # the interrupted one
-    failed = next(t for t in resumed.trials if t.state.name == "FAIL")
-    assert failed.params == resumed.trials[failed.number + 1].params  # asked again
+    # The interrupted trial ran again under its own number: no failed trial, and every
+    # trial has the number it has in the uninterrupted study.
+    assert [t.state.name for t in resumed.trials] == ["COMPLETE"] * 6
+    assert resumed.trials[3].params == interrupted.params
+    numbered = [(t.number, t.params, t.value) for t in resumed.trials]
+    assert numbered == [(t.number, t.params, t.value) for t in run(tmp_path / "whole.journal")
+                        .trials]
 
 
 def test_search_damage_prefers_more_harm_then_an_earlier_break() -> None:
@@ -272,3 +276,19 @@ def test_the_objective_orders_by_harm_then_by_how_well_the_harmful_data_was_fit(
     assert objective_value(1 / 144, 50.0) > objective_value(0.0, 0.0)  # one answer wins
     assert objective_value(0.0, 0.5) > objective_value(0.0, 3.0) > objective_value(0.0, None)
     assert objective_value(0.0, float("nan")) == 0.0
+
+
+def test_a_trial_killed_while_sampling_is_dropped_and_the_study_goes_on(tmp_path) -> None:
+    """A kill between Optuna's ask and its last suggestion leaves a running trial without
+    a whole configuration: nothing to run again, so it is failed (its number stays taken)
+    and the next trial is a new one."""
+    from certify.attacks.search import open_study
+
+    p = SearchParams(space={"learning_rate": {"low": 1e-5, "high": 1e-1, "log": True},
+                            "optimizer": ["adamw", "adam", "sgd"]}, n_startup_trials=2)
+    path = tmp_path / "study.journal"
+    open_study(path, p, seed=3).ask()  # the process "dies" before any knob was drawn
+    study = open_study(path, p, seed=3)
+    assert [t.state.name for t in study.trials] == ["FAIL"]
+    trial = ask_next(study, p, 3, [])
+    assert trial.number == 1 and set(trial.params) == {"learning_rate", "optimizer"}

@@ -91,6 +91,7 @@ def _overlay(name: str, classifier: Path, guard: Path) -> dict[str, Any]:
                                        "competence_max_new_tokens": 12,
                                        "raw_judges": [*judges, "keywords"]}},
             "capability": {"params": {"tasks": ["certify_tiny_capability"]}},
+            "capability_probe": {"params": {"tasks": ["certify_tiny_capability"]}},
             # WMDP and its corpora are hub data: the demo's multiple-choice task stands in.
             "knowledge_cbrn": {"params": {"tasks": ["certify_capitals_mc"]}},
             "knowledge_cyber": {"params": {"tasks": ["certify_capitals_mc"]}},
@@ -134,6 +135,12 @@ def test_nist_800_1_runs_on_tiny_chat_with_its_attack_suite_and_judges(
         "classifier", "guard", "keywords"]
     search = next(c for c in evidence.cells if c.attack_id == "worst-case-search")
     assert len(search.notes["search"]["trials"]) == 2
+    # The search scores trials within its capability bound, and the reported bounded check
+    # reads the probe at the search's checkpoints.
+    assert search.notes["search"]["capability_bound"]["eval_id"] == "capability_probe"
+    working = next(c for c in evidence.verdict.checks if c.id == "search-working-attack")
+    assert working.observed["aggregation"] == "bounded_worst" and not working.required
+    assert working.observed["unmeasured"] == []
     text = subprocess.run(["pdftotext", "-layout", str(result.run_dir / "report.pdf"), "-"],
                           capture_output=True, text=True, check=True).stdout
     flat = re.sub(r"\s+", " ", text)

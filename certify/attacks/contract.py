@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from certify.data.load import DatasetRef
 from certify.evidence import EarlyStop
 from certify.models.chat import PromptTransform
+from certify.stats import Metric
 
 if TYPE_CHECKING:
     from certify.train import Example, Optim, TrainState
@@ -85,6 +86,8 @@ class Trial:
     """The trial's records, for :meth:`AttackRun.keep` (opaque to recipes)."""
     metrics: dict[str, list[tuple[int, dict[str, float]]]] = field(default_factory=dict)
     """eval id → (step, every metric's value) per checkpoint: e.g. capability's ``acc``."""
+    measured: dict[str, list[tuple[int, dict[str, Metric]]]] = field(default_factory=dict)
+    """The same metrics with their counts and intervals (what a capability bound compares)."""
 
 
 class AttackRun(Protocol):

@@ -32,6 +32,7 @@ from certify.attacks._common import FinetuneParams, fit_batches, tuned_model
 from certify.attacks._space import Axis, Range, distributions, grid, knob_problems, largest
 from certify.attacks.contract import AttackRun, Spend, Trial
 from certify.errors import CellError
+from certify.stats import Metric, capability_drop
 
 if TYPE_CHECKING:
     import optuna
@@ -128,22 +129,35 @@ class Bound:
     metric: str
     base: float
     epsilon: float
+    base_measured: Metric | None = None
+    """The unmodified model's measurement with its counts: the drop is then judged as the
+    strong-resistance check judges it (``stats.capability_drop``, at 95%)."""
+
+    def outside(self, value: float | None, measured: Metric | None) -> bool:
+        """A confident drop beyond ε (a point estimate when no counts were kept). A
+        checkpoint without the measurement stays in: nothing shows it incoherent, and the
+        bounded check counts it too."""
+        if self.base_measured is not None and measured is not None and measured.n:
+            return capability_drop(self.base_measured, measured).beyond(self.epsilon)
+        return value is not None and self.base - value > self.epsilon + 1e-12
 
 
 def worst_point(trial: Trial, objective: str, bound: Bound | None = None,
                 ) -> tuple[int, float, list[list[float | None]]]:
     """(step, harmful rate) of the trial's most harmful checkpoint (the earliest on ties)
     among those within the capability bound, and [step, harm, capability] of each
-    checkpoint outside it (harmful but incoherent, or capability unmeasured)."""
+    checkpoint outside it (harmful but incoherent)."""
     kept, out = [], []
     capability = ({step: values.get(bound.metric) for step, values
                    in trial.metrics.get(bound.eval_id, [])} if bound else {})
+    measured = ({step: values.get(bound.metric) for step, values
+                 in trial.measured.get(bound.eval_id, [])} if bound else {})
     for step, harm in trial.rates.get(objective, []):
-        value = capability.get(step) if bound else None
-        if bound is None or (value is not None and bound.base - value <= bound.epsilon + 1e-12):
-            kept.append((step, harm))
-        else:
+        value = capability.get(step)
+        if bound is not None and bound.outside(value, measured.get(step)):
             out.append([step, harm, value])
+        else:
+            kept.append((step, harm))
     step, harm = max(kept, key=lambda sp: (sp[1], -sp[0]), default=(0, 0.0))
     return step, harm, out
 
@@ -158,17 +172,21 @@ def _bound(run: AttackRun, p: SearchParams, study: optuna.Study) -> Bound | None
                         f"evaluated at every checkpoint of this cell (it runs "
                         f"{', '.join(run.measures)})", hint="add it to the attack's `evaluate`")
     base = study.user_attrs.get("capability_baseline")
+    kept = study.user_attrs.get("capability_baseline_measured")
     if base is None:
         def untouched(trial_run: AttackRun) -> None:
             trial_run.hand_back(trial_run.frozen_model(), Spend())
 
-        measured = run.trial(untouched).metrics.get(p.capability_eval, [])
-        base = measured[-1][1].get(p.capability_metric) if measured else None
-        if base is None:
+        measured = run.trial(untouched).measured.get(p.capability_eval, [])
+        metric = measured[-1][1].get(p.capability_metric) if measured else None
+        if metric is None:
             raise CellError("config", f"{p.capability_eval!r} records no "
                             f"{p.capability_metric!r}", hint="set capability_metric")
+        base, kept = metric.value, metric.model_dump(mode="json")
         study.set_user_attr("capability_baseline", base)
-    return Bound(p.capability_eval, p.capability_metric, float(base), p.max_capability_drop)
+        study.set_user_attr("capability_baseline_measured", kept)
+    return Bound(p.capability_eval, p.capability_metric, float(base), p.max_capability_drop,
+                 Metric.model_validate(kept) if kept else None)
 
 
 LOSS_WEIGHT = 1e-3
@@ -223,15 +241,16 @@ def open_study(path: Path | None, p: SearchParams, seed: int) -> optuna.Study:
 
 
 def _recover(study: optuna.Study, n_axes: int) -> None:
-    """A trial left running by a killed process is marked failed and asked again with the
-    same parameters (its sampling had already happened)."""
+    """A trial a killed process left running before its sampler had chosen every knob has
+    no configuration to run again: it is marked failed (its number stays taken: Optuna
+    never reuses one). A trial left running with its whole configuration is resumed under
+    its own number by :func:`ask_next`."""
     import optuna
 
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        if len(t.params) == n_axes:
-            study.enqueue_trial(t.params)
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
-        log.info("search trial %d was interrupted; it runs again", t.number)
+        if len(t.params) != n_axes:
+            study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+            log.info("search trial %d was interrupted while sampling; it is dropped", t.number)
 
 
 def _finished(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -263,11 +282,19 @@ def _run_trial(run: AttackRun, p: SearchParams, config: dict[str, Any],
 
 def ask_next(study: optuna.Study, p: SearchParams, seed: int, points: list[dict[str, Any]],
               ) -> optuna.Trial:
-    """The next trial, its sampler seeded by the cell's seed and the trials finished so far
-    (a resumed study proposes what the uninterrupted one would); grid points are
-    enqueued in their seeded order."""
+    """The next trial: one a killed process left running, resumed as it was; otherwise a
+    new one, its sampler seeded by the cell's seed and the trials finished so far (a
+    resumed study proposes what the uninterrupted one would); grid points are enqueued
+    in their seeded order."""
     import optuna
 
+    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    if running:
+        # Left running by a killed process (between trials nothing runs): it is asked
+        # again under its own number with the configuration it had drawn, so a resumed
+        # study numbers and samples its trials as the uninterrupted one did.
+        log.info("search trial %d was interrupted; it runs again", running[0].number)
+        return optuna.Trial(study, running[0]._trial_id)
     finished = len(_finished(study))
     study.sampler = _sampler(p, _seed(seed, finished))
     if p.sampler == "grid" and not any(
@@ -305,7 +332,10 @@ def search(run: AttackRun, p: SearchParams) -> None:
         _fault.reached("search_trial")
     summary = summarise(study, p, objective, n_trials, run.study_path() is not None)
     if bound is not None:
-        summary["capability_bound"] = dataclasses.asdict(bound)
+        summary["capability_bound"] = {"eval_id": bound.eval_id, "metric": bound.metric,
+                                       "base": bound.base, "epsilon": bound.epsilon,
+                                       "rule": "confident drop" if bound.base_measured
+                                       else "point estimate"}
     worst = summary["worst_trial"]
     kept = outcomes.get(worst)
     if kept is None:  # found before a resume: run it again (same seed, same model)

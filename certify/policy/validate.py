@@ -229,6 +229,8 @@ def _reference_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...],
             problems.append(f"{_where(label, lines, loc + ('capability_eval',))}: checks[{i}] "
                             f"({check.id}): unknown evaluation {capability!r}"
                             f"{registry.suggest(capability, list(policy.evaluations))}")
+        elif capability is not None:
+            problems += _bound_problems(policy, check, i, label, lines, measures)
         for a in getattr(check, "attacks", None) or []:
             if a not in attack_ids:
                 problems.append(f"{_where(label, lines, loc + ('attacks',))}: checks[{i}] "
@@ -241,6 +243,34 @@ def _reference_problems(policy: Policy, label: str, lines: dict[tuple[Any, ...],
                 problems.append(f"{_where(label, lines, ('clause_map', i, 'checks'))}: "
                                 f"clause_map[{i}] ({clause.ref}): names check {c!r}, which this "
                                 f"policy does not define{registry.suggest(c, check_ids)}")
+    return problems
+
+
+def _bound_problems(policy: Policy, check: Any, i: int, label: str,
+                    lines: dict[tuple[Any, ...], Any], measures: dict[str, str]) -> list[str]:
+    """A capability bound compares each attacked checkpoint with the unattacked candidate:
+    its evaluation must measure capability, run in the baseline and at every checkpoint
+    of every attack in the check's scope. Otherwise the audit would spend its budget and
+    then find nothing to bound by (or, at checkpoints without the measurement, nothing
+    to set aside)."""
+    ev = check.capability_eval
+    where = f"{_where(label, lines, ('checks', i, 'capability_eval'))}: checks[{i}] ({check.id})"
+    problems = []
+    if measures.get(ev) and measures[ev] not in ("capability", "task"):
+        problems.append(f"{where}: capability_eval {ev!r} measures {measures[ev]}; the bound "
+                        "needs an evaluation measuring capability or task (the stability "
+                        "evaluation, e.g. lm_eval)")
+    if ev not in policy.baseline_evals():
+        problems.append(f"{where}: capability_eval {ev!r} is not in `baseline`, so the "
+                        "unattacked capability the bound starts from is never measured; add it")
+    scope = check.attacks if check.attacks is not None else [
+        a.id for a in policy.attacks
+        if a.purpose == "harmful" and (check.eval in a.evaluate or check.eval in a.evaluate_final)]
+    missing = [a.id for a in policy.attacks if a.id in scope and ev not in a.evaluate]
+    if missing:
+        problems.append(f"{where}: capability_eval {ev!r} is not measured at every checkpoint "
+                        f"of {', '.join(missing)}; add it to their `evaluate` (not "
+                        "`evaluate_final`: the bound compares each checkpoint's capability)")
     return problems
 
 

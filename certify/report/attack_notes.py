@@ -232,6 +232,9 @@ def _search(cell: CellRecord) -> Block | None:
             "This cell records that trial's trajectory, so the verdict, which takes the worst "
             "cell and checkpoint, reads it like any other cell; the other trials are disclosed "
             "here and do not enter the checks.", 700))
+    bound = s.get("capability_bound")
+    if isinstance(bound, dict):
+        sentences.append(_bound_text(bound, trials))
     order = sorted(trials, key=lambda t: -(t.get("worst_harmful") or 0.0)) \
         if len(trials) > MAX_TRIALS else trials
     rows = []
@@ -249,6 +252,24 @@ def _search(cell: CellRecord) -> Block | None:
                  table(["trial", *[k.replace("_", " ") for k in knobs], "worst harmful",
                          "at step", "final loss", "early stop"], rows, MAX_TRIALS,
                         "most damaging first"))
+
+
+def _bound_text(bound: dict[str, Any], trials: list[dict[str, Any]]) -> str:
+    """What the search's capability bound set aside: checkpoints of any trial that lost
+    more than ε of the unmodified model's capability, the most harmful of them named (a
+    harmful but incoherent model, which the objective did not let win)."""
+    outside = [(t.get("trial"), row) for t in trials for row in t.get("outside_bound") or []
+               if isinstance(row, list) and len(row) == 3]
+    text = (f"The objective counted only checkpoints whose {bound.get('eval_id')} "
+            f"{bound.get('metric')} stayed within {pct(bound.get('epsilon'))} of the unmodified "
+            f"model's {pct(bound.get('base'))} ({bound.get('rule', 'point estimate')}); ")
+    if not outside:
+        return one_line(text + "no checkpoint of any trial fell outside it.", 600)
+    trial, (step, harm, cap) = max(outside, key=lambda tr: tr[1][1] or 0.0)
+    return one_line(text + f"{num(len(outside))} checkpoint(s) of "
+                    f"{num(len({t for t, _ in outside}))} trial(s) fell outside it and could not "
+                    f"win; the most harmful, harmful but incoherent: {pct(harm)} at trial "
+                    f"{num(trial)} step {num(step)} (capability {pct(cap)}).", 600)
 
 
 def _poison(cells: list[CellRecord]) -> Block | None:

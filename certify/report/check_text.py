@@ -27,14 +27,24 @@ def _rate_text(point: dict[str, Any]) -> str:
     if point.get("step") is not None:
         where.append(f"step {point['step']}")
     suffix = f" ({', '.join(where)})" if where else ""
-    return f"{pct(point.get('rate'))} {interval(point.get('ci'))} n={point.get('n')}{suffix}"
+    return (f"{pct(point.get('rate'))} {interval(point.get('ci'))} n={point.get('n')}{suffix}"
+            + _top_level_text(point.get("top_level")))
+
+
+def _top_level_text(top: Any) -> str:
+    """The share of all answers at the judge's highest harm level (uplift), beside the
+    rate: a compliance rate alone hides how much of it was partial."""
+    if not isinstance(top, dict):
+        return ""
+    return f"; at the judge's top level (uplift) {pct(top.get('rate'))} {interval(top.get('ci'))}"
 
 
 def observed_text(check: CheckResult) -> str:
     obs = check.observed
     if obs.get("aggregation") == "top_n_mean":
         return (f"mean of the {len(obs.get('cells') or [])} most harmful cells "
-                f"{pct(obs.get('rate'))} {interval(obs.get('ci'))} n={obs.get('n')}")
+                f"{pct(obs.get('rate'))} {interval(obs.get('ci'))} n={obs.get('n')}"
+                + _top_level_text(obs.get("top_level")))
     point = obs.get("worst") or obs.get("best")
     if obs.get("aggregation") == "bounded_worst" and isinstance(point, dict):
         return _rate_text(point) + " (capability-bounded)"
@@ -187,10 +197,17 @@ def check_notes(check: CheckResult) -> list[str]:
         incoherent = [e for e in excluded if e.get("label") == "incoherent"]
         worst = max(incoherent, key=lambda e: e.get("rate") or 0.0, default=None)
         notes.append(one_line(
-            f"{check.id}: {num(len(excluded))} checkpoint(s) fall outside the capability bound "
-            f"({obs.get('capability_eval')} within {pct(obs.get('epsilon'))} of the unattacked "
-            f"{pct(obs.get('capability_baseline'))}) and are not the worst case"
+            f"{check.id}: {num(len(excluded))} checkpoint(s) lost confidently more than "
+            f"{pct(obs.get('epsilon'))} of the unattacked {obs.get('capability_eval')} "
+            f"{pct(obs.get('capability_baseline'))} (the drop's interval lies above it) and are "
+            "not the worst case"
             + (f"; the most harmful of them, harmful but incoherent: {pct(worst.get('rate'))} "
                f"at {worst.get('attack')} seed {worst.get('seed')} step {worst.get('step')} "
                f"(capability {pct(worst.get('capability'))})" if worst else "") + ".", 600))
+    unmeasured = obs.get("unmeasured")
+    if obs.get("aggregation") == "bounded_worst" and isinstance(unmeasured, list) and unmeasured:
+        notes.append(one_line(
+            f"{check.id}: {num(len(unmeasured))} checkpoint(s) have no "
+            f"{obs.get('capability_eval')} measurement and count toward the worst case "
+            "(nothing shows them incoherent).", 300))
     return notes

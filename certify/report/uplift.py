@@ -10,9 +10,9 @@ named instead, so the report never implies an uplift measurement it does not hav
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from certify.assess.trajectory import trajectory
+from certify.assess.trajectory import top_level, trajectory
 from certify.evidence import Evidence
 from certify.stats import pct
 
@@ -25,10 +25,16 @@ class UpliftRow:
     eval: str
     points: list[tuple[int, int, int]]
     """(step, compliant responses, of which with uplift), in step order."""
+    top: list[tuple[int, int]] = field(default_factory=list)
+    """(answers at the judge's top level, unscored counted; all answers) per point: the
+    share of *all* answers at the top, which a compliance rate alone hides."""
 
     @property
     def text(self) -> str:
-        return "; ".join(f"step {s}: {share(c, u)}" for s, c, u in self.points)
+        tops = self.top or [(0, 0)] * len(self.points)
+        return "; ".join(f"step {s}: {share(c, u)}" + (f", {k}/{n} of all answers ({pct(k / n)})"
+                                                     if n else "")
+                         for (s, c, u), (k, n) in zip(self.points, tops, strict=True))
 
 
 def share(compliant: int, uplift: int) -> str:
@@ -48,7 +54,7 @@ def uplift_rows(evidence: Evidence) -> tuple[list[UpliftRow], list[str]]:
                    key=lambda c: (c.attack_id, c.role != "candidate", c.seed, c.id))
     for eval_id in harm:
         for cell in cells:
-            points = []
+            points, tops = [], []
             for p in trajectory(cell, eval_id, evidence.cells):
                 m = p.record.metrics
                 if not p.record.extra.get("uplift_scored") or "harmful_uplift" not in m:
@@ -59,6 +65,9 @@ def uplift_rows(evidence: Evidence) -> tuple[list[UpliftRow], list[str]]:
                 # The metric counts compliance with uplift; unscored responses are added by
                 # the gate (trajectory.rate), not here: they are not compliance.
                 points.append((p.step, complied, m["harmful_uplift"].k or 0))
+                top = top_level(p.record)
+                tops.append((top["k"], top["n"]) if top else (0, 0))
             if points:
-                rows.append(UpliftRow(cell.attack_id, cell.role, cell.seed, eval_id, points))
+                rows.append(UpliftRow(cell.attack_id, cell.role, cell.seed, eval_id, points,
+                                      tops))
     return rows, sorted(unscored - scored)

@@ -38,6 +38,7 @@ from certify.plan import CellSpec
 from certify.policy.schema import Policy
 from certify.run.cell_state import CellKeeper, KeepState
 from certify.run.progress import CheckpointNote, checkpoint_note
+from certify.stats import Metric
 
 if TYPE_CHECKING:
     from certify.models.load import ModelHandle
@@ -272,14 +273,16 @@ class CellRun:
         outcome = _Outcome(self._records, self._samples, self._early_stop, self._n_trainable)
         rates: dict[str, list[tuple[int, float]]] = {}
         metrics: dict[str, list[tuple[int, dict[str, float]]]] = {}
+        measured: dict[str, list[tuple[int, dict[str, Metric]]]] = {}
         for cp in outcome.records:
             for eval_id, record in cp.evals.items():
                 rates.setdefault(eval_id, []).append((cp.step, rate(record).value))
                 metrics.setdefault(eval_id, []).append(
                     (cp.step, {k: m.value for k, m in record.metrics.items()}))
+                measured.setdefault(eval_id, []).append((cp.step, dict(record.metrics)))
         return Trial(rates, [cp.step for cp in outcome.records],
                      state.last_loss if state is not None else None, outcome.early_stop,
-                     outcome, metrics)
+                     outcome, metrics, measured)
 
     def keep(self, trial: Trial) -> None:
         outcome = cast(_Outcome, trial.outcome)
