@@ -37,12 +37,61 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _schedule(items)
     if config.getoption("--runslow"):
         return
     skip = pytest.mark.skip(reason="slow: run with --runslow")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+# Seconds each test file took in a fresh-clone run on 2 cores (2026-12-07, loaded, so
+# read them as relative weights); a file missing here counts as short. They decide only
+# the order in which pytest-xdist hands out files (``--dist loadfile`` with
+# ``--no-loadscope-reorder``), never a result.
+FILE_WEIGHT = {
+    "test_cost.py": 150, "test_knowledge.py": 210, "test_fault_injection.py": 180,
+    "test_eval_preflight.py": 90, "test_fsdp.py": 125, "test_attacks_jailbreak.py": 125,
+    "test_device.py": 125, "test_fault_training.py": 120, "test_replay.py": 105,
+    "test_merge.py": 85, "test_pipeline.py": 70, "test_cell_state.py": 70,
+    "test_graceful_stop.py": 65, "test_policies_shipped.py": 60, "test_uplift.py": 55,
+    "test_early_stop.py": 50, "test_attestation.py": 60, "test_conditions.py": 175,
+    "test_calibration.py": 170, "test_diff.py": 75, "test_calibration_models.py": 75,
+    "test_bounded_worst.py": 60, "test_security.py": 40, "test_bad_models.py": 35,
+    "test_report_disclosures.py": 40, "test_report_hostile.py": 35,
+    "test_cli_json_errors.py": 35, "test_report_views.py": 35, "test_plugin_contract.py": 30,
+}
+PREBUILT = {"demo_run", "signed_run"}
+"""Fixtures the first worker prepares before its first test (pytest_collection_finish)."""
+LATE = ("test_calibration", "test_diff.py")
+"""Files that need the calibration models or the defended model (also being prepared)."""
+
+
+def _schedule(items: list[pytest.Item]) -> None:
+    """Order test files so that two workers finish together, and none waits on a build.
+
+    Files come longest first (the classic longest-processing-time rule: the run does not
+    end with one worker on a long file while the other idles), except that files reading
+    the README demo audit or the calibration models wait until the long files that need
+    neither have been handed out, which gives the worker preparing those (see
+    pytest_collection_finish) time to finish, and the short files come last. The order
+    within a file is kept."""
+    def file_of(item: pytest.Item) -> str:
+        return item.nodeid.split("::")[0]
+
+    late: dict[str, bool] = {}
+    for item in items:
+        name = file_of(item)
+        late[name] = late.get(name, False) or bool(PREBUILT & set(
+            getattr(item, "fixturenames", ()))) or Path(name).name.startswith(LATE)
+
+    def rank(name: str) -> tuple[int, float]:
+        weight = FILE_WEIGHT.get(Path(name).name, 5)
+        return (1 if late[name] else 0 if weight >= 50 else 2), -weight
+
+    order = {name: i for i, name in enumerate(sorted(late, key=rank))}
+    items.sort(key=lambda item: order[file_of(item)])  # stable: the file's own order kept
 
 
 @pytest.fixture(scope="session")
@@ -182,9 +231,10 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> SignedRun:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Under pytest-xdist, the two workers build what the collected tests will need before
     their first test, side by side instead of one after the other: the first worker the
-    demo model nearly every test uses, the second the calibration models and then the
-    README demo audit (which waits for the first worker's model). Without this, both
-    workers' first tests wait on the same build, and one core idles for minutes."""
+    demo model nearly every test uses, then the defended one and the README demo audit
+    (signed; the report and attestation tests read it); the second the calibration models.
+    _schedule hands out the files that read the audit or those models after the long
+    files that need neither, so no worker waits on the other's build."""
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     if worker not in ("gw0", "gw1"):
         return
@@ -194,8 +244,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     files = {Path(str(item.fspath)).name for item in session.items}
     if worker == "gw0":
         ensure_built("tiny-chat")  # cached in .cache/certify: a cost once per checkout
+        if uses & PREBUILT:
+            _demo_run(session.config._tmp_path_factory)  # type: ignore[attr-defined]
         return
     if any(f.startswith("test_calibration") for f in files):
         ensure_built("tiny-chat-unlearned")  # and the unfiltered model it starts from
-    if "demo_run" in uses:
-        _demo_run(session.config._tmp_path_factory)  # type: ignore[attr-defined]
