@@ -183,8 +183,12 @@ class Workload:
     costs: list[CellCost]
 
 
-def workload(opts: Any) -> Workload:
-    """The plan of the audit ``opts`` describes and each cell's work. Torch-free."""
+def workload(opts: Any, digests: dict[str, str | None] | None = None) -> Workload:
+    """The plan of the audit ``opts`` describes and each cell's work. Torch-free.
+
+    The cells are planned under placeholder digests (nothing is hashed), or under
+    ``digests`` (role -> root digest, a run directory's manifest) so that their ids are
+    that run's."""
     from certify.policy.load import load_policy
 
     loaded = load_policy(opts.policy, opts.overlays)
@@ -193,8 +197,10 @@ def workload(opts: Any) -> Workload:
     reference = opts.reference or policy.reference
     notes: list[str] = []
     ref_shape = _reference_shape(reference, shape, opts.reference_revision, notes)
-    plan = make_plan(policy, {"candidate": "dry-run", "reference": "dry-run" if reference
-                              else None})
+    digests = digests or {}
+    plan = make_plan(policy, {"candidate": digests.get("candidate") or "dry-run",
+                              "reference": (digests.get("reference") or "dry-run")
+                              if reference else None})
     counter = TokenCounter(shape)
     data = DataEstimator(counter)
     evals = {e: eval_cost(policy, e, data) for e in policy.evaluations}
