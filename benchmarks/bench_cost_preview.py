@@ -44,6 +44,8 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--reference", default=None)
     ap.add_argument("--overlay", action="append", default=[])
     ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="keep the audit's run directory here (default: a temporary one)")
     ap.add_argument("--device", default="cpu", help="(run_all.py passes it; CPU only here)")
     ap.add_argument("--quick", action="store_true", help="(run_all.py passes it; no effect)")
     return ap.parse_args()
@@ -136,11 +138,11 @@ def main() -> None:
         started = time.perf_counter()
         est = _estimate(opts)
         preview_seconds = time.perf_counter() - started
-        run = _certify("audit", *_audit_args(opts), "--out", f"{tmp}/run", "--format", "",
-                       "-q")
+        out = opts.keep or Path(tmp) / "run"
+        run = _certify("audit", *_audit_args(opts), "--out", str(out), "--format", "", "-q")
         if run.returncode not in (0, 1):
             sys.exit(f"the audit failed (exit {run.returncode}):\n{run.stderr[-2000:]}")
-        evidence = json.loads(Path(f"{tmp}/run/evidence.json").read_text())
+        evidence = json.loads((out / "evidence.json").read_text())
     costs = {(c.role, c.attack_id, c.seed): c for c in est["costs"]}
     previews = {(c["role"], c["attack_id"], c["seed"]): c for c in est["report"].cells}
     rows = [_row(c, costs[key], est["machine"], previews[key]) for c in evidence["cells"]
