@@ -107,7 +107,7 @@ class ModelTokens(TokenCounter):
     The dry run otherwise counts with a tokenizer.json beside the weights, which a GGUF
     file does not have (4 characters per token instead), and assumes 8 template tokens.
     For SmolLM2-135M-Instruct that counted ci-smoke's training examples at 52 tokens where
-    the training loop fed 97 (its responses tokenize at 2.7 characters per token, and its
+    the training loop fed about 96 (its responses tokenize at 2.4 characters per token, and its
     template adds a 30-token default system prompt), so every training step, and every
     prompt read before generation, was costed at about half its length."""
 
