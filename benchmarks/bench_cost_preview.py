@@ -134,6 +134,8 @@ def _row(cell: dict[str, Any], cost: Any, machine: Any,
             "eval_ratio": measured_eval / eval_at if eval_at else None,
             "estimate_train": train_at, "estimate_eval": eval_at,
             "measured_eval": measured_eval,
+            "estimate_tokens": cost.until(step).train_tokens,
+            "measured_tokens": cell["checkpoints"][-1]["tokens"] if cell["checkpoints"] else 0,
             "train_seconds_at": {k["step"]: k["seconds"] for k in cell["checkpoints"]}}
 
 
@@ -208,6 +210,10 @@ def main() -> None:
         print(f"{r['cell']:<34}{r['stopped_at']:>5}/{r['max_steps']:<4}"
               f"{r['estimate_full']:>9.1f}{r['estimate_at_stop']:>9.1f}{r['measured']:>9.1f}"
               f"{r['error']:>+7.0%}" + "".join(fmt) + idle)
+    trained = [r for r in rows if r["estimate_tokens"]]
+    if trained:
+        print("training tokens, estimate / recorded: " + ", ".join(
+            f"{r['cell']} {r['estimate_tokens']:.0f} / {r['measured_tokens']}" for r in trained))
     ratios = [r["ratio"] for r in rows]
     within = sum(1 for r in rows if abs(r["error"]) <= 0.30)
     total = sum(r["measured"] for r in rows) / sum(r["estimate_at_stop"] for r in rows)
