@@ -30,6 +30,7 @@ import logging
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -293,15 +294,25 @@ def _load(spec: str, revision: str | None, machine: hw.Hardware, dtype: str) -> 
 
 
 def measure(spec: str, revision: str | None, shape: ModelShape, machine: hw.Hardware,
-            dtype: str, probe: Probe, budget: float = BUDGET_SECONDS,
-            time_work: bool = True) -> Calibration:
+            dtype: str, probe: Probe | Callable[[TokenCounter], Probe],
+            budget: float = BUDGET_SECONDS, time_work: bool = True) -> Calibration:
     """Time the model ``spec`` at the shapes of ``probe`` on ``machine`` and measure its
     answer lengths; with ``time_work`` False only the answer lengths (a reference model:
-    the candidate's timing calibrates the machine)."""
+    the candidate's timing calibrates the machine).
+
+    ``probe`` may be a function of the model's own token counter (``ModelTokens``): the
+    shapes are then those of the plan counted with it. A training step costs a fixed
+    part (the optimizer's update of every weight: 1.1 s at SmolLM2-135M's shape) plus a
+    part per token, and the factor is per token, so timing at the wrong length moves it:
+    at 4 x 55 tokens (4 characters per token) a step cost 19.4 ms a token, at the real
+    4 x 96 15.0 ms (CPU seconds, 2026-12-07)."""
     started = time.perf_counter()
     handle = _load(spec, revision, machine, dtype)
     load_seconds = time.perf_counter() - started
     timer = _Timer(handle, shape, machine)
+    if callable(probe):
+        counter = ModelTokens(handle.tokenizer, [])
+        probe = probe(counter)
     counter = ModelTokens(handle.tokenizer, [p for prompts, _, _ in probe.answers.values()
                                              for p in prompts])
     factors: dict[str, float] = {}

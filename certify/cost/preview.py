@@ -231,16 +231,29 @@ def _probe(policy: Policy, costs: list[CellCost], evals: dict[str, EvalCost]) ->
                  answers)
 
 
+def _recount(policy: Policy, cells: list[Any], shapes: dict[str, ModelShape],
+             counter: TokenCounter) -> tuple[DataEstimator, dict[str, EvalCost], list[CellCost]]:
+    """The plan's evaluations and cells counted with ``counter``."""
+    data = DataEstimator(counter)
+    evals = {e: eval_cost(policy, e, data) for e in policy.evaluations}
+    return data, evals, [cell_cost(c, policy, shapes[c.role], data, evals) for c in cells]
+
+
 def _calibrate(opts: Any, policy: Policy, shapes: dict[str, ModelShape],
-               specs: dict[str, tuple[str, str | None]], costs: list[CellCost],
-               evals: dict[str, EvalCost], machine: hw.Hardware, notes: list[str],
+               specs: dict[str, tuple[str, str | None]], cells: list[Any],
+               machine: hw.Hardware, notes: list[str],
                ) -> tuple[hw.Hardware, dict[str, dict[str, float]], TokenCounter | None]:
     """Time the candidate here and measure each model's answer lengths (certify.cost.
     calibrate); the machine with its factors, each role's decoding steps per evaluation,
     and the candidate's own token counter (its tokenizer and chat template)."""
     answers: dict[str, dict[str, float]] = {}
     counter: TokenCounter | None = None
-    probe = _probe(policy, costs, evals)
+
+    def probe(model_counter: TokenCounter) -> Probe:
+        """The plan's shapes counted with the loaded model's own tokenizer."""
+        _, evals, costs = _recount(policy, cells, shapes, model_counter)
+        return _probe(policy, costs, evals)
+
     for role, (spec, revision) in specs.items():
         reason = calibrate.skip_reason(shapes[role], machine)
         if reason:
@@ -286,11 +299,11 @@ def dry_run(opts: Any, machine: hw.Hardware | None = None,
         specs = {"candidate": (opts.model, opts.revision)}
         if reference:
             specs["reference"] = (reference, opts.reference_revision)
-        machine, answers, model_counter = _calibrate(opts, policy, shapes, specs, costs, evals,
+        machine, answers, model_counter = _calibrate(opts, policy, shapes, specs, plan.cells,
                                                      machine, notes)
         if model_counter is not None:  # count again with the model's own tokenizer
-            counter, data = model_counter, DataEstimator(model_counter)
-            evals = {e: eval_cost(policy, e, data) for e in policy.evaluations}
+            counter = model_counter
+            data, evals, _ = _recount(policy, plan.cells, shapes, model_counter)
         by_role = {role: {k: replace(e, answer_steps=steps[k]) if k in steps else e
                           for k, e in evals.items()} for role, steps in answers.items()}
         costs = [cell_cost(c, policy, shapes[c.role], data, by_role.get(c.role, evals))
