@@ -206,7 +206,7 @@ def on_disk(out: Path) -> Any:
                    if isinstance(m, dict)}
     except (OSError, ValueError, AttributeError):
         return None  # an unreadable manifest is RunDir.open's to report
-    kept = state_path(out, "x").parent
+    kept = state_path(Path(out), "x").parent
     return OnDisk(digests, frozenset(run_dir.finished()),
                   frozenset(p.stem for p in kept.glob("*.pt")) if kept.is_dir() else frozenset())
 
