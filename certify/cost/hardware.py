@@ -65,7 +65,8 @@ EXPECTED_ERROR = (0.7, 1.4)
 """Measured / estimated seconds per cell of a preview calibrated on the model
 (certify.cost.calibrate), seen by benchmarks/bench_cost_preview.py on the calibration
 machine with its 2 cores shared (benchmarks/RESULTS.md, 2026-12-07: the demo audit
-0.85-1.37 over 10 cells, a SmolLM2-135M-shaped model 1.04-1.05), stated with every
+0.85-1.37 over 10 cells, a SmolLM2-135M-shaped model 1.04-1.05, the real
+SmolLM2-135M-Instruct 0.77-1.00 over 4 cells while the load held), stated with every
 calibrated preview."""
 UNCALIBRATED_ERROR = (0.3, 1.4)
 """The same for the fitted constants alone: the demo 0.28-0.73 (its cells are seconds

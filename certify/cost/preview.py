@@ -22,7 +22,6 @@ from certify.cost.calibrate import Probe
 from certify.cost.report import DryRunReport, EvalRow, Row, assumptions, warnings
 from certify.cost.shape import ModelShape, model_shape
 from certify.cost.workload import (
-    TEMPLATE_TOKENS,
     CellCost,
     DataEstimator,
     EvalCost,
@@ -187,8 +186,12 @@ class Workload:
     costs: list[CellCost]
 
 
-def workload(opts: Any) -> Workload:
-    """The plan of the audit ``opts`` describes and each cell's work. Torch-free."""
+def workload(opts: Any, digests: dict[str, str | None] | None = None) -> Workload:
+    """The plan of the audit ``opts`` describes and each cell's work. Torch-free.
+
+    The cells are planned under placeholder digests (nothing is hashed), or under
+    ``digests`` (role -> root digest, a run directory's manifest) so that their ids are
+    that run's."""
     from certify.policy.load import load_policy
 
     loaded = load_policy(opts.policy, opts.overlays)
@@ -197,8 +200,10 @@ def workload(opts: Any) -> Workload:
     reference = opts.reference or policy.reference
     notes: list[str] = []
     ref_shape = _reference_shape(reference, shape, opts.reference_revision, notes)
-    plan = make_plan(policy, {"candidate": "dry-run", "reference": "dry-run" if reference
-                              else None})
+    digests = digests or {}
+    plan = make_plan(policy, {"candidate": digests.get("candidate") or "dry-run",
+                              "reference": (digests.get("reference") or "dry-run")
+                              if reference else None})
     counter = TokenCounter(shape)
     data = DataEstimator(counter)
     evals = {e: eval_cost(policy, e, data) for e in policy.evaluations}
@@ -226,17 +231,33 @@ def _probe(policy: Policy, costs: list[CellCost], evals: dict[str, EvalCost]) ->
             if prompts:
                 answers[eval_id] = (prompts, e.new_tokens, e.batch)
     return Probe(train, busiest.batch if busiest else 0,
-                 round(busiest.prompt_tokens) + TEMPLATE_TOKENS if busiest else 0, answers)
+                 round(busiest.prompt_tokens + busiest.template_tokens) if busiest else 0,
+                 answers)
+
+
+def _recount(policy: Policy, cells: list[Any], shapes: dict[str, ModelShape],
+             counter: TokenCounter) -> tuple[DataEstimator, dict[str, EvalCost], list[CellCost]]:
+    """The plan's evaluations and cells counted with ``counter``."""
+    data = DataEstimator(counter)
+    evals = {e: eval_cost(policy, e, data) for e in policy.evaluations}
+    return data, evals, [cell_cost(c, policy, shapes[c.role], data, evals) for c in cells]
 
 
 def _calibrate(opts: Any, policy: Policy, shapes: dict[str, ModelShape],
-               specs: dict[str, tuple[str, str | None]], costs: list[CellCost],
-               evals: dict[str, EvalCost], machine: hw.Hardware,
-               notes: list[str]) -> tuple[hw.Hardware, dict[str, dict[str, EvalCost]]]:
+               specs: dict[str, tuple[str, str | None]], cells: list[Any],
+               machine: hw.Hardware, notes: list[str],
+               ) -> tuple[hw.Hardware, dict[str, dict[str, float]], TokenCounter | None]:
     """Time the candidate here and measure each model's answer lengths (certify.cost.
-    calibrate); the machine with its factors and each role's evaluations."""
-    by_role = {role: dict(evals) for role in specs}
-    probe = _probe(policy, costs, evals)
+    calibrate); the machine with its factors, each role's decoding steps per evaluation,
+    and the candidate's own token counter (its tokenizer and chat template)."""
+    answers: dict[str, dict[str, float]] = {}
+    counter: TokenCounter | None = None
+
+    def probe(model_counter: TokenCounter) -> Probe:
+        """The plan's shapes counted with the loaded model's own tokenizer."""
+        _, evals, costs = _recount(policy, cells, shapes, model_counter)
+        return _probe(policy, costs, evals)
+
     for role, (spec, revision) in specs.items():
         reason = calibrate.skip_reason(shapes[role], machine)
         if reason:
@@ -253,11 +274,11 @@ def _calibrate(opts: Any, policy: Policy, shapes: dict[str, ModelShape],
             continue
         if role == "candidate":
             machine = replace(machine, calibration=cal.factors, load=cal.load)
-        by_role[role] = {k: replace(e, answer_steps=cal.answer_steps[k])
-                         if k in cal.answer_steps else e for k, e in evals.items()}
+            counter = cal.counter
+        answers[role] = cal.answer_steps
         notes.append(f"{role}: {cal.describe()}")
         notes.extend(f"{role}: {n}" for n in cal.notes)
-    return machine, by_role
+    return machine, answers, counter
 
 
 def dry_run(opts: Any, machine: hw.Hardware | None = None,
@@ -282,11 +303,16 @@ def dry_run(opts: Any, machine: hw.Hardware | None = None,
         specs = {"candidate": (opts.model, opts.revision)}
         if reference:
             specs["reference"] = (reference, opts.reference_revision)
-        machine, by_role = _calibrate(opts, policy, shapes, specs, costs, evals, machine,
-                                      notes)
+        machine, answers, model_counter = _calibrate(opts, policy, shapes, specs, plan.cells,
+                                                     machine, notes)
+        if model_counter is not None:  # count again with the model's own tokenizer
+            counter = model_counter
+            data, evals, _ = _recount(policy, plan.cells, shapes, model_counter)
+        by_role = {role: {k: replace(e, answer_steps=steps[k]) if k in steps else e
+                          for k, e in evals.items()} for role, steps in answers.items()}
         costs = [cell_cost(c, policy, shapes[c.role], data, by_role.get(c.role, evals))
                  for c in plan.cells]
-        evals = by_role["candidate"]  # the evaluation rows: one run on the candidate
+        evals = by_role.get("candidate", evals)  # the evaluation rows: one run on the candidate
     rows = _rows(costs, machine, opts.fsdp)
     memory = _memory(costs, shape, opts, machine, 2 if reference else 1)
     seconds = sum(r.seconds for r in rows)

@@ -10,7 +10,6 @@ from certify.cost.workload import (
     ASSUMED_EVAL_ITEMS,
     ASSUMED_PROMPT_TOKENS,
     ASSUMED_RESPONSE_TOKENS,
-    TEMPLATE_TOKENS,
     CellCost,
     DataEstimator,
     TokenCounter,
@@ -215,9 +214,10 @@ def assumptions(counter: TokenCounter, data: DataEstimator, costs: list[CellCost
     out = [
         "Training FLOP = 6 x parameters x tokens (full fine-tuning), 4 x parameters x tokens "
         "(LoRA); evaluation FLOP = 2 x parameters x (prompt + generated tokens).",
-        f"Tokens per example counted with {counter.method}, plus {TEMPLATE_TOKENS} chat-template "
-        "tokens, capped at the attack's max_length and the model's context length; a step "
-        "trains min(batch_size, n_samples) examples.",
+        f"Tokens per example counted with {counter.method}, plus "
+        f"{counter.template_tokens:.0f} chat-template tokens, capped at the attack's "
+        "max_length and the model's context length; a step trains min(batch_size, "
+        "n_samples) examples.",
         f"Time = FLOP / (measured matmul rate x utilisation) + a per-token, per-layer cost "
         f"for the rest of each step. Utilisation {util['full']:.0%} (full fine-tuning), "
         f"{util['lora']:.0%} (LoRA), {util['forward']:.0%} (reading prompts) and "

@@ -63,7 +63,15 @@ class DataStats:
 
 
 class TokenCounter:
-    """Counts tokens with the model's tokenizer.json when present, else by characters."""
+    """Counts tokens with the model's tokenizer.json when present, else by characters.
+
+    ``template_tokens`` is what the chat template adds around one prompt/response pair;
+    certify.cost.calibrate.ModelTokens counts both with the loaded model's own tokenizer
+    and template instead (a GGUF file carries no tokenizer.json, and SmolLM2's template
+    adds a 30-token system prompt: 4 characters per token and 8 template tokens counted
+    its training examples at about half their real length)."""
+
+    template_tokens: float = TEMPLATE_TOKENS
 
     def __init__(self, shape: ModelShape) -> None:
         self.tokenizer: Any = None
@@ -133,6 +141,8 @@ class EvalCost:
     """Forward passes over a prompt: one per choice for multiple choice; default items."""
     kind: str = "generate"
     """generate, or lm_eval (which also sets up its task manager and datasets each time)."""
+    template_tokens: float = TEMPLATE_TOKENS
+    """Chat-template tokens around each prompt (TokenCounter.template_tokens)."""
     eval_id: str = ""
     answer_steps: float | None = None
     """Decoding steps one batch is expected to run when the model ends its answers at EOS
@@ -154,7 +164,7 @@ class EvalCost:
     def forward_tokens(self) -> float:
         """Tokens read in parallel (prompts before generation; lm-eval's scored requests)."""
         return (self.items if self.requests is None else self.requests) * (
-            self.prompt_tokens + TEMPLATE_TOKENS)
+            self.prompt_tokens + self.template_tokens)
 
     @property
     def generated(self) -> float:
@@ -206,7 +216,7 @@ def eval_cost(policy: Policy, eval_id: str, data: DataEstimator) -> EvalCost:
                     batch=int(getattr(params, "batch_size", 64) or 64),
                     measured=bool(stats and stats.measured and (limit or rows)),
                     kind="lm_eval" if getattr(params, "tasks", None) else "generate",
-                    eval_id=eval_id)
+                    eval_id=eval_id, template_tokens=data.counter.template_tokens)
 
 
 @dataclass
@@ -319,7 +329,8 @@ def cell_cost(spec: CellSpec, policy: Policy, shape: ModelShape, data: DataEstim
     if mode != "eval":
         stats = data.stats(p["dataset"]) if p.get("dataset") else None
         per_example = (stats.padded(batch) if stats
-                       else ASSUMED_PROMPT_TOKENS + ASSUMED_RESPONSE_TOKENS) + TEMPLATE_TOKENS
+                       else ASSUMED_PROMPT_TOKENS + ASSUMED_RESPONSE_TOKENS
+                       ) + data.counter.template_tokens
         cap = min(int(p.get("max_length", 10**9)), shape.max_positions or 10**9)
         seq = min(per_example, cap)
         if not (stats and stats.measured):
