@@ -443,3 +443,16 @@ def test_multi_label_categories_keep_held_out_rows_out(tmp_path: Path) -> None:
                                                      "privacy"]
     trained = load_dataset(DatasetRef(source=str(path), categories=["weapons"]))
     assert [r.prompt for r in trained.rows] == ["p1"]   # p2 is also privacy: held out
+
+
+def test_a_task_group_is_costed_per_member_with_the_limit_on_each() -> None:
+    """lm-eval runs `limit` documents of each task of a group: nist-800-1's capability probe
+    (mmlu, limit 10) is 57 subjects x 10 documents, not 10; a plain task stays itself."""
+    from certify.cost.shape import model_shape
+    from certify.cost.workload import DataEstimator, TokenCounter, eval_cost
+
+    policy = load_policy("nist-800-1").policy
+    data = DataEstimator(TokenCounter(model_shape(str(LLAMA7B))))
+    assert eval_cost(policy, "capability_probe", data).items == 570
+    assert eval_cost(policy, "knowledge_cyber", data).items == eval_cost(
+        policy, "knowledge_cbrn", data).items / 2  # wmdp_cyber vs wmdp_bio + wmdp_chem

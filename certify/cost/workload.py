@@ -197,6 +197,20 @@ def _lm_eval_cost(params: Any) -> EvalCost | None:
                     requests=requests, kind="lm_eval")
 
 
+def _leaf_tasks(params: Any) -> int:
+    """How many tasks lm-eval runs for the named ones: a group (``mmlu``: 57 subjects) or a
+    tag counts each member, and ``limit`` applies to each. Counted as one per name when
+    lm-eval cannot place them (the dry run has refused unknown names already)."""
+    try:
+        from certify.evals.capability import find_tasks, task_leaves
+
+        manager, missing = find_tasks(list(params.tasks), list(params.include_paths))
+    except Exception:  # lm-eval absent or unreadable: the names as they stand
+        return len(params.tasks)
+    return sum(1 if task in missing else max(1, len(dict(task_leaves(manager, task))))
+               for task in params.tasks)
+
+
 def eval_cost(policy: Policy, eval_id: str, data: DataEstimator) -> EvalCost:
     entry = policy.evaluations[eval_id]
     params = registry.get("eval", entry.eval).params.model_validate(entry.params)
@@ -207,7 +221,7 @@ def eval_cost(policy: Policy, eval_id: str, data: DataEstimator) -> EvalCost:
     ref = getattr(params, "dataset", None)
     stats = data.stats(ref) if ref is not None else None
     limit = getattr(params, "n", None) or getattr(params, "limit", None)
-    tasks = len(getattr(params, "tasks", None) or [1])
+    tasks = _leaf_tasks(params) if getattr(params, "tasks", None) else 1
     rows = stats.rows if stats and stats.rows is not None else None
     items = min(limit, rows) if limit and rows else (limit or rows or ASSUMED_EVAL_ITEMS)
     return EvalCost(items=int(items) * tasks,
