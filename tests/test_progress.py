@@ -62,10 +62,12 @@ def test_the_terminal_bar_tracks_the_running_cells_steps() -> None:
     progress.console.file = io.StringIO()  # rendered off-screen
     progress.start(3, 0)
     try:
-        spec = SimpleNamespace(role="candidate", attack_id="harmful-full", seed=1, max_steps=40)
+        spec = SimpleNamespace(role="candidate", attack_id="harmful-full", seed=1, max_steps=40,
+                               technique="sft")
         progress.cell_started(spec)  # type: ignore[arg-type]
         steps = progress.bar.tasks[progress.steps]
         assert steps.total == 40 and steps.completed == 0 and steps.visible
+        assert steps.description.strip() == "steps"
         progress.cell_checkpoint(CheckpointNote("c", 12, 40, 1.0, {}, 30.0, 70.0))
         assert steps.completed == 12 and steps.fields["eta"] == "cell ETA ≤ 1m10s"
         progress.cell_finished(_cell("c", 100.0))
@@ -73,8 +75,9 @@ def test_the_terminal_bar_tracks_the_running_cells_steps() -> None:
         cells = progress.bar.tasks[progress.task]
         assert cells.completed == 1 and cells.fields["eta"] == "run ETA ~3m20s (2 cells left)"
         progress.cell_started(SimpleNamespace(role="reference", attack_id="b", seed=0,  # type: ignore[arg-type]
-                                              max_steps=8))
+                                              max_steps=8, technique="refusal_ablation"))
         assert steps.visible and steps.total == 8 and steps.completed == 0
+        assert steps.description.strip() == "samples"  # a weight edit's budget axis
     finally:
         progress.close()
 
