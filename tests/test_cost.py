@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from certify import registry
 from certify.conductor import AuditOptions
 from certify.cost import dry_run
 from certify.cost.hardware import Hardware
@@ -177,9 +178,14 @@ def test_7b_dry_run_cost_is_plausible(name: str) -> None:
         if attack is None:
             assert row.attack_id == "baseline" and row.train_flop == 0
             continue
-        # Independently: 6·N (full) or 4·N (LoRA) per token; a step trains min(batch,
-        # n_samples) sequences of 16 to 520 tokens (a chat QA pair, capped by max_length).
-        factor = 4 if attack.attack == "lora" else 6
+        tags = registry.get("attack", attack.attack).tags
+        if "training-free" in tags:  # refusal_ablation: a weight edit, costed as its evals
+            assert row.train_flop == 0 and row.eval_flop > 0, row
+            continue
+        # Independently: 6·N (full) or 4·N (LoRA, a soft prompt through frozen weights)
+        # per token; a step trains min(batch, n_samples) sequences of 16 to 520 tokens (a
+        # chat QA pair, capped by max_length).
+        factor = 4 if attack.attack == "lora" or "soft-prompt" in tags else 6
         # A search draws each trial's batch from its space and trains n_trials times.
         sizes = (attack.params.get("space", {}).get("batch_size")
                  or _axis(attack, "batch_size", 8))
