@@ -227,7 +227,10 @@ def test_7b_full_fine_tune_in_bfloat16_fits_an_80_gib_gpu() -> None:
                      machine=machine("cuda", memory_gib=80, host_gib=256, rate=700e12))
     assert report.memory["fits"], report.memory
     assert 50 * GIB < report.memory["device_need"] < 80 * GIB
-    assert report.feasible
+    # Memory is not what stops it: with jailbreak-tuning, nist-800-1 is estimated at just
+    # over a day on one such GPU (24.6 h; 22 h before), the dry run's feasibility line.
+    assert not any(w.startswith("DOES NOT FIT") for w in report.warnings), report.warnings
+    assert 12 * 3600 < report.seconds < 48 * 3600
 
 
 def test_7b_full_fine_tune_fits_40_gib_gpus_only_with_fsdp() -> None:
