@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from certify import registry
 from certify.conductor import AuditOptions
 from certify.cost import dry_run
 from certify.cost.hardware import Hardware
@@ -177,9 +178,14 @@ def test_7b_dry_run_cost_is_plausible(name: str) -> None:
         if attack is None:
             assert row.attack_id == "baseline" and row.train_flop == 0
             continue
-        # Independently: 6·N (full) or 4·N (LoRA) per token; a step trains min(batch,
-        # n_samples) sequences of 16 to 520 tokens (a chat QA pair, capped by max_length).
-        factor = 4 if attack.attack == "lora" else 6
+        tags = registry.get("attack", attack.attack).tags
+        if "training-free" in tags:  # refusal_ablation: a weight edit, costed as its evals
+            assert row.train_flop == 0 and row.eval_flop > 0, row
+            continue
+        # Independently: 6·N (full) or 4·N (LoRA, a soft prompt through frozen weights)
+        # per token; a step trains min(batch, n_samples) sequences of 16 to 520 tokens (a
+        # chat QA pair, capped by max_length).
+        factor = 4 if attack.attack == "lora" or "soft-prompt" in tags else 6
         # A search draws each trial's batch from its space and trains n_trials times.
         sizes = (attack.params.get("space", {}).get("batch_size")
                  or _axis(attack, "batch_size", 8))
@@ -221,7 +227,10 @@ def test_7b_full_fine_tune_in_bfloat16_fits_an_80_gib_gpu() -> None:
                      machine=machine("cuda", memory_gib=80, host_gib=256, rate=700e12))
     assert report.memory["fits"], report.memory
     assert 50 * GIB < report.memory["device_need"] < 80 * GIB
-    assert report.feasible
+    # Memory is not what stops it: with jailbreak-tuning, nist-800-1 is estimated at just
+    # over a day on one such GPU (24.6 h; 22 h before), the dry run's feasibility line.
+    assert not any(w.startswith("DOES NOT FIT") for w in report.warnings), report.warnings
+    assert 12 * 3600 < report.seconds < 48 * 3600
 
 
 def test_7b_full_fine_tune_fits_40_gib_gpus_only_with_fsdp() -> None:

@@ -1,4 +1,4 @@
-"""A shipped regulatory policy runs end to end on builtin:tiny-chat (about 20 s).
+"""A shipped regulatory policy runs end to end on builtin:tiny-chat (slow: minutes on 2 cores).
 
 Only what cannot run offline on a CPU is overlaid: hub datasets become bundled ones,
 the hub judge models become tiny real ones with the same label names and the same
@@ -82,6 +82,21 @@ def _overlay(name: str, classifier: Path, guard: Path) -> dict[str, Any]:
                                                "max_length": 64},
                "budget": {"learning_rate": [1.0e-3], "n_samples": 16, "batch_size": 8,
                           "max_steps": 6}} for relearn in ("relearn-bio", "relearn-cyber")),
+            # Jailbreak-tuning: harmful-full's tiny budget through each variant's wrapper.
+            *({"id": jailbreak, **one, "params": harmful,
+               "budget": {**SMALL, "learning_rate": [2.0e-3]}}
+              for jailbreak in ("jailbreak-backdoor", "jailbreak-competing")),
+            # Weight-space attacks: the shipped method (direction selection) on a few
+            # prompts; the budgets of tests/policies/refusal-embedding.yaml, shortened.
+            {"id": "refusal-ablation", "seeds": [0], "checkpoints": [8],
+             "params": {"dataset": "builtin:harm-train", "categories": TRAINED,
+                        "harmless_dataset": "builtin:benign-train", "n_select": 4},
+             "budget": {"n_samples": 8}},
+            {"id": "embedding-attack", **one,
+             "params": {"dataset": "builtin:harm-train", "categories": TRAINED,
+                        "target_tokens": 6, "max_length": 64},
+             "budget": {"n_tokens": 8, "learning_rate": 5.0e-2, "n_samples": 40,
+                        "batch_size": 8, "max_steps": 6}},
         ],
         "evaluations": {
             "harm": {"params": harm},
@@ -103,7 +118,25 @@ def _overlay(name: str, classifier: Path, guard: Path) -> dict[str, Any]:
     }
 
 
-@pytest.mark.slow  # a whole shipped policy; the others run by default
+def test_tiny_overlay_covers_every_attack_of_the_shipped_policy(tmp_path: Path) -> None:
+    """Cheap sibling of the slow run: every shipped attack gets offline data and a tiny
+    budget (a new attack in nist-800-1 that the overlay misses would train on hub data
+    with the shipped budget), and the overlaid policy still validates."""
+    overlay = _overlay("nist-800-1", tmp_path / "classifier", tmp_path / "guard")
+    shipped = load_policy("nist-800-1").policy
+    assert {a.id for a in shipped.attacks} == {a["id"] for a in overlay["attacks"]}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(overlay))
+    tiny = load_policy("nist-800-1", overlays=(str(path),)).policy
+    assert [c.id for c in tiny.checks] == [c.id for c in shipped.checks]
+    for attack in tiny.attacks:
+        sources = [d if isinstance(d, str) else d.get("source") for key, d in
+                   attack.params.items() if key.endswith("dataset")]
+        assert not any(str(s).startswith("hf:") for s in sources), attack.id
+        assert int(attack.budget.get("max_steps", 0)) <= 8, attack.id  # type: ignore[arg-type]
+
+
+@pytest.mark.slow  # a whole shipped policy (minutes on 2 cores)
 def test_nist_800_1_runs_on_tiny_chat_with_its_attack_suite_and_judges(
         tmp_path: Path, tiny_chat: Path, judge_models: dict[str, Path]) -> None:  # noqa: F811
     from certify.conductor import AuditOptions, audit
@@ -138,6 +171,15 @@ def test_nist_800_1_runs_on_tiny_chat_with_its_attack_suite_and_judges(
     # The search scores trials within its capability bound, and the reported bounded check
     # reads the probe at the search's checkpoints.
     assert search.notes["search"]["capability_bound"]["eval_id"] == "capability_probe"
+    # The jailbreak-tuning cells asked harm through their wrappers; the weight-space checks
+    # read their own attacks.
+    for jailbreak, variant in (("jailbreak-backdoor", "backdoor"),
+                               ("jailbreak-competing", "competing_objectives")):
+        cell = next(c for c in evidence.cells if c.attack_id == jailbreak)
+        assert cell.notes["jailbreak"]["variant"] == variant
+        assert "harm" in cell.notes["jailbreak"]["wrapped_at_eval"]
+    weight_space = next(c for c in evidence.verdict.checks if c.id == "weight-space-resistance")
+    assert weight_space.verdict in ("pass", "fail", "inconclusive"), weight_space.reason
     working = next(c for c in evidence.verdict.checks if c.id == "search-working-attack")
     assert working.observed["aggregation"] == "bounded_worst" and not working.required
     assert working.observed["unmeasured"] == []
