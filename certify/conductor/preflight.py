@@ -194,7 +194,7 @@ def on_disk(out: Path) -> Any:
     the digests it was planned under, its finished cells and kept cell states), or None
     when there is no run there yet."""
     from certify.cost.disk import OnDisk
-    from certify.run.cell_state import state_path
+    from certify.run.cell_state import kept_states
     from certify.run.rundir import RunDir
 
     run_dir = RunDir(out)
@@ -206,9 +206,7 @@ def on_disk(out: Path) -> Any:
                    if isinstance(m, dict)}
     except (OSError, ValueError, AttributeError):
         return None  # an unreadable manifest is RunDir.open's to report
-    kept = state_path(Path(out), "x").parent
-    return OnDisk(digests, frozenset(run_dir.finished()),
-                  frozenset(p.stem for p in kept.glob("*.pt")) if kept.is_dir() else frozenset())
+    return OnDisk(digests, frozenset(run_dir.finished()), kept_states(Path(out)))
 
 
 def check_disk_space(opts: AuditOptions, out: Path, keep_state: bool) -> None:

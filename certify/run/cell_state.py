@@ -40,6 +40,11 @@ def state_path(run_dir: Path, cell_id: str) -> Path:
     return run_dir / "partial" / f"{cell_id}.pt"
 
 
+def kept_states(run_dir: Path) -> frozenset[str]:
+    """Ids of the cells whose state an earlier attempt kept in ``run_dir``."""
+    return frozenset(p.stem for p in (run_dir / "partial").glob("*.pt"))
+
+
 @dataclass(frozen=True)
 class KeepState:
     """Where a cell keeps its state between checkpoints, and whether it saves any (it
