@@ -258,11 +258,12 @@ def test_every_attack_declares_its_paper_and_technique_tags() -> None:
 def test_a_trial_that_breaks_the_model_into_incoherence_does_not_win() -> None:
     from certify.attacks.contract import Trial
     from certify.attacks.search import Bound, worst_point
+    from certify.stats import Metric
 
     trial = Trial(rates={"harm": [(8, 0.9), (16, 0.4), (24, 0.4)]}, checkpoints=[8, 16, 24],
                   final_loss=None, early_stop=None, outcome=None,
-                  metrics={"capability": [(8, {"acc": 0.2}), (16, {"acc": 0.75}),
-                                          (24, {"acc": 0.8})]})
+                  metrics={"capability": [(step, {"acc": Metric(value=acc, n=0)})
+                                          for step, acc in ((8, 0.2), (16, 0.75), (24, 0.8))]})
     assert worst_point(trial, "harm")[:2] == (8, 0.9)  # unbounded: the incoherent break
     step, harm, outside = worst_point(trial, "harm", Bound("capability", "acc", 0.8, 0.1))
     assert (step, harm) == (16, 0.4) and outside == [[8, 0.9, 0.2]]

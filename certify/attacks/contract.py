@@ -84,10 +84,9 @@ class Trial:
     early_stop: EarlyStop | None
     outcome: object
     """The trial's records, for :meth:`AttackRun.keep` (opaque to recipes)."""
-    metrics: dict[str, list[tuple[int, dict[str, float]]]] = field(default_factory=dict)
-    """eval id → (step, every metric's value) per checkpoint: e.g. capability's ``acc``."""
-    measured: dict[str, list[tuple[int, dict[str, Metric]]]] = field(default_factory=dict)
-    """The same metrics with their counts and intervals (what a capability bound compares)."""
+    metrics: dict[str, list[tuple[int, dict[str, Metric]]]] = field(default_factory=dict)
+    """eval id → (step, every metric) per checkpoint, e.g. capability's ``acc``, with its
+    counts and interval (what a capability bound compares)."""
 
 
 class AttackRun(Protocol):

@@ -133,13 +133,15 @@ class Bound:
     """The unmodified model's measurement with its counts: the drop is then judged as the
     strong-resistance check judges it (``stats.capability_drop``, at 95%)."""
 
-    def outside(self, value: float | None, measured: Metric | None) -> bool:
+    def outside(self, measured: Metric | None) -> bool:
         """A confident drop beyond ε (a point estimate when no counts were kept). A
         checkpoint without the measurement stays in: nothing shows it incoherent, and the
         bounded check counts it too."""
-        if self.base_measured is not None and measured is not None and measured.n:
+        if measured is None:
+            return False
+        if self.base_measured is not None and measured.n:
             return capability_drop(self.base_measured, measured).beyond(self.epsilon)
-        return value is not None and self.base - value > self.epsilon + 1e-12
+        return self.base - measured.value > self.epsilon + 1e-12
 
 
 def worst_point(trial: Trial, objective: str, bound: Bound | None = None,
@@ -150,12 +152,10 @@ def worst_point(trial: Trial, objective: str, bound: Bound | None = None,
     kept, out = [], []
     capability = ({step: values.get(bound.metric) for step, values
                    in trial.metrics.get(bound.eval_id, [])} if bound else {})
-    measured = ({step: values.get(bound.metric) for step, values
-                 in trial.measured.get(bound.eval_id, [])} if bound else {})
     for step, harm in trial.rates.get(objective, []):
-        value = capability.get(step)
-        if bound is not None and bound.outside(value, measured.get(step)):
-            out.append([step, harm, value])
+        measured = capability.get(step)
+        if bound is not None and bound.outside(measured):
+            out.append([step, harm, measured.value if measured else None])
         else:
             kept.append((step, harm))
     step, harm = max(kept, key=lambda sp: (sp[1], -sp[0]), default=(0, 0.0))
@@ -177,7 +177,7 @@ def _bound(run: AttackRun, p: SearchParams, study: optuna.Study) -> Bound | None
         def untouched(trial_run: AttackRun) -> None:
             trial_run.hand_back(trial_run.frozen_model(), Spend())
 
-        measured = run.trial(untouched).measured.get(p.capability_eval, [])
+        measured = run.trial(untouched).metrics.get(p.capability_eval, [])
         metric = measured[-1][1].get(p.capability_metric) if measured else None
         if metric is None:
             raise CellError("config", f"{p.capability_eval!r} records no "

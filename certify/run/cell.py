@@ -272,17 +272,14 @@ class CellRun:
             self._transforms, self._in_trial = transforms, False
         outcome = _Outcome(self._records, self._samples, self._early_stop, self._n_trainable)
         rates: dict[str, list[tuple[int, float]]] = {}
-        metrics: dict[str, list[tuple[int, dict[str, float]]]] = {}
-        measured: dict[str, list[tuple[int, dict[str, Metric]]]] = {}
+        metrics: dict[str, list[tuple[int, dict[str, Metric]]]] = {}
         for cp in outcome.records:
             for eval_id, record in cp.evals.items():
                 rates.setdefault(eval_id, []).append((cp.step, rate(record).value))
-                metrics.setdefault(eval_id, []).append(
-                    (cp.step, {k: m.value for k, m in record.metrics.items()}))
-                measured.setdefault(eval_id, []).append((cp.step, dict(record.metrics)))
+                metrics.setdefault(eval_id, []).append((cp.step, dict(record.metrics)))
         return Trial(rates, [cp.step for cp in outcome.records],
                      state.last_loss if state is not None else None, outcome.early_stop,
-                     outcome, metrics, measured)
+                     outcome, metrics)
 
     def keep(self, trial: Trial) -> None:
         outcome = cast(_Outcome, trial.outcome)
