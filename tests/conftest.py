@@ -1,7 +1,7 @@
 """Shared test set-up: offline Hugging Face, a persistent demo-model cache, slow marker.
 
-Demo models are built once per cache (about a minute each) under .cache/certify in
-the checkout, or CERTIFY_CACHE_DIR. Slow tests run with --runslow.
+The demo models' shipped builds (certify/demo/prebuilt) are copied once per cache
+into .cache/certify in the checkout, or CERTIFY_CACHE_DIR. Slow tests run with --runslow.
 """
 
 from __future__ import annotations
@@ -64,8 +64,6 @@ FILE_WEIGHT = {
 }
 PREBUILT = {"demo_run", "signed_run"}
 """Fixtures the first worker prepares before its first test (pytest_collection_finish)."""
-LATE = ("test_calibration", "test_diff.py")
-"""Files that need the calibration models or the defended model (also being prepared)."""
 
 
 def _schedule(items: list[pytest.Item]) -> None:
@@ -73,9 +71,9 @@ def _schedule(items: list[pytest.Item]) -> None:
 
     Files come longest first (the classic longest-processing-time rule: the run does not
     end with one worker on a long file while the other idles), except that files reading
-    the README demo audit or the calibration models wait until the long files that need
-    neither have been handed out, which gives the worker preparing those (see
-    pytest_collection_finish) time to finish, and the short files come last. The order
+    the README demo audit wait until the long files that do not have been handed out,
+    which gives the worker preparing it (see pytest_collection_finish) time to finish,
+    and the short files come last. The order
     within a file is kept."""
     def file_of(item: pytest.Item) -> str:
         return item.nodeid.split("::")[0]
@@ -84,7 +82,7 @@ def _schedule(items: list[pytest.Item]) -> None:
     for item in items:
         name = file_of(item)
         late[name] = late.get(name, False) or bool(PREBUILT & set(
-            getattr(item, "fixturenames", ()))) or Path(name).name.startswith(LATE)
+            getattr(item, "fixturenames", ())))
 
     def rank(name: str) -> tuple[int, float]:
         weight = FILE_WEIGHT.get(Path(name).name, 5)
@@ -229,23 +227,12 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> SignedRun:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Under pytest-xdist, the two workers build what the collected tests will need before
-    their first test, side by side instead of one after the other: the first worker the
-    demo model nearly every test uses, then the defended one and the README demo audit
-    (signed; the report and attestation tests read it); the second the calibration models.
-    _schedule hands out the files that read the audit or those models after the long
-    files that need neither, so no worker waits on the other's build."""
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if worker not in ("gw0", "gw1"):
+    """Under pytest-xdist, the first worker runs the README demo audit (signed; the report
+    and attestation tests read it) before its first test, while the second starts on the
+    long files; _schedule hands out the files that read the audit after those, so no
+    worker waits on it. (The demo models are shipped builds: copying one takes a moment.)"""
+    if os.environ.get("PYTEST_XDIST_WORKER") != "gw0":
         return
-    from certify.demo.models import ensure_built
-
     uses = {name for item in session.items for name in getattr(item, "fixturenames", ())}
-    files = {Path(str(item.fspath)).name for item in session.items}
-    if worker == "gw0":
-        ensure_built("tiny-chat")  # cached in .cache/certify: a cost once per checkout
-        if uses & PREBUILT:
-            _demo_run(session.config._tmp_path_factory)  # type: ignore[attr-defined]
-        return
-    if any(f.startswith("test_calibration") for f in files):
-        ensure_built("tiny-chat-unlearned")  # and the unfiltered model it starts from
+    if uses & PREBUILT:
+        _demo_run(session.config._tmp_path_factory)  # type: ignore[attr-defined]

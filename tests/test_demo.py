@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from certify.demo import models, synth
 
 
@@ -74,3 +76,99 @@ def test_recipe_hash_is_stable_and_tracks_the_data() -> None:
     assert models.recipe_hash("tiny-chat") == models.recipe_hash("tiny-chat")
     assert models.recipe_hash("tiny-chat-immunized") != models.recipe_hash("tiny-chat")
     assert models.cache_path("tiny-chat").name.endswith(models.recipe_hash("tiny-chat"))
+
+
+def test_every_recipe_ships_a_build_of_its_current_hash() -> None:
+    """The demo models ship as built weights (certify/demo/prebuilt), one directory per
+    recipe hash. A recipe, data or builder change re-keys the model; until
+    scripts/prebuild_demo_models.py ships the new build, every user would build it for
+    minutes on first use (and the test suite too), so this test fails."""
+    shipped = {p.name for p in models.PREBUILT_DIR.iterdir() if p.is_dir()}
+    wanted = {models.cache_path(n).name for n in models.names()}
+    assert wanted <= shipped, (f"no shipped build for {sorted(wanted - shipped)}: run "
+                               ".venv/bin/python scripts/prebuild_demo_models.py and commit")
+    assert shipped <= wanted, f"stale shipped builds {sorted(shipped - wanted)}"
+
+
+def test_shipped_builds_meet_their_recipes_gates() -> None:
+    """Each shipped build's own measurements (taken by the build, stored beside the
+    weights) pass the quality gates of the recipe it is keyed by."""
+    for name in models.names():
+        path = models.prebuilt_path(name)
+        assert path is not None, name
+        report = json.loads((path / "certify-build.json").read_text())
+        target = report["name"]
+        gates = models.recipe_of(target)["gates"]
+        assert report["recipe"] == models.recipe_of(target), name
+        metrics = report["metrics"]
+        assert metrics["refusal"] >= gates["refusal"], name
+        assert metrics["benign_accuracy"] >= gates["benign"], name
+        if "hazard_min" in gates:
+            assert metrics["hazard_accuracy"] >= gates["hazard_min"], name
+        if "hazard_max" in gates:
+            assert metrics["hazard_accuracy"] <= gates["hazard_max"], name
+
+
+def test_first_use_copies_the_shipped_build_into_the_cache(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           ) -> None:
+    monkeypatch.setenv("CERTIFY_CACHE_DIR", str(tmp_path))
+    path = models.ensure_built("tiny-chat-filtered")  # an alias: tiny-chat's build
+    assert path == tmp_path / "models" / models.cache_path("tiny-chat").name
+    shipped = models.prebuilt_path("tiny-chat")
+    assert shipped is not None
+    assert sorted(p.name for p in path.iterdir()) == sorted(p.name for p in shipped.iterdir())
+    for f in shipped.iterdir():
+        assert (path / f.name).read_bytes() == f.read_bytes(), f.name
+
+
+def _short(recipe: dict, **changes: dict) -> dict:
+    """RECIPE with some sections shortened and its gates open (a smoke build, not a model)."""
+    out = {**recipe, "gates": {k: (1.0 if k == "hazard_max" else 0.0) for k in recipe["gates"]}}
+    for section, values in changes.items():
+        out[section] = {**recipe[section], **values}
+    return out
+
+
+def test_the_builders_run_end_to_end(tmp_path: Path, tiny_chat: Path) -> None:
+    """The default suite uses the shipped builds, so the builders run here briefly (a few
+    steps of each kind, gates open) and the slow test below rebuilds the real models."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from certify.demo.build import build_defended, build_model, build_unlearned
+    from certify.demo.recipes import RECIPES
+
+    base = tmp_path / "base"
+    build_model("tiny-chat", _short(RECIPES["tiny-chat"], train={
+        "max_steps": 6, "eval_every": 3, "stop_when": {"refusal": 2.0, "benign": 2.0}}), base)
+    report = json.loads((base / "certify-build.json").read_text())
+    assert report["steps"] == 6 and [h["step"] for h in report["history"]] == [3, 6]
+    assert report["n_parameters"] == 984_192
+    model = AutoModelForCausalLM.from_pretrained(base)
+    assert len(AutoTokenizer.from_pretrained(base)) == model.config.vocab_size == 1024
+    defended = tmp_path / "defended"
+    build_defended("tiny-chat-immunized", _short(RECIPES["tiny-chat-immunized"],
+                                                 defense={"steps": 2}), tiny_chat, defended)
+    assert json.loads((defended / "certify-build.json").read_text())["defense"]
+    unlearned = tmp_path / "unlearned"
+    build_unlearned("tiny-chat-unlearned", _short(RECIPES["tiny-chat-unlearned"], unlearn={
+        "max_steps": 2, "check_every": 1}), tiny_chat, unlearned)
+    report = json.loads((unlearned / "certify-build.json").read_text())
+    assert "hazard_accuracy" in report["metrics"] and report["unlearning"]
+
+
+@pytest.mark.slow
+def test_every_demo_model_rebuilds_from_its_recipe(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each shipped model rebuilds from its recipe alone (an empty cache, no shipped
+    weights) and the rebuild passes the recipe's quality gates (the build raises if not).
+    The weights are not compared: a build is not bit-identical across CPUs. About a
+    quarter of an hour on one core."""
+    monkeypatch.setenv("CERTIFY_CACHE_DIR", str(tmp_path))
+    for name in models.names():
+        path = models.ensure_built(name, from_recipe=True)
+        shipped = models.prebuilt_path(name)
+        assert shipped is not None and path.parent == tmp_path / "models"
+        rebuilt = json.loads((path / "certify-build.json").read_text())["metrics"]
+        assert rebuilt.keys() == json.loads(
+            (shipped / "certify-build.json").read_text())["metrics"].keys(), name

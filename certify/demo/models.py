@@ -3,10 +3,18 @@
 ``builtin:tiny-chat`` is a ~1M-parameter Llama-architecture chat model with a
 byte-level BPE tokenizer trained on the bundled corpus, safety-tuned to refuse the
 placeholder harmful requests of five categories (``privacy`` is held out of its
-safety training) and to answer benign questions. It is built deterministically on
-first use and cached under the user cache directory, keyed by a hash of its recipe
-(hyper-parameters, data bytes, builder version). The build measures the model and
-stores the numbers next to the weights (``certify-build.json``).
+safety training) and to answer benign questions. Each demo model is keyed by a hash
+of its recipe (hyper-parameters, data bytes, builder version) and lives in the user
+cache directory under that key. The build measures the model and stores the numbers
+next to the weights (``certify-build.json``).
+
+The weights built from the current recipes ship with certify (``certify/demo/prebuilt``,
+about 4 MB each; ``scripts/prebuild_demo_models.py`` rebuilds them), so first use copies
+them into the cache instead of spending minutes of CPU (a quarter of an hour for all
+four). A recipe without shipped weights for its current hash, or ``from_recipe=True``,
+builds from the recipe as before. A build is deterministic on one machine but not
+bit-identical across CPUs, so the shipped weights are one valid build of the recipe,
+checked by the same quality gates (tests/test_demo.py rebuilds each under --runslow).
 
 ``builtin:tiny-chat-immunized`` is tiny-chat plus first-order tamper-resistant
 training (certify/demo/defense.py).
@@ -98,17 +106,32 @@ def recipe_hash(name: str) -> str:
                        "transformers_major": tf_major, "template": CHAT_TEMPLATE}, 16)
 
 
+PREBUILT_DIR = Path(__file__).resolve().parent / "prebuilt"
+"""The shipped builds, one directory per model, named like the cache's (NAME-HASH)."""
+
+
 def cache_path(name: str) -> Path:
     name = _target(name)
     return cache_root() / "models" / f"{name}-{recipe_hash(name)}"
 
 
-def ensure_built(name: str) -> Path:
-    """Return the cached model directory, building it first if needed (process-safe)."""
+def prebuilt_path(name: str) -> Path | None:
+    """The shipped build of NAME's current recipe, or None (a recipe changed since the
+    weights were shipped: scripts/prebuild_demo_models.py rebuilds them)."""
+    name = _target(name)
+    path = PREBUILT_DIR / f"{name}-{recipe_hash(name)}"
+    return path if (path / "certify-build.json").is_file() else None
+
+
+def ensure_built(name: str, *, from_recipe: bool = False) -> Path:
+    """Return the cached model directory, copying the shipped build or building it from
+    its recipe first if needed (process-safe). ``from_recipe`` ignores the shipped
+    weights of NAME and of the models it starts from (a model already in the cache is
+    used as it is: point CERTIFY_CACHE_DIR at an empty directory to rebuild all)."""
     from filelock import FileLock
 
     if _target(name) != name:
-        return ensure_built(_target(name))
+        return ensure_built(_target(name), from_recipe=from_recipe)
     path = cache_path(name)
     if (path / "certify-build.json").is_file():
         return path
@@ -119,16 +142,24 @@ def ensure_built(name: str) -> Path:
         tmp = path.with_name(path.name + f".tmp{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         try:
-            from certify.demo.build import build_defended, build_model, build_unlearned
-
-            recipe = recipe_of(name)
-            if "unlearn" in recipe:
-                build_unlearned(name, recipe, ensure_built(recipe["base"]), tmp)
-            elif "base" in recipe:
-                build_defended(name, recipe, ensure_built(recipe["base"]), tmp)
+            shipped = None if from_recipe else prebuilt_path(name)
+            if shipped is not None:
+                shutil.copytree(shipped, tmp)
             else:
-                build_model(name, recipe, tmp)
+                _build(name, tmp, from_recipe)
             os.replace(tmp, path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _build(name: str, out: Path, from_recipe: bool) -> None:
+    from certify.demo.build import build_defended, build_model, build_unlearned
+
+    recipe = recipe_of(name)
+    if "unlearn" in recipe:
+        build_unlearned(name, recipe, ensure_built(recipe["base"], from_recipe=from_recipe), out)
+    elif "base" in recipe:
+        build_defended(name, recipe, ensure_built(recipe["base"], from_recipe=from_recipe), out)
+    else:
+        build_model(name, recipe, out)

@@ -1,6 +1,7 @@
 """The embedded demo world, registered through the same doors as a user's plug-ins.
 
-- models ``builtin:NAME`` (certify.demo.models: built locally on first use),
+- models ``builtin:NAME`` (certify.demo.models: shipped builds of their recipes, copied
+  to the cache on first use),
 - datasets ``builtin:NAME`` (the bundled synthetic files in certify/demo/data),
 - the offline lm-eval tasks ``certify_tiny_capability`` and ``certify_hazard_mc`` (the
   synthetic hazard domain's 64 evaluated facts; certify/demo/lm_eval),
@@ -23,7 +24,7 @@ __all__ = ["BuiltinDatasets", "BuiltinModels", "BuiltinTasks", "canary"]
 
 
 class BuiltinModels:
-    """``builtin:NAME``: the demo chat models, built from their recipes and cached."""
+    """``builtin:NAME``: the demo chat models, built from their recipes (shipped) and cached."""
 
     def names(self) -> list[str]:
         return models.names()
@@ -36,10 +37,13 @@ class BuiltinModels:
         arch = models.architecture_of(name)
         config = {"model_type": "llama", "vocab_size": arch["tokenizer"]["vocab_size"],
                   "dtype": "float32", **arch["model"]}
-        # A model built earlier has a tokenizer to count tokens with; never build one here.
+        # The shipped build, or one built earlier, has a tokenizer to count tokens with;
+        # never build one here.
+        shipped = models.prebuilt_path(name)
         built = sorted((cache_root() / "models").glob(f"{name}-*/tokenizer.json"),
                        key=lambda p: p.stat().st_mtime)
-        return config, "builtin recipe (certify/demo/recipes.py)", built[-1] if built else None
+        tokenizer = shipped / "tokenizer.json" if shipped else built[-1] if built else None
+        return config, "builtin recipe (certify/demo/recipes.py)", tokenizer
 
 
 class BuiltinDatasets:
