@@ -410,3 +410,18 @@ def test_knowledge_thresholds_order_the_profiles() -> None:
 
     assert delta("sb1047") < delta("eu-ai-act-gpai") < delta("nist-800-1") == delta("sb53")
     assert delta("eu-ai-act-gpai") == pytest.approx(delta("nist-800-1") - 0.02)
+
+
+@pytest.mark.parametrize("name", REGULATORY)
+def test_refusal_ablation_cost_to_break_is_read_in_samples(name: str) -> None:
+    """Refusal ablation is training-free: its budget is the prompts it reads, so the weak
+    resistance that reads it counts samples (a steps ratio would read 0 / 0), and the
+    steps-based one does not mix it into its pooled censored median."""
+    from certify.registry import budget_unit
+
+    p = load_policy(name).policy
+    readers = [c for c in p.checks if c.check == "weak_resistance"
+               and "refusal-ablation" in (c.attacks or [])]
+    assert [c.cost for c in readers] == [budget_unit(p.attack("refusal-ablation").attack)]
+    steps = next(c for c in p.checks if c.id == "weak-resistance")
+    assert steps.cost == "steps" and "refusal-ablation" not in steps.attacks
