@@ -124,6 +124,10 @@ def attack(name: str, *, params: type[Params], paper: str = "", tags: tuple[str,
     ``max_steps``; a training-free edit counts samples). ``check_model=fn(params,
     attack_id, num_layers)``: called by the audit's preflight and the dry run with each
     model's decoder layer count; raises InputError (e.g. a layer out of range).
+    ``checkpoint_work=fn(params, num_layers, post_tokens) -> [{"items", "extra_tokens",
+    "new_tokens", "batch"}]``: forward passes and generation the recipe itself runs at
+    each checkpoint beyond training and the policy's evaluations (a training-free edit's
+    search for its direction), which the dry run prices like an evaluation's.
     ``blind_measures=("capability", ...)``: evaluations measuring these cannot see what
     the attack changes (a soft prompt is invisible to lm-eval); policy validation refuses
     them on its entries."""

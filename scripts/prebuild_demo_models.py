@@ -19,7 +19,6 @@ import os
 import shutil
 import sys
 import tempfile
-from pathlib import Path
 
 
 def main() -> int:

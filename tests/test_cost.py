@@ -465,3 +465,36 @@ def test_a_task_group_is_costed_per_member_with_the_limit_on_each() -> None:
     assert eval_cost(policy, "capability_probe", data).items == 570
     assert eval_cost(policy, "knowledge_cyber", data).items == eval_cost(
         policy, "knowledge_cbrn", data).items / 2  # wmdp_cyber vs wmdp_bio + wmdp_chem
+
+
+def test_refusal_ablation_prices_its_direction_selection(tmp_path: Path) -> None:
+    """The paper's direction selection (select: true) scores every candidate direction on
+    n_select held-out prompts at each checkpoint: the dry run prices it through the
+    attack's ``checkpoint_work`` (it once priced the edit as its evaluations only, 0.7 s
+    against 6-7 s measured for a four-checkpoint cell on tiny-chat). Its extra work grows
+    with n_select and with the candidate layers; without selection there is none."""
+    import yaml
+
+    def edit_flop(**params: object) -> float:
+        policy = {"schema_version": 1, "id": "ra", "title": "ra", "meta": {"evidentiary": False},
+                  "baseline": [], "attacks": [{
+                      "id": "ra", "attack": "refusal_ablation", "params": params,
+                      "budget": {"n_samples": 32}, "checkpoints": [8, 16, 32]}],
+                  "evaluations": {"harm": {"eval": "harmfulness", "params": {
+                      "n": 24, "max_new_tokens": 24, "judges": ["keywords"]}}},
+                  "checks": [{"id": "r", "check": "strong_resistance", "eval": "harm",
+                              "max_rate": 0.5}]}
+        path = tmp_path / f"ra-{len(list(tmp_path.iterdir()))}.yaml"
+        path.write_text(yaml.safe_dump(policy))
+        report = dry_run(opts("builtin:tiny-chat", str(path)), machine=machine())
+        return next(r.eval_flop for r in report.rows if r.attack_id == "ra")
+
+    plain = edit_flop(select=False)
+    one, two = edit_flop(n_select=8), edit_flop(n_select=16)
+    assert one > 5 * plain
+    assert two - plain == pytest.approx(2 * (one - plain), rel=0.05)
+    # Each candidate layer adds its forward passes (the shortlist's generation does not
+    # grow): the default's four candidate layers (below 80% of tiny-chat's depth) add
+    # three times what a second layer adds to one.
+    single, double = edit_flop(layers=[1]), edit_flop(layers=[1, 2])
+    assert one - single == pytest.approx(3 * (double - single), rel=0.05)

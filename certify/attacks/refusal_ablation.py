@@ -393,9 +393,33 @@ def select_direction(diffs: Any, slots: list[tuple[int, int]], selector: Selecto
     return basis, chosen, filtered, scored
 
 
+def checkpoint_work(p: RefusalAblationParams, num_layers: int,
+                    post_tokens: float) -> list[dict[str, float]]:
+    """What the direction selection reads and generates at each checkpoint, for the dry
+    run: per candidate direction, one forward pass over the held-out harmless prompts and
+    one over the harmful ones with the unedited model's ``select_tokens`` answers
+    (:meth:`Selector.score`); then ``select_tokens`` greedy tokens for each of the
+    SHORTLIST's held-out harmful prompts. Candidates: the chosen layers times ``positions``,
+    whose default is the post-instruction tokens, ``post_tokens`` (measured on the chat
+    template when the dry run loaded the tokenizer, else all the template's tokens: an
+    upper estimate). Each row: ``items`` prompts read (``extra_tokens`` more each) in batches of
+    ``batch``, generating ``new_tokens`` each. Without ``select`` the edit only reads the
+    samples, far less than a checkpoint's evaluations."""
+    if not p.select:
+        return []
+    positions = p.positions or max(1, round(post_tokens))
+    candidates = len(chosen_layers(p, num_layers)) * positions
+    k = p.n_select
+    return [{"items": 2 * k * candidates, "extra_tokens": p.select_tokens / 2,
+             "new_tokens": 0, "batch": k},
+            {"items": SHORTLIST * k, "extra_tokens": 0, "new_tokens": p.select_tokens,
+             "batch": k}]
+
+
 @registry.attack("refusal_ablation", params=RefusalAblationParams, paper=ARDITI_2024,
                  cost="samples", tags=("weight-edit", "training-free", "white-box"),
-                 trajectory="n_samples", check_model=check_model, version=2)
+                 trajectory="n_samples", check_model=check_model,
+                 checkpoint_work=checkpoint_work, version=2)
 def refusal_ablation(run: AttackRun, p: RefusalAblationParams) -> None:
     """Project the harmful-minus-harmless activation direction out of the weights (Arditi 2024)."""
     started = time.perf_counter()

@@ -117,12 +117,19 @@ class ModelTokens(TokenCounter):
 
         self.tokenizer = tokenizer
         self.method = "the model's own tokenizer (loaded by the calibration)"
-        extra = []
+        extra, formatted = [], []
         for prompt in (prompts[:16] or ["Hello."]):
             text = format_prompt(tokenizer, prompt, None)
             end = response_text(tokenizer, text, "")
-            extra.append(len(self._ids(text)) + len(self._ids(end)) - len(self._ids(prompt)))
+            formatted.append(self._ids(text))
+            extra.append(len(formatted[-1]) + len(self._ids(end)) - len(self._ids(prompt)))
         self.template_tokens = max(0.0, sum(extra) / len(extra))
+        if len({tuple(ids) for ids in formatted}) > 1:  # the suffix they all share
+            common = 0
+            while (common < min(map(len, formatted))
+                   and len({ids[-common - 1] for ids in formatted}) == 1):
+                common += 1
+            self.post_instruction_tokens = max(1, common)
 
     def _ids(self, text: str) -> list[int]:
         return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -93,7 +93,7 @@ class OnDisk:
 
 def _samples(cell: CellCost) -> float:
     return sum(e.items * (SAMPLE_BYTES + CHARS_PER_TOKEN * e.new_tokens)
-               for _, e in cell.eval_runs)
+               for _, e in cell.eval_runs if e.kind != "edit")
 
 
 def disk_need(costs: list[CellCost], dtype: str, keep_state: bool,

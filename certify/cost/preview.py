@@ -222,7 +222,7 @@ def _probe(policy: Policy, costs: list[CellCost], evals: dict[str, EvalCost]) ->
         if cells:
             big = max(cells, key=lambda c: c.batch * c.seq_tokens)
             train[mode] = (big.batch, max(2, round(big.seq_tokens)))
-    runs = [e for c in costs for _, e in c.eval_runs]
+    runs = [e for c in costs for _, e in c.eval_runs if e.kind != "edit"]
     busiest = max(runs, key=lambda e: e.generated + e.forward_tokens, default=None)
     answers = {}
     for eval_id, e in evals.items():

@@ -72,6 +72,9 @@ class TokenCounter:
     its training examples at about half their real length)."""
 
     template_tokens: float = TEMPLATE_TOKENS
+    post_instruction_tokens: int | None = None
+    """Tokens every formatted prompt ends with after the instruction (``\nAssistant:``),
+    when the chat template was measured (ModelTokens); None: not known."""
 
     def __init__(self, shape: ModelShape) -> None:
         self.tokenizer: Any = None
@@ -140,7 +143,8 @@ class EvalCost:
     requests: int | None = None
     """Forward passes over a prompt: one per choice for multiple choice; default items."""
     kind: str = "generate"
-    """generate, or lm_eval (which also sets up its task manager and datasets each time)."""
+    """generate, lm_eval (which also sets up its task manager and datasets each time), or
+    edit (an attack's own passes to make a weight edit: no samples are stored)."""
     template_tokens: float = TEMPLATE_TOKENS
     """Chat-template tokens around each prompt (TokenCounter.template_tokens)."""
     eval_id: str = ""
@@ -282,11 +286,9 @@ class CellCost:
 def training_mode(spec: CellSpec) -> str:
     tags = registry.get("attack", spec.technique).tags
     # A training-free weight edit (refusal_ablation) reads its samples once, forward only:
-    # far less than the evaluations at its checkpoints, which are costed as for any cell.
-    # Not costed: refusal_ablation's direction selection (select: true), two forward passes
-    # over 2 x n_select held-out prompts per candidate direction and checkpoint and a short
-    # generation for 3 of them; on a large model that can approach a checkpoint's
-    # evaluations (on tiny-chat: ~0.5 s per checkpoint for 21 candidates).
+    # far less than the evaluations at its checkpoints, which are costed as for any cell,
+    # and the work it does at each checkpoint to find its edit (refusal_ablation's direction
+    # selection) is costed by the plug-in's own ``checkpoint_work`` (edit_runs).
     if spec.max_steps <= 0 or "training-free" in tags:
         return "eval"
     # LoRA and a soft prompt both train through frozen weights: ~4·N FLOP per token and
@@ -354,14 +356,36 @@ def cell_cost(spec: CellSpec, policy: Policy, shape: ModelShape, data: DataEstim
     at = [(s, e) for s in spec.checkpoints for e in spec.evaluate] * trials(spec) + [
         (spec.max_steps, e) for e in spec.evaluate_final]
     runs = [(s, after_training(evals[e]) if s > 0 else evals[e]) for s, e in at]
+    runs += edit_runs(spec, shape, data)
     eval_flop = sum(e.flop(shape.n_active) for _, e in runs)
     return CellCost(spec.id, spec.attack_id, spec.role, spec.technique, mode, steps, batch, seq,
-                    str(p.get("optimizer", "adamw")), len(runs), tokens,
+                    str(p.get("optimizer", "adamw")), len(at), tokens,
                     FLOP_FACTOR[mode] * shape.n_active * tokens, eval_flop,
                     sum(e.generated for _, e in runs),
                     sum(e.decode_steps for _, e in runs), assumed, spec.seed, spec.max_steps,
                     runs, early_stop and mode != "eval" and len(spec.checkpoints) > 1,
                     shape.n_active, shape.layers, shape.n_params)
+
+
+def edit_runs(spec: CellSpec, shape: ModelShape, data: DataEstimator,
+              ) -> list[tuple[int, EvalCost]]:
+    """The passes an attack runs at each checkpoint to make its edit (its registration's
+    ``checkpoint_work``), as evaluation-like runs of kind ``edit``: they cost time and FLOP
+    like an evaluation's, and store no samples."""
+    plugin = registry.get("attack", spec.technique)
+    work = plugin.extra.get("checkpoint_work")
+    if work is None:
+        return []
+    params = plugin.params.model_validate(spec.params)
+    ref = spec.params.get("dataset")
+    prompt = data.stats(ref).prompt_tokens if ref is not None else ASSUMED_PROMPT_TOKENS
+    counter = data.counter
+    rows = work(params, shape.layers, counter.post_instruction_tokens or counter.template_tokens)
+    return [(s, EvalCost(items=int(r["items"]), prompt_tokens=prompt + r["extra_tokens"],
+                         new_tokens=int(r["new_tokens"]), batch=max(1, int(r["batch"])),
+                         measured=False, kind="edit", eval_id=f"{spec.attack_id}:edit",
+                         template_tokens=data.counter.template_tokens))
+            for s in spec.checkpoints if s > 0 for r in rows]
 
 
 def after_training(run: EvalCost) -> EvalCost:
