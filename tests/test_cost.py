@@ -311,6 +311,12 @@ def test_cli_dry_run_calibrates_on_a_built_model(tiny_chat: Path) -> None:
     report = json.loads(out.stdout)
     assert set(report["hardware"]["calibration"]) == {"forward", "decode", "full", "lora"}
     assert any("Calibrated on the model itself" in a for a in report["assumptions"])
+    # Loading the model, timed by the calibration, is part of the total (an audit pays it
+    # once before its first cell); the cells' own estimates exclude it.
+    assert report["load_seconds"] > 0
+    cells = sum(c["seconds"] for c in report["cells"])
+    assert report["estimated_seconds"] == pytest.approx(cells + report["load_seconds"])
+    assert sum(a["seconds"] for a in report["attacks"]) == pytest.approx(cells)
 
 
 def test_cli_dry_run_exit_code_gates_on_feasibility() -> None:

@@ -91,7 +91,7 @@ class Calibration:
         answers = ", ".join(f"{k} {v:g}" for k, v in self.answer_steps.items())
         return (f"Calibrated on the model itself here in {self.seconds:.1f} s (loading it "
                 f"{self.load_seconds:.1f} s, which the audit pays once per model, outside the "
-                f"cells): measured / "
+                f"cells, and the estimate counts once): measured / "
                 f"fitted time {parts or 'not measured'}"
                 + (f"; mean decoding steps per batch until EOS before training: {answers}"
                    if answers else "")

@@ -246,11 +246,14 @@ def _recount(policy: Policy, cells: list[Any], shapes: dict[str, ModelShape],
 def _calibrate(opts: Any, policy: Policy, shapes: dict[str, ModelShape],
                specs: dict[str, tuple[str, str | None]], cells: list[Any],
                machine: hw.Hardware, notes: list[str],
-               ) -> tuple[hw.Hardware, dict[str, dict[str, float]], TokenCounter | None]:
+               ) -> tuple[hw.Hardware, dict[str, dict[str, float]], TokenCounter | None,
+                          float]:
     """Time the candidate here and measure each model's answer lengths (certify.cost.
     calibrate); the machine with its factors, each role's decoding steps per evaluation,
-    and the candidate's own token counter (its tokenizer and chat template)."""
+    the candidate's own token counter (its tokenizer and chat template), and the seconds
+    loading the models took (an audit loads each once; a shared model counts once)."""
     answers: dict[str, dict[str, float]] = {}
+    loads: dict[tuple[str, str | None], float] = {}
     counter: TokenCounter | None = None
 
     def probe(model_counter: TokenCounter) -> Probe:
@@ -276,9 +279,10 @@ def _calibrate(opts: Any, policy: Policy, shapes: dict[str, ModelShape],
             machine = replace(machine, calibration=cal.factors, load=cal.load)
             counter = cal.counter
         answers[role] = cal.answer_steps
+        loads[(spec, revision)] = cal.load_seconds
         notes.append(f"{role}: {cal.describe()}")
         notes.extend(f"{role}: {n}" for n in cal.notes)
-    return machine, answers, counter
+    return machine, answers, counter, sum(loads.values())
 
 
 def dry_run(opts: Any, machine: hw.Hardware | None = None,
@@ -299,12 +303,13 @@ def dry_run(opts: Any, machine: hw.Hardware | None = None,
         machine = hw.probe(opts.device, opts.dtype, shape.hidden, shape.ffn,
                            int(biggest.batch * biggest.seq_tokens) or 64,
                            max((e.batch for e in evals.values()), default=64))
+    loading = 0.0
     if calibrate_here:
         specs = {"candidate": (opts.model, opts.revision)}
         if reference:
             specs["reference"] = (reference, opts.reference_revision)
-        machine, answers, model_counter = _calibrate(opts, policy, shapes, specs, plan.cells,
-                                                     machine, notes)
+        machine, answers, model_counter, loading = _calibrate(opts, policy, shapes, specs,
+                                                              plan.cells, machine, notes)
         if model_counter is not None:  # count again with the model's own tokenizer
             counter = model_counter
             data, evals, _ = _recount(policy, plan.cells, shapes, model_counter)
@@ -315,7 +320,7 @@ def dry_run(opts: Any, machine: hw.Hardware | None = None,
         evals = by_role.get("candidate", evals)  # the evaluation rows: one run on the candidate
     rows = _rows(costs, machine, opts.fsdp)
     memory = _memory(costs, shape, opts, machine, 2 if reference else 1)
-    seconds = sum(r.seconds for r in rows)
+    seconds = sum(r.seconds for r in rows) + loading
     total_flop = sum(c.train_flop + c.eval_flop for c in costs)
     report = DryRunReport(
         policy={"id": policy.id, "version": policy.version, "title": policy.title,
@@ -337,7 +342,7 @@ def dry_run(opts: Any, machine: hw.Hardware | None = None,
         largest_cell_gpu_hours=max((reference_gpu_seconds(c) for c in costs), default=0.0) / 3600,
         largest_cell_flop=max((c.train_flop + c.eval_flop for c in costs), default=0.0),
         feasible=memory["fits"] and seconds <= FEASIBLE_SECONDS)
-    report.cell_costs, report.machine = costs, machine
+    report.cell_costs, report.machine, report.load_seconds = costs, machine, loading
     report.evaluations = _eval_rows(evals, costs, shape, policy, machine)
     report.cells = [cell_estimate(c, machine, opts.fsdp) for c in costs]
     report.warnings = machine.problems + warnings(report, policy, plan_reference=bool(reference))

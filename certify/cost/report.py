@@ -84,12 +84,16 @@ class DryRunReport:
     cell_costs: list[CellCost] = field(default_factory=list, repr=False)
     machine: hw.Hardware | None = field(default=None, repr=False)
     """The workload and the measured machine behind the numbers (for benchmarks; not JSON)."""
+    load_seconds: float = 0.0
+    """Loading the models, as the calibration timed it (part of ``seconds``): an audit
+    loads each model once before its first cell; 0 when no model was loaded here."""
 
     def as_json(self) -> dict[str, Any]:
         return {"dry_run": True, "policy": self.policy, "model": self.model,
                 "reference": self.reference, "hardware": self.hardware,
                 "attacks": [r.__dict__ for r in self.rows], "totals": self.totals,
                 "memory": self.memory, "estimated_seconds": self.seconds,
+                "load_seconds": self.load_seconds,
                 "reference_gpu_hours": self.reference_gpu_hours,
                 "largest_cell_gpu_hours": self.largest_cell_gpu_hours,
                 "largest_cell_flop": self.largest_cell_flop, "feasible": self.feasible,
@@ -331,6 +335,8 @@ def render_text(report: DryRunReport) -> str:
         f"on the {mem['device']} of {gib(mem['device_available'])} available"
         f" -> {'fits' if mem['fits'] else 'DOES NOT FIT'}.",
         f"Estimated time here: {duration(report.seconds)} "
+        + (f"({duration(report.load_seconds)} of it loading the models, as timed here) "
+           if report.load_seconds >= 1 else "")
         + (f"at the load the calibration saw (this process got one CPU second per "
            f"{h['load']:.1f} s); on an otherwise idle machine about "
            f"{duration(report.seconds / h['load'])} "
