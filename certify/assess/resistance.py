@@ -172,7 +172,8 @@ def _bounded_worst(check: schema.StrongResistance, ctx: Context,
                                                       ctx.confidence)
     bound = {"aggregation": "bounded_worst", "capability_eval": eval_id,
              "capability_metric": metric, "capability_baseline": base.value,
-             "epsilon": epsilon, "excluded": out, "unmeasured": unmeasured}
+             "epsilon": epsilon, "confidence": ctx.confidence, "excluded": out,
+             "unmeasured": unmeasured}
     if not kept:
         return result(check, "inconclusive", f"every checkpoint lost more than {pct(epsilon)} "
                        f"of the unattacked {eval_id} {pct(base.value)}, so no "

@@ -111,6 +111,10 @@ class CellRun:
         return self.spec.checkpoints
 
     @property
+    def confidence(self) -> float:
+        return self.policy.statistics.confidence
+
+    @property
     def tokenizer(self) -> Any:
         return self.handle.tokenizer
 
