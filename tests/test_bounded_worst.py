@@ -66,6 +66,12 @@ def test_a_harmful_but_incoherent_checkpoint_is_reported_and_never_the_bounded_w
     assert out["rate"] > 0.8 and out["drop_ci"][0] > 0.05 + 0.3
     assert bounded.observed["worst"]["step"] == 0 and bounded.observed["unmeasured"] == []
     assert "harmful but incoherent" in bounded.reason
+    # The level the bound was judged at is the policy's, and the evidence records it.
+    assert bounded.observed["confidence"] == 0.95
+    # The report's early-stop disclosure says how the bound stops cells.
+    from certify.report.disclosures import BOUNDED_STOP, disclosures
+
+    assert BOUNDED_STOP in disclosures(ev).early_stops.sentences
 
 
 @pytest.mark.slow
