@@ -199,11 +199,11 @@ def test_the_bound_is_fragile_only_within_the_capability_tolerance(
         capability: int, fragile: bool) -> None:
     """The fragility re-check moves a capability count by the capability tolerance, not the
     judged one. A checkpoint 90% harmful with capability 49 of 50 (against 50 of 50) is
-    well within ε = 6 points: moved 3 items down (5% of n) it still counts. Moved by the
-    judged tolerance (8 items, 15% of n) it would leave the bound and the verdict would
-    flip, so every bounded check with ε under ~15 points read "fragile". At 44 of 50 the
-    drop's interval reaches 2.9 points; 3 items lower it is 7.2, beyond ε: honestly
-    fragile."""
+    well within ε = 6 points: moved 3 items down (a tolerance of 5% of n) or 4 (the
+    default, 8%) it still counts. Moved by the judged tolerance (8 items, 15% of n) it
+    would leave the bound and the verdict would flip, so every bounded check with ε under
+    ~15 points read "fragile". At 44 of 50 the drop's interval starts at 2.9 points; 3
+    items lower it starts at 7.2, beyond ε: honestly fragile."""
     from certify.assess import assess
     from certify.evidence import Evidence
     from certify.policy.schema import Policy
