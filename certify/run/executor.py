@@ -54,7 +54,6 @@ def execute(cells: list[CellSpec], run_dir: RunDir, setup: Any, executor: Execut
     each result as it arrives."""
     todo = pending(cells, run_dir)
     progress.start(len(cells), len(cells) - len(todo))
-    known = finished_baselines(cells, run_dir)
     try:
         if not todo:
             return
@@ -63,7 +62,7 @@ def execute(cells: list[CellSpec], run_dir: RunDir, setup: Any, executor: Execut
 
             run_gang(todo, run_dir, setup, progress, executor.fsdp)
         elif executor.kind == "local":
-            run_local(todo, run_dir, setup, progress, known)
+            run_local(todo, run_dir, setup, progress, finished_baselines(cells, run_dir))
         elif executor.kind == "ray":
             from certify.run.ray_executor import run_ray
 
