@@ -421,8 +421,10 @@ class Reproducibility(Strict):
         return max(self.judged_min, math.ceil(self.judged_share * n - 1e-9))
 
     def count(self, n: int, trained: bool, measures: str) -> int:
-        """The tolerance of a count of ``n`` items by an evaluation that ``measures`` this
-        (``capability``: its own tolerance; anything else: the judged one)."""
+        """The tolerance of a count of ``n`` items by an evaluation that ``measures`` this:
+        ``capability`` its own; anything else the judged one, including ``task`` (benign
+        accuracy scores generated answers, which amplify as judged ones do) and
+        ``knowledge`` (log-likelihood scored like capability, but not measured here)."""
         if measures != "capability" or not trained:
             return self.judged(n, trained)
         return max(self.capability_min, math.ceil(self.capability_share * n - 1e-9))
