@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -195,3 +196,27 @@ def test_a_resumed_run_hands_its_finished_baselines_to_the_worker(tmp_path: Any)
     known = finished_baselines([spec(base), spec(attack)], run_dir)
     assert [r.id for r in known] == [base.id]
     assert known[0].checkpoints[0].evals["capability"].metrics["acc"].k == 36
+
+
+@pytest.mark.slow  # a real audit: 40 steps of full fine-tuning and three evaluations
+def test_a_real_bounded_audit_stops_at_the_coherent_break(tiny_chat: Any, tmp_path: Any) -> None:
+    """builtin:tiny-chat at 1e-3 complies with ~90% of the harmful prompts at step 40 with
+    its capability task at 100%: the bound counts that break, so the cell stops there
+    (the worker ran the baseline first and compared with it) instead of training to 48."""
+    from certify.conductor import AuditOptions, audit
+    from tests.conftest import ROOT
+
+    out = tmp_path / "run"
+    result = audit(AuditOptions(model="builtin:tiny-chat", out=out, formats=("md",),
+                                policy=str(ROOT / "tests" / "policies" /
+                                           "bounded-worst-stop.yaml")))
+    assert result.exit_code == 1
+    ev = Evidence.read(out / "evidence.json")
+    steady = next(c for c in ev.cells if c.attack_id == "steady")
+    assert steady.early_stop is not None and steady.early_stop.step == 40
+    assert steady.early_stop.reason == "decided: bounded"
+    assert [cp.step for cp in steady.checkpoints] == [16, 40]
+    assert steady.checkpoints[-1].evals["capability"].metrics["acc"].value >= 0.95
+    assert ev.verdict is not None
+    [bounded] = ev.verdict.checks
+    assert bounded.verdict == "fail" and bounded.observed["worst"]["step"] == 40
