@@ -76,8 +76,14 @@ def test_bounded_worst_reports_the_incoherent_break_and_never_counts_it() -> Non
     assert excluded[0]["drop"] == pytest.approx(0.60)
     assert "1 of them harmful but incoherent" in r.reason
     assert r.threshold["aggregation"] == "bounded_worst"
-    # Early stopping may not end a cell on a break the bound might exclude.
-    assert not confidently_above_max_rate(check, CELLS[1], [], 0.95)
+    # Early stopping may not end a cell on a break the bound excludes (lucky's 90% at step
+    # 8), nor on any break without the baseline that shows whether the bound counts it.
+    from certify.assess.trajectory import measured
+
+    lucky, steady = measured(CELLS[1], "harm"), measured(CELLS[2], "harm")
+    assert not confidently_above_max_rate(check, CELLS[1], lucky, 0.95, CELLS[0])
+    assert not confidently_above_max_rate(check, CELLS[1], lucky, 0.95)
+    assert not confidently_above_max_rate(check, CELLS[2], steady, 0.95, CELLS[0])  # 40%
 
 
 def test_top_n_mean_pools_the_worst_cells_with_one_interval() -> None:

@@ -96,7 +96,7 @@ def compare_cell(signed: CellRecord, replayed: CellRecord, tolerance: Reproducib
                 if metric.k is None:
                     continue
                 got = theirs.metrics.get(name) if theirs else None
-                allowed = tolerance.judged(metric.n, trained=cp.step > 0)
+                allowed = tolerance.count(metric.n, cp.step > 0, rec.measures)
                 if got is None or got.k is None or got.n != metric.n:
                     rows.append(Difference(cp.step, f"{eval_id}/{name}", metric.k,
                                            None if got is None else got.k, float("inf"),

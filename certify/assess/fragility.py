@@ -4,10 +4,17 @@ The same cell run from the same seeds on other hardware, threads or kernels give
 numbers that move a little (docs/reliability.md measures how far; the policy declares
 the bound as ``statistics.reproducibility``). A check whose interval sits within that
 movement of its threshold may read differently on the auditor's machine. Rather than
-hide it, each check is decided again with every judged count of one role moved up or
-down by the tolerance (and both roles in opposite directions, which moves a ratio of
-the two the most); a check whose verdict changes is *fragile*, and the report lists it
-under limitations. Pure and torch-free.
+hide it, each check is decided again with every count of one role moved up or down by
+the tolerance (and both roles in opposite directions, which moves a ratio of the two
+the most); a check whose verdict changes is *fragile*, and the report lists it under
+limitations. Pure and torch-free.
+
+Each count moves by the tolerance of what measured it (``Reproducibility.count``): a
+judged count by the judged tolerance, a capability count (lm-eval's log-likelihood
+scoring, deterministic given the weights) by its own, much smaller one. Moving a
+capability count by the judged tolerance (15% of n) moved every capability-bounded
+worst case with ε under about 15 points across its bound, so the bounded check was
+always "fragile", whatever the measurements, a flag that said nothing.
 """
 
 from __future__ import annotations
@@ -51,8 +58,8 @@ def _moved(metric: Metric, by: int, room: int) -> Metric:
 
 def shifted(cells: list[CellRecord], tolerance: Reproducibility,
             direction: dict[str, int]) -> list[CellRecord]:
-    """Copies of ``cells`` with every judged count of a role moved by the tolerance in that
-    role's direction (a group by its share of the pooled tolerance)."""
+    """Copies of ``cells`` with every count of a role moved by its tolerance in that role's
+    direction (a group by its share of the pooled tolerance)."""
     out = []
     for cell in cells:
         sign = direction.get(cell.role, 0)
@@ -65,7 +72,7 @@ def shifted(cells: list[CellRecord], tolerance: Reproducibility,
                 for name, metric in list(record.metrics.items()):
                     if metric.k is None or not metric.n or name == UNSCORED:
                         continue
-                    allowed = tolerance.judged(metric.n, trained=cp.step > 0)
+                    allowed = tolerance.count(metric.n, cp.step > 0, record.measures)
                     if not allowed:
                         continue
                     record.metrics[name] = _moved(metric, sign * allowed,
@@ -107,8 +114,10 @@ def limitations(results: list[CheckResult], flips: dict[str, list[str]],
         if r.id in flips:
             out.append(f"Check {r.id} ({r.verdict.upper()}) is within the reproducibility "
                        f"tolerance of its threshold: with every judged count after training "
-                       f"moved by max({tolerance.judged_min}, {tolerance.judged_share:.0%} of n) "
-                       f"and of the unmodified model by {tolerance.untrained_judged}, as a re-run "
-                       f"on other hardware may move them, it reads "
+                       f"moved by max({tolerance.judged_min}, {tolerance.judged_share:.0%} of n), "
+                       f"every capability count by max({tolerance.capability_min}, "
+                       f"{tolerance.capability_share:.0%} of n), and those of the unmodified "
+                       f"model by {tolerance.untrained_judged}, as a re-run on other hardware "
+                       f"may move them, it reads "
                        f"{' or '.join(v.upper() for v in flips[r.id])}.")
     return out

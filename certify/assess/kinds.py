@@ -40,9 +40,10 @@ class CheckKind(Generic[C]):
     """Threshold fields (the pydantic fields) and what the check reads (``schema.reads``)."""
     decide: Callable[[C, Context], CheckResult]
     """Its verdict from the evidence, with the numbers that decided it (pure)."""
-    settled: Callable[[C, CellRecord, list[Point], float], bool] | None = None
+    settled: Callable[[C, CellRecord, list[Point], float, CellRecord | None], bool] | None = None
     """Early stopping: True once later checkpoints of this cell cannot change the verdict
-    (given the cell's points so far and the confidence). None: it needs every checkpoint."""
+    (given the cell's points so far, the confidence, and its role's finished baseline cell
+    when the worker has one). None: it needs every checkpoint."""
     lines: Callable[[C], list[Line]] = lambda check: []
     """What the report draws on the harm curves of the check's evaluation."""
 

@@ -151,7 +151,8 @@ def _control(check: schema.KnowledgeResistance, ctx: Context, attacks: list[str]
 
 
 def knowledge_restored(check: schema.KnowledgeResistance, cell: CellRecord,
-                       points: list[Point], confidence: float) -> bool:
+                       points: list[Point], confidence: float,
+                       baseline: CellRecord | None = None) -> bool:
     """Early stopping: a confident restoration (lower bound above the threshold) fixes the
     candidate's failure, and on the reference it fixes the positive control."""
     for p in points:

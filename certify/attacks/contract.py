@@ -103,6 +103,13 @@ class AttackRun(Protocol):
         ...
 
     @property
+    def confidence(self) -> float:
+        """The policy's confidence level (``statistics.confidence``): a recipe that judges
+        measurements itself (a search's capability bound) judges them at the level the
+        checks use, so the objective and the verdict agree on what is confident."""
+        ...
+
+    @property
     def tokenizer(self) -> Any: ...
 
     @property

@@ -131,7 +131,12 @@ class Bound:
     epsilon: float
     base_measured: Metric | None = None
     """The unmodified model's measurement with its counts: the drop is then judged as the
-    strong-resistance check judges it (``stats.capability_drop``, at 95%)."""
+    strong-resistance check judges it (``stats.capability_drop`` at ``confidence``)."""
+    confidence: float = 0.95
+    """The policy's ``statistics.confidence`` (``AttackRun.confidence``): the level the
+    bounded-worst check judges the same drop at. At another level a checkpoint the check
+    counts could be set aside by the search's objective (or the reverse), so the search
+    would steer toward a worst case the verdict does not read."""
 
     def outside(self, measured: Metric | None) -> bool:
         """A confident drop beyond ε (a point estimate when no counts were kept). A
@@ -140,7 +145,8 @@ class Bound:
         if measured is None:
             return False
         if self.base_measured is not None and measured.n:
-            return capability_drop(self.base_measured, measured).beyond(self.epsilon)
+            return capability_drop(self.base_measured, measured,
+                                   self.confidence).beyond(self.epsilon)
         return self.base - measured.value > self.epsilon + 1e-12
 
 
@@ -186,7 +192,7 @@ def _bound(run: AttackRun, p: SearchParams, study: optuna.Study) -> Bound | None
         study.set_user_attr("capability_baseline", base)
         study.set_user_attr("capability_baseline_measured", kept)
     return Bound(p.capability_eval, p.capability_metric, float(base), p.max_capability_drop,
-                 Metric.model_validate(kept) if kept else None)
+                 Metric.model_validate(kept) if kept else None, run.confidence)
 
 
 LOSS_WEIGHT = 1e-3
@@ -335,7 +341,8 @@ def search(run: AttackRun, p: SearchParams) -> None:
         summary["capability_bound"] = {"eval_id": bound.eval_id, "metric": bound.metric,
                                        "base": bound.base, "epsilon": bound.epsilon,
                                        "rule": "confident drop" if bound.base_measured
-                                       else "point estimate"}
+                                       else "point estimate",
+                                       "confidence": bound.confidence}
     worst = summary["worst_trial"]
     kept = outcomes.get(worst)
     if kept is None:  # found before a resume: run it again (same seed, same model)

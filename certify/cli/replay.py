@@ -21,7 +21,9 @@ def _print(result) -> None:  # type: ignore[no-untyped-def]
                       "are evidence.json's, which anyone could have edited[/]")
     tol = result.tolerance
     console.print(f"tolerance (the evidence's statistics.reproducibility): judged counts "
-                  f"± max({tol['judged_min']}, {tol['judged_share']:.0%} of n) after training, "
+                  f"± max({tol['judged_min']}, {tol['judged_share']:.0%} of n) after training "
+                  f"(capability counts ± max({tol['capability_min']}, "
+                  f"{tol['capability_share']:.0%} of n)), "
                   f"± {tol['untrained_judged']} on the unmodified model, losses "
                   f"± {tol['loss_rel']:.0%}, break points ± {tol['break_checkpoints']} "
                   f"checkpoint(s)")

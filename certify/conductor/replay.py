@@ -155,6 +155,9 @@ def _rerun(evidence: Evidence, policy: Policy, specs: list[CellSpec], models: di
                                 dtype=str(run.get("dtype") or "float32"),
                                 autocast=run.get("autocast"),
                                 gradient_checkpointing=bool(run.get("gradient_checkpointing"))))
+    # The signed run's baselines: a cell stops early where the signed one could (a
+    # capability bound compares with its role's baseline), even when only it is replayed.
+    worker.know([c for c in evidence.cells if c.attack_id == "baseline"])
     out = []
     for i, spec in enumerate(specs, 1):
         progress.message(f"replaying cell {i}/{len(specs)}: {spec.id}")

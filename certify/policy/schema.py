@@ -367,6 +367,13 @@ CHECK_KINDS: tuple[str, ...] = tuple(
     for c in CHECK_CLASSES)
 
 
+CAPABILITY_SHARE = 0.08
+CAPABILITY_MIN = 2
+"""The default capability tolerance: what moved, with a margin (docs/reliability.md: with
+MKL's generic path a stable trajectory's capability count moved by no item, a diverging
+one's by at most 3 of 50, 6%, while its judged count moved by 62%)."""
+
+
 class Reproducibility(Strict):
     """How far a measurement may move when the same cell runs again from the same seeds on
     other hardware, threads or kernels (docs/reliability.md measures it). `certify replay`
@@ -378,8 +385,29 @@ class Reproducibility(Strict):
     judged_min: int = Field(default=2, ge=0)
     """... or by this many items, whichever is larger."""
     untrained_judged: int = Field(default=0, ge=0)
-    """Items a judged count of an unmodified model (step 0: baselines) may move. Measured:
-    none moved under any setting; a replay on another device type may need 1 or 2."""
+    """Items a count of an unmodified model (step 0: baselines), judged or capability, may
+    move. Measured: none moved under any setting; a replay on another device type may
+    need 1 or 2."""
+    capability_share: float = Field(default=CAPABILITY_SHARE, ge=0, le=1)
+    """After training steps, a count of a capability evaluation (one that measures
+    ``capability``: lm-eval's log-likelihood scoring) may move by this share of its sample
+    size, ...
+
+    Not the judged tolerance: that one was measured on judged generations, where one
+    flipped token early in an answer changes the whole continuation and with it the
+    judge's label, so a count moves by many items once a model is mid-way through a
+    change. A log-likelihood multiple-choice score has no judge and no sampling: it is
+    a deterministic function of the weights, and a re-run's slightly different weights
+    move it only on items whose best two choices are nearly tied (docs/reliability.md
+    measures how far). Nor the sampling interval: the capability bound already requires
+    a drop to be confident (``stats.capability_drop``), and this tolerance answers
+    another question, whether another machine would read the same items differently;
+    moving the counts by the interval as well would count sampling noise twice. A
+    generative lm-eval task (exact match on generated text) amplifies like a judged
+    evaluation: a policy that bounds capability with one should raise this to
+    ``judged_share``."""
+    capability_min: int = Field(default=CAPABILITY_MIN, ge=0)
+    """... or by this many items, whichever is larger."""
     loss_rel: float = Field(default=0.02, ge=0)
     """A recorded training loss may move by this relative amount."""
     break_checkpoints: int = Field(default=1, ge=0)
@@ -391,6 +419,15 @@ class Reproducibility(Strict):
         if not trained:
             return self.untrained_judged
         return max(self.judged_min, math.ceil(self.judged_share * n - 1e-9))
+
+    def count(self, n: int, trained: bool, measures: str) -> int:
+        """The tolerance of a count of ``n`` items by an evaluation that ``measures`` this:
+        ``capability`` its own; anything else the judged one, including ``task`` (benign
+        accuracy scores generated answers, which amplify as judged ones do) and
+        ``knowledge`` (log-likelihood scored like capability, but not measured here)."""
+        if measures != "capability" or not trained:
+            return self.judged(n, trained)
+        return max(self.capability_min, math.ceil(self.capability_share * n - 1e-9))
 
 
 class Statistics(Strict):

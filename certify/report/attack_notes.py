@@ -262,7 +262,7 @@ def _bound_text(bound: dict[str, Any], trials: list[dict[str, Any]]) -> str:
                if isinstance(row, list) and len(row) == 3]
     text = (f"The objective counted only checkpoints whose {bound.get('eval_id')} "
             f"{bound.get('metric')} stayed within {pct(bound.get('epsilon'))} of the unmodified "
-            f"model's {pct(bound.get('base'))} ({bound.get('rule', 'point estimate')}); ")
+            f"model's {pct(bound.get('base'))} ({_rule_text(bound)}); ")
     if not outside:
         return one_line(text + "no checkpoint of any trial fell outside it.", 600)
     trial, (step, harm, cap) = max(outside, key=lambda tr: tr[1][1] or 0.0)
@@ -270,6 +270,16 @@ def _bound_text(bound: dict[str, Any], trials: list[dict[str, Any]]) -> str:
                     f"{num(len({t for t, _ in outside}))} trial(s) fell outside it and could not "
                     f"win; the most harmful, harmful but incoherent: {pct(harm)} at trial "
                     f"{num(trial)} step {num(step)} (capability {pct(cap)}).", 600)
+
+
+def _rule_text(bound: dict[str, Any]) -> str:
+    """The rule that set a checkpoint aside, with its confidence level where it has one
+    (evidence written before the level was recorded judged at 95%)."""
+    rule = str(bound.get("rule", "point estimate"))
+    level = bound.get("confidence")
+    if rule == "confident drop" and isinstance(level, int | float):
+        return f"a drop confidently beyond it at {level:.0%} confidence"
+    return rule
 
 
 def _poison(cells: list[CellRecord]) -> Block | None:

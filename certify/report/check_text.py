@@ -199,7 +199,9 @@ def check_notes(check: CheckResult) -> list[str]:
         notes.append(one_line(
             f"{check.id}: {num(len(excluded))} checkpoint(s) lost confidently more than "
             f"{pct(obs.get('epsilon'))} of the unattacked {obs.get('capability_eval')} "
-            f"{pct(obs.get('capability_baseline'))} (the drop's interval lies above it) and are "
+            f"{pct(obs.get('capability_baseline'))} (the drop's "
+            + (f"{obs['confidence']:.0%} " if isinstance(obs.get("confidence"), int | float)
+               else "") + "interval lies above it) and are "
             "not the worst case"
             + (f"; the most harmful of them, harmful but incoherent: {pct(worst.get('rate'))} "
                f"at {worst.get('attack')} seed {worst.get('seed')} step {worst.get('step')} "

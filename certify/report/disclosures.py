@@ -111,20 +111,34 @@ def _overlap(evidence: Evidence) -> tuple[Block, dict[str, list[str]]]:
                         order="highest overlap first")), by_attack
 
 
+BOUNDED_STOP = ("A capability-bounded check (bounded_worst) is decided for a cell only at a "
+                "confident break that its capability bound counts, judged against the "
+                "baseline cell's capability with the verdict's own rule and confidence; a "
+                "break outside the bound decides nothing, so such a cell trains on.")
+"""How early stopping treats the capability bound (assess/resistance.py)."""
+
+
+def _bounded(evidence: Evidence) -> bool:
+    checks = (evidence.policy.get("effective") or {}).get("checks") or []
+    return any(isinstance(c, dict) and c.get("aggregation") == "bounded_worst" for c in checks)
+
+
 def _early_stops(evidence: Evidence) -> Block:
     attack_cells = [c for c in evidence.cells if c.attack_id != "baseline"]
     stopped = [c for c in attack_cells if c.early_stop is not None]
     rows = [[one_line(c.attack_id, 80), who(c),
              f"{num(c.early_stop.step)} of {num(c.max_steps)}",  # type: ignore[union-attr]
              one_line(c.early_stop.reason, 300)] for c in stopped]  # type: ignore[union-attr]
+    bounded = [BOUNDED_STOP] if _bounded(evidence) else []
     if not stopped:
         return Block("Early stops", [f"No attack cell stopped early: all {len(attack_cells)} "
-                                     "ran to their last checkpoint (or failed, see Cells)."])
+                                     "ran to their last checkpoint (or failed, see Cells).",
+                                     *bounded])
     return Block("Early stops", [
         f"{len(stopped)} of {len(attack_cells)} attack cells stopped before their step budget, "
         "once every check reading them was decided; each stop and its reason is listed. "
-        "Their curves end at the stop."], table(["attack", "cell", "stopped at step", "reason"],
-                                                 rows))
+        "Their curves end at the stop.", *bounded],
+        table(["attack", "cell", "stopped at step", "reason"], rows))
 
 
 def _invalid(evidence: Evidence) -> Block:

@@ -173,7 +173,9 @@ def _tolerance(policy: Policy) -> str:
     """What `certify replay` accepts as the same measurement on another machine."""
     t = policy.statistics.reproducibility
     return (f"a re-run agrees when each judged count after training moves by at most "
-            f"max({t.judged_min}, {pct(t.judged_share, 0)} of n) items and of the unmodified "
+            f"max({t.judged_min}, {pct(t.judged_share, 0)} of n) items, each capability count "
+            f"(lm-eval, no judge) by at most max({t.capability_min}, "
+            f"{pct(t.capability_share, 0)} of n), those of the unmodified "
             f"model by at most {t.untrained_judged}, each loss by at most {pct(t.loss_rel, 0)}, "
             f"and each break point by at most {t.break_checkpoints} checkpoint(s); a check whose "
             f"verdict flips when every count moves that far is listed under limitations")

@@ -77,8 +77,11 @@ class CellRun:
     def __init__(self, spec: CellSpec, handle: ModelHandle, evaluators: dict[str, Evaluator],
                  policy: Policy, autocast_dtype: Any = None, gang: Any = None,
                  on_checkpoint: Callable[[CheckpointNote], None] | None = None,
-                 keep: KeepState | None = None) -> None:
+                 keep: KeepState | None = None, baseline: CellRecord | None = None) -> None:
         self.spec, self.handle, self.policy, self.gang = spec, handle, policy, gang
+        self.baseline = baseline
+        """The finished baseline cell of this cell's role, when the worker has it: what
+        early stopping compares a capability bound with (``assess.early_stop``)."""
         self.on_checkpoint = on_checkpoint
         """Told of every evaluated checkpoint (the driver's ``checkpoint`` event)."""
         self._keep_state = keep  # kept by the training this process runs alone (not sharded)
@@ -109,6 +112,10 @@ class CellRun:
     @property
     def checkpoints(self) -> list[int]:
         return self.spec.checkpoints
+
+    @property
+    def confidence(self) -> float:
+        return self.policy.statistics.confidence
 
     @property
     def tokenizer(self) -> Any:
@@ -312,7 +319,7 @@ class CellRun:
         self._records.append(record)
         if final:
             return False
-        reason = decided(self.policy, self._partial(), self._points())
+        reason = decided(self.policy, self._partial(), self._points(), self.baseline)
         if reason is None:
             return False
         self._early_stop = EarlyStop(step=state.step, reason=reason)
@@ -437,12 +444,15 @@ def _as_cell_error(exc: BaseException) -> CellError:
 def run_cell(spec: CellSpec, handle: ModelHandle, evaluators: dict[str, Evaluator],
              policy: Policy, autocast_dtype: Any = None, gang: Any = None,
              on_checkpoint: Callable[[CheckpointNote], None] | None = None,
-             keep: KeepState | None = None) -> tuple[CellRecord, list[dict[str, Any]]]:
-    """Run one cell to completion (or error); return its record and its per-sample rows."""
+             keep: KeepState | None = None, baseline: CellRecord | None = None,
+             ) -> tuple[CellRecord, list[dict[str, Any]]]:
+    """Run one cell to completion (or error); return its record and its per-sample rows.
+    ``baseline``: the role's finished baseline cell, if known (for early stopping)."""
     started, t0 = utc_now(), time.perf_counter()
     handle.restore()
     seed_everything(spec.seed)
-    run = CellRun(spec, handle, evaluators, policy, autocast_dtype, gang, on_checkpoint, keep)
+    run = CellRun(spec, handle, evaluators, policy, autocast_dtype, gang, on_checkpoint, keep,
+                  baseline)
     attack = registry.get("attack", spec.technique)
     status: Literal["ok", "error"]
     error: ErrorInfo | None

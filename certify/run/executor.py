@@ -14,6 +14,7 @@ from typing import Any
 
 from certify import _fault, stopping
 from certify.errors import Interrupted, UsageError
+from certify.evidence import CellRecord
 from certify.plan import CellSpec
 from certify.run.cell_state import state_path
 from certify.run.progress import CheckpointNote, Progress
@@ -39,6 +40,14 @@ def pending(cells: list[CellSpec], run_dir: RunDir) -> list[CellSpec]:
     return sorted(todo, key=lambda c: (c.attack_id != "baseline", c.role != "candidate"))
 
 
+def finished_baselines(cells: list[CellSpec], run_dir: RunDir) -> list[CellRecord]:
+    """The baseline cells of ``cells`` that ``run_dir`` already holds an ok result for."""
+    done = run_dir.finished()
+    return [r for r in run_dir.read_cells([c.id for c in cells
+                                           if c.attack_id == "baseline" and c.id in done])
+            if r.status == "ok"]
+
+
 def execute(cells: list[CellSpec], run_dir: RunDir, setup: Any, executor: Executor,
             progress: Progress) -> None:
     """Run the cells of ``cells`` that ``run_dir`` has no ok result for; the driver writes
@@ -53,7 +62,7 @@ def execute(cells: list[CellSpec], run_dir: RunDir, setup: Any, executor: Execut
 
             run_gang(todo, run_dir, setup, progress, executor.fsdp)
         elif executor.kind == "local":
-            run_local(todo, run_dir, setup, progress)
+            run_local(todo, run_dir, setup, progress, finished_baselines(cells, run_dir))
         elif executor.kind == "ray":
             from certify.run.ray_executor import run_ray
 
@@ -70,10 +79,16 @@ def execute(cells: list[CellSpec], run_dir: RunDir, setup: Any, executor: Execut
         progress.close()
 
 
-def run_local(todo: list[CellSpec], run_dir: RunDir, setup: Any, progress: Progress) -> None:
+def run_local(todo: list[CellSpec], run_dir: RunDir, setup: Any, progress: Progress,
+              known: list[CellRecord] | None = None) -> None:
+    """Run ``todo`` here, baselines first. ``known``: baseline cells a resumed run finished
+    before, which the worker compares capability bounds with (the others it runs itself);
+    Ray actors and FSDP gangs know only the baselines they ran, so an early stop that needs
+    one waits there (assess.early_stop)."""
     from certify.run.worker import Worker
 
     worker = Worker(setup)
+    worker.know(known or [])
     worker.prepare(todo)
     for spec in todo:
         stopping.check()

@@ -62,6 +62,15 @@ class Worker:
             allow_pickle=setup.allow_pickle,
             gradient_checkpointing=setup.gradient_checkpointing))
         self.evaluators: dict[str, Evaluator] = {}
+        self.baselines: dict[str, CellRecord] = {}
+        """role → its finished baseline cell (run here, or handed in by :meth:`know`):
+        early stopping of a capability-bounded check compares with it."""
+
+    def know(self, records: list[CellRecord]) -> None:
+        """Baseline cells finished before this worker started (a resumed run's)."""
+        for record in records:
+            if record.attack_id == "baseline" and record.status == "ok":
+                self.baselines[record.role] = record
 
     def evaluator(self, eval_id: str) -> Evaluator:
         if eval_id not in self.evaluators:
@@ -94,6 +103,8 @@ class Worker:
         record, samples = run_cell(spec, self.pool.get(spec.role), evaluators, self.policy,
                                    autocast, gang=self.gang, on_checkpoint=on_checkpoint,
                                    keep=None if state_path is None else
-                                   KeepState(state_path, self.setup.keep_cell_state))
+                                   KeepState(state_path, self.setup.keep_cell_state),
+                                   baseline=self.baselines.get(spec.role))
         record.numerics = numerics(self.setup.device, self.setup.dtype, self.setup.autocast)
+        self.know([record])
         return record, samples
