@@ -1,0 +1,163 @@
+"""Resume inside a sharded cell: a 2-process gloo gang keeps and takes back its state.
+
+Without an audit (the kill/resume audit is tests/test_cell_state.py's slow FSDP test):
+rank 0 is a real ``Leader`` and rank 1 a real ``follow`` loop, training the tiny demo
+model sharded with FSDP2 through ``certify.train.train`` with a ``CellKeeper``. A first
+run keeps its state at two checkpoints; a second run of the same cell in the same gang
+starts from the kept one and must end with the same weights, bit for bit (the same two
+processes sum in the same order), after running only the steps that followed. A state
+kept by another world size, or one that lacks a rank's file, is ignored: the cell
+trains from step 0 again, and says why.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import multiprocessing
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+STEPS, CHECKPOINTS = 6, [2, 4]
+CELL = "c0ffee"
+
+
+class _Cell:
+    """The side of a CellRun the keeper reads: the records so far, as plain data."""
+
+    def __init__(self) -> None:
+        self.spec = SimpleNamespace(id=CELL)
+        self.records: list[int] = []
+
+    def kept(self) -> dict[str, Any]:
+        return {"records": list(self.records)}
+
+    def resume_from(self, kept: dict[str, Any]) -> None:
+        self.records = list(kept["records"])
+
+
+def _train(leader: Any, original: Any, partial: Path) -> dict[str, Any]:
+    """One run of the cell: shard the original weights, train to STEPS with the keeper."""
+    import torch
+
+    from certify import train
+    from certify.run.cell_state import CellKeeper
+
+    handle = SimpleNamespace(model=copy.deepcopy(original),
+                             options=SimpleNamespace(gradient_checkpointing=False))
+    model = leader.shard(handle)
+    optim = train.Optim("adamw", 1e-2, max_steps=STEPS)
+    optimizer, schedule = optim.build(model.parameters())
+    steps = [0]
+    optimizer.register_step_post_hook(lambda *_: steps.__setitem__(0, steps[0] + 1))
+    cell = _Cell()
+
+    def on_checkpoint(state: Any) -> bool:
+        cell.records.append(state.step)
+        return False
+
+    encoded = [([1, 5 + i, 6, 7 + i, 8, 2], [-100, -100, -100, 7 + i, 8, 2]) for i in range(6)]
+    keeper = CellKeeper(cell, partial / f"{CELL}.pt", 1, True, leader)
+    with leader.fitting(optim, None, 4, handle.model) as relay:
+        state = train.train(model, relay(train.batches(encoded, 4, seed=0, pad_id=0)),
+                            optimizer, schedule, STEPS, CHECKPOINTS, on_checkpoint,
+                            group=leader.group, keeper=keeper)
+    sharded = all(type(v).__name__ == "DTensor" for s in optimizer.state.values()
+                  for k, v in s.items() if k != "step")
+    leader.release()
+    return {"weights": {k: v.clone() for k, v in handle.model.state_dict().items()},
+            "losses": torch.tensor(state.losses), "records": cell.records,
+            "optimizer_steps": steps[0], "sharded_optimizer_state": sharded}
+
+
+def _rank(rank: int, port: int, model_dir: str, tmp: str) -> None:
+    """One process of the gang: rank 0 runs the cell four times, rank 1 follows."""
+    import torch
+
+    from certify.models import fsdp
+    from certify.run.gang import Leader, follow
+
+    torch.set_num_threads(1)
+    logging.basicConfig(filename=f"{tmp}/rank{rank}.log", level=logging.INFO)
+    group = fsdp.join(rank, 2, port, "cpu")
+    try:
+        if rank:
+            follow(group)
+            return
+        from transformers import AutoModelForCausalLM
+
+        original = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+        leader, partial = Leader(group), Path(tmp) / "partial"
+        runs = {"whole": _train(leader, original, partial)}
+        runs["kept"] = sorted(str(p.relative_to(partial)) for p in partial.rglob("*.pt"))
+        runs["resumed"] = _train(leader, original, partial)
+        # The manifest says another world size: ignored.
+        manifest = partial / f"{CELL}.pt"
+        saved = torch.load(manifest, weights_only=True)
+        cell = json.loads(saved["cell"])
+        torch.save({**saved, "cell": json.dumps({**cell, "world": 3})}, manifest)
+        runs["other_world"] = _train(leader, original, partial)
+        # Rank 1's shard is missing: ignored by every rank.
+        next(partial.rglob("rank1.pt")).unlink()
+        runs["incomplete"] = _train(leader, original, partial)
+        leader.stop()
+        torch.save(runs, f"{tmp}/runs.pt")
+    finally:
+        fsdp.leave()
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_chat: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    import torch
+
+    from certify.run.gang import _free_port
+
+    tmp = tmp_path_factory.mktemp("fsdp-state")
+    ctx = multiprocessing.get_context("spawn")
+    port = _free_port()
+    procs = [ctx.Process(target=_rank, args=(r, port, str(tiny_chat), str(tmp)))
+             for r in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=600)
+    assert [p.exitcode for p in procs] == [0, 0], (tmp / "rank0.log").read_text()
+    runs: dict[str, Any] = torch.load(tmp / "runs.pt", weights_only=True)
+    runs["logs"] = (tmp / "rank0.log").read_text() + (tmp / "rank1.log").read_text()
+    return runs
+
+
+def test_a_sharded_cell_resumes_from_its_kept_state_exactly(runs: dict[str, Any]) -> None:
+    import torch
+
+    whole, resumed = runs["whole"], runs["resumed"]
+    assert whole["optimizer_steps"] == STEPS and whole["records"] == [2, 4]
+    assert whole["sharded_optimizer_state"] and resumed["sharded_optimizer_state"]
+    # Only the latest state: rank 0's in the manifest, rank 1's beside it.
+    assert runs["kept"] == [f"{CELL}.pt", f"{CELL}.shards/call1-step4/rank1.pt"]
+    assert resumed["optimizer_steps"] == STEPS - 4  # steps 1-4 were not run again
+    assert resumed["records"] == [2, 4]  # the records kept with the state
+    assert torch.equal(resumed["losses"], whole["losses"])
+    changed = 0
+    for name, value in whole["weights"].items():
+        assert torch.equal(resumed["weights"][name], value), name
+    for name, value in runs["incomplete"]["weights"].items():
+        changed += not torch.equal(value, whole["weights"][name])
+    assert changed == 0  # a restart from step 0 trains to the same weights too
+    assert "cell c0ffee resumes from its state at step 4" in runs["logs"]
+
+
+@pytest.mark.parametrize(("run", "says"), [
+    ("other_world", "trained by an FSDP gang of 3 processes; this run trains it by an FSDP "
+                    "gang of 2 processes: the state is ignored"),
+    ("incomplete", "lacks a readable shard of some FSDP process"),
+])
+def test_a_state_of_another_gang_or_missing_a_shard_is_ignored(runs: dict[str, Any], run: str,
+                                                               says: str) -> None:
+    assert runs[run]["optimizer_steps"] == STEPS  # from step 0, on every rank
+    assert runs[run]["records"] == [2, 4]  # all evaluated again, none taken from the state
+    assert says in runs["logs"]
