@@ -74,25 +74,34 @@ def _train(leader: Any, original: Any, partial: Path) -> dict[str, Any]:
             "optimizer_steps": steps[0], "sharded_optimizer_state": sharded}
 
 
-def _rank(rank: int, port: int, model_dir: str, tmp: str) -> None:
-    """One process of the gang: rank 0 runs the cell four times, rank 1 follows."""
+def _follower(port: int) -> None:
+    """Rank 1, in a process of its own: follow the leader's broadcasts until ``stop``."""
     import torch
 
     from certify.models import fsdp
-    from certify.run.gang import Leader, follow
+    from certify.run.gang import follow
 
     torch.set_num_threads(1)
-    logging.basicConfig(filename=f"{tmp}/rank{rank}.log", level=logging.INFO)
-    group = fsdp.join(rank, 2, port, "cpu")
+    group = fsdp.join(1, 2, port, "cpu")
     try:
-        if rank:
-            follow(group)
-            return
-        from transformers import AutoModelForCausalLM
+        follow(group)
+    finally:
+        fsdp.leave()
 
-        original = AutoModelForCausalLM.from_pretrained(model_dir).eval()
-        leader, partial = Leader(group), Path(tmp) / "partial"
-        runs = {"whole": _train(leader, original, partial)}
+
+def _lead(port: int, model_dir: Path, partial: Path) -> dict[str, Any]:
+    """Rank 0, in this process: the cell's run uninterrupted, resumed, and from two
+    states that must be ignored."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from certify.models import fsdp
+    from certify.run.gang import Leader
+
+    original = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    leader = Leader(fsdp.join(0, 2, port, "cpu"))
+    try:
+        runs: dict[str, Any] = {"whole": _train(leader, original, partial)}
         runs["kept"] = sorted(str(p.relative_to(partial)) for p in partial.rglob("*.pt"))
         runs["resumed"] = _train(leader, original, partial)
         # The manifest says another world size: ignored.
@@ -105,30 +114,50 @@ def _rank(rank: int, port: int, model_dir: str, tmp: str) -> None:
         next(partial.rglob("rank1.pt")).unlink()
         runs["incomplete"] = _train(leader, original, partial)
         leader.stop()
-        torch.save(runs, f"{tmp}/runs.pt")
+        return runs
     finally:
         fsdp.leave()
 
 
 @pytest.fixture(scope="module")
 def runs(tiny_chat: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    import torch
+    import os
 
     from certify.run.gang import _free_port
 
-    tmp = tmp_path_factory.mktemp("fsdp-state")
-    ctx = multiprocessing.get_context("spawn")
     port = _free_port()
-    procs = [ctx.Process(target=_rank, args=(r, port, str(tiny_chat), str(tmp)))
-             for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=600)
-    assert [p.exitcode for p in procs] == [0, 0], (tmp / "rank0.log").read_text()
-    runs: dict[str, Any] = torch.load(tmp / "runs.pt", weights_only=True)
-    runs["logs"] = (tmp / "rank0.log").read_text() + (tmp / "rank1.log").read_text()
+    rank1 = multiprocessing.get_context("spawn").Process(target=_follower, args=(port,))
+    rank1.start()
+    handler, logger = _Lines(), logging.getLogger("certify.run.cell_state")
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    env_rank = os.environ.get("RANK")
+    try:
+        runs = _lead(port, tiny_chat, tmp_path_factory.mktemp("fsdp-state") / "partial")
+        rank1.join(timeout=60)
+        assert rank1.exitcode == 0
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        if env_rank is None:  # join() sets it, as torchrun would
+            os.environ.pop("RANK", None)
+        else:
+            os.environ["RANK"] = env_rank
+        if rank1.is_alive():
+            rank1.kill()
+            rank1.join()
+    runs["logs"] = "\n".join(handler.lines)
     return runs
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
 
 
 def test_a_sharded_cell_resumes_from_its_kept_state_exactly(runs: dict[str, Any]) -> None:
