@@ -378,7 +378,10 @@ def _drive(gang: Gang, todo: list[CellSpec], run_dir: RunDir, progress: Progress
         elif kind == "done":
             record = CellRecord.model_validate_json(args[0])
             run_dir.write_cell(record, args[1])
-            discard(run_dir.path, record.id)  # the result is written: the state is not needed
+            if not (record.error and record.error.kind == "worker_died"):
+                # The result is written: the state is not needed. A cell whose gang lost a
+                # process (killed, preempted) is retried on resume: from its kept state.
+                discard(run_dir.path, record.id)
             progress.cell_finished(record)
             written.add(record.id)
             current = None
