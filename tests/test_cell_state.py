@@ -30,6 +30,7 @@ from tests.test_fault_injection import (
 )
 
 LORA_OVERLAY = ROOT / "tests" / "policies" / "cell-state-lora-overlay.yaml"
+FSDP_OVERLAY = ROOT / "tests" / "policies" / "cell-state-fsdp-overlay.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -106,20 +107,28 @@ def test_auto_keeps_no_state_for_the_tiny_demo_but_on_and_off_are_obeyed() -> No
         assert keep_cell_state(opts) is expected
 
 
+def fsdp_audit(out: Path, overlay: Path, fault_rank: int, **env: str) -> Any:
+    """fault-tiny with ``overlay``, ``--fsdp 2`` and kept cell state; a fault in ``env``
+    is injected in the gang's process of rank ``fault_rank`` only."""
+    from certify._fault import RANK_VAR
+    from tests.conftest import run_certify
+    from tests.test_fault_injection import ENV
+
+    return run_certify("audit", "builtin:tiny-chat", "--policy", str(POLICY), "--overlay",
+                       str(overlay), "--fsdp", "2", "--cell-state", "on", "--out", str(out),
+                       "--format", "md", "--quiet",
+                       env={**ENV, RANK_VAR: str(fault_rank), **env})
+
+
 @pytest.mark.slow  # two FSDP gangs of two processes (the local LoRA kill covers the keeper)
 def test_a_lora_cell_in_an_fsdp_gang_killed_between_checkpoints_resumes_from_the_first(
         tiny_chat: Path, tmp_path: Path) -> None:
     """With --fsdp the leader runs LoRA cells alone, so it keeps their state as the local
     executor does; the driver deletes it once the cell's result is written."""
-    from certify._fault import FAULT_VAR, RANK_VAR, TRACE_VAR
-    from tests.conftest import run_certify
-    from tests.test_fault_injection import ENV
+    from certify._fault import FAULT_VAR, TRACE_VAR
 
     def run(out: Path, **env: str) -> Any:
-        return run_certify("audit", "builtin:tiny-chat", "--policy", str(POLICY), "--overlay",
-                           str(LORA_OVERLAY), "--fsdp", "2", "--cell-state", "on", "--out",
-                           str(out), "--format", "md", "--quiet",
-                           env={**ENV, RANK_VAR: "0", **env})
+        return fsdp_audit(out, LORA_OVERLAY, 0, **env)
 
     whole = run(tmp_path / "whole")
     assert whole.returncode in (0, 1), whole.stderr
@@ -138,9 +147,6 @@ def test_a_lora_cell_in_an_fsdp_gang_killed_between_checkpoints_resumes_from_the
     assert trace.read_text().split().count("train_step") == 2  # lora's steps 3 and 4 only
 
 
-FSDP_OVERLAY = ROOT / "tests" / "policies" / "cell-state-fsdp-overlay.yaml"
-
-
 @pytest.mark.slow  # five audits with FSDP gangs; tests/test_fsdp_state.py is the default sibling
 def test_a_sharded_cell_killed_between_or_inside_its_saves_resumes_from_the_last_whole_state(
         tiny_chat: Path, tmp_path: Path) -> None:
@@ -150,15 +156,10 @@ def test_a_sharded_cell_killed_between_or_inside_its_saves_resumes_from_the_last
     resume runs only the steps after that state and ends with the uninterrupted records."""
     import torch
 
-    from certify._fault import FAULT_VAR, RANK_VAR, TRACE_VAR
-    from tests.conftest import run_certify
-    from tests.test_fault_injection import ENV
+    from certify._fault import FAULT_VAR, TRACE_VAR
 
     def run(out: Path, **env: str) -> Any:
-        return run_certify("audit", "builtin:tiny-chat", "--policy", str(POLICY), "--overlay",
-                           str(FSDP_OVERLAY), "--fsdp", "2", "--cell-state", "on", "--out",
-                           str(out), "--format", "md", "--quiet",
-                           env={**ENV, RANK_VAR: "1", **env})
+        return fsdp_audit(out, FSDP_OVERLAY, 1, **env)
 
     whole = run(tmp_path / "whole")
     assert whole.returncode in (0, 1), whole.stderr
