@@ -15,7 +15,7 @@ An FSDP-sharded cell (``--fsdp N``, certify.run.gang) keeps the same, spread ove
 processes: each rank but 0 writes its own shards of the weights and optimizer state,
 with its schedule and RNG states, to ``partial/<cell id>.shards/call<C>-step<S>/rank<R>.pt``;
 once every rank has written its file, the leader writes ``partial/<cell id>.pt`` (rank
-0's shards, the records, and which folder and world size go with them) and only then
+0's shards, the records, and the world size that goes with them) and only then
 deletes the folder of the state before. A kill mid-save therefore leaves the previous
 complete state, never ranks at different steps. A state kept with another world size,
 or one whose folder lacks a rank's readable file, is ignored with a warning and the
@@ -25,7 +25,9 @@ metadata with ``pickle`` and would let a planted file run code, and resharding t
 another world size, its one advantage here, is not needed for a resume.
 
 Only the training call that kept the state resumes from it; a search's sub-trials keep
-nothing. The driver deletes the files once the cell's result is written (:func:`discard`).
+nothing. The driver deletes the files once the cell's result is written (:func:`discard`),
+but for a cell whose FSDP gang lost a process (``worker_died``): the resume retries it
+from them.
 Every file holds tensors and plain data only and is loaded with ``weights_only=True``, so
 a planted file cannot run code.
 """
@@ -125,7 +127,7 @@ class CellKeeper:
         saved = torch.load(self.path, map_location="cpu", weights_only=True)
         cell = json.loads(saved["cell"])
         if (saved.get("format") != FORMAT or cell["id"] != self.run.spec.id
-                or cell["call"] != self.call):
+                or cell["call"] != self.call or not isinstance(cell["step"], int)):
             return None
         world = cell.get("world", 1)
         if world != self.world:
@@ -135,7 +137,7 @@ class CellKeeper:
             return None
         training: dict[str, Any] = saved["training"]
         if self.gang is not None and not self.gang.restore(
-                shards_dir(self.path) / cell["shards"], _meta(cell), training):
+                self._folder(cell["step"]), _meta(cell), training):
             log.warning("cell %s: the state it kept at step %d lacks a readable shard of "
                         "some FSDP process (see above): the cell starts again from step 0",
                         cell["id"], cell["step"])
@@ -151,7 +153,7 @@ class CellKeeper:
 
         cell = {"id": self.run.spec.id, "call": self.call, "step": training["state"]["step"],
                 "world": self.world, **self.run.kept()}
-        folder = shards_dir(self.path) / f"call{self.call}-step{cell['step']}"
+        folder = self._folder(cell["step"])
         if self.gang is not None:
             shutil.rmtree(folder, ignore_errors=True)  # of a state this cell did not take up
             failed = self.gang.keep(folder, _meta(cell))
@@ -160,13 +162,18 @@ class CellKeeper:
                                 "their shard of the cell state (see the log above)",
                                 hint="free disk space under the run directory, or resume "
                                      "with --cell-state off")
-            cell["shards"] = folder.name
         kept = {"format": FORMAT, "cell": json.dumps(cell), "training": training}
         atomic_write(self.path, lambda f: torch.save(kept, f))
         if self.gang is not None and folder.parent.is_dir():  # the new state is complete:
             for old in folder.parent.iterdir():                # the one before can go
                 if old != folder:
                     shutil.rmtree(old, ignore_errors=True)
+
+
+    def _folder(self, step: int) -> Path:
+        """The other ranks' files of the state at ``step`` (named by this keeper, never
+        read off the manifest: a planted one cannot point the ranks elsewhere)."""
+        return shards_dir(self.path) / f"call{self.call}-step{step}"
 
 
 def _meta(cell: dict[str, Any]) -> dict[str, Any]:
