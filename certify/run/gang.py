@@ -210,7 +210,7 @@ def follow(group: Any) -> None:
         elif kind == "keep":
             assert stepper is not None
             folder, meta = args
-            kept = training_state(TrainState(step=step), stepper)
+            kept = training_state(TrainState(step=meta["step"]), stepper)
             group.all_sum(torch.tensor(float(save_shard(Path(folder), group.rank, meta, kept))))
         elif kind == "restore":
             assert stepper is not None
