@@ -166,35 +166,71 @@ def _trained(optimizer: torch.optim.Optimizer) -> list[torch.Tensor]:
     return [p for g in optimizer.param_groups for p in g["params"]]
 
 
+def _local(value: Any) -> Any:
+    """This process's shard of an FSDP2 tensor (a DTensor), or ``value`` itself: a kept
+    state holds plain tensors only, so ``weights_only`` loading can read it."""
+    from torch.distributed.tensor import DTensor
+
+    return value.to_local() if isinstance(value, DTensor) else value
+
+
+def _local_optimizer(saved: dict[str, Any]) -> dict[str, Any]:
+    return {**saved, "state": {i: {k: _local(v) for k, v in s.items()}
+                               for i, s in saved["state"].items()}}
+
+
+def _reshard_optimizer(optimizer: torch.optim.Optimizer) -> None:
+    """After ``load_state_dict`` of shards: make each sharded parameter's per-element state
+    (Adam's moments, SGD's momentum: every non-scalar entry, as torch builds them with
+    ``zeros_like(param)``) a DTensor sharded as the parameter is again."""
+    from torch.distributed.tensor import DTensor
+
+    for p, s in optimizer.state.items():
+        if isinstance(p, DTensor):
+            for k, v in s.items():
+                if torch.is_tensor(v) and not isinstance(v, DTensor) and v.dim() > 0:
+                    s[k] = DTensor.from_local(v, p.device_mesh, p.placements, run_check=False,
+                                              shape=p.shape, stride=p.stride())
+
+
 def training_state(state: TrainState, step_fn: Stepper) -> dict[str, Any]:
-    """All a training loop needs to go on from ``state.step`` exactly as it would have."""
+    """All a training loop needs to go on from ``state.step`` exactly as it would have.
+    Sharded (FSDP2), the weights and optimizer state are this process's shards."""
     return {"state": dict(state.__dict__, losses=list(state.losses)),
-            "weights": [p.detach().cpu().clone() for p in _trained(step_fn.optimizer)],
-            "optimizer": step_fn.optimizer.state_dict(),
+            "weights": [_local(p).detach().cpu().clone() for p in _trained(step_fn.optimizer)],
+            "optimizer": _local_optimizer(step_fn.optimizer.state_dict()),
             "schedule": step_fn.schedule.state_dict() if step_fn.schedule else None,
             "scaler": step_fn.scaler.state_dict(), "rng": _rng_state()}
 
 
+def fits(saved: dict[str, Any], trained: Sequence[torch.Tensor]) -> bool:
+    """Whether a :func:`training_state` is one of these trained tensors (this shard's)."""
+    return [tuple(_local(w).shape) for w in trained] == [tuple(w.shape) for w in saved["weights"]]
+
+
 def restore_training(saved: dict[str, Any], state: TrainState, step_fn: Stepper,
-                     batch_iter: Iterator[Any]) -> None:
+                     batch_iter: Iterator[Any] | None) -> None:
     """Put the loop back where :func:`training_state` was taken: weights, optimizer,
     schedule, loss scaler, the data position (the batches already drawn are drawn again
-    and dropped: cheap, and exact for any seeded batch order) and the RNG states."""
+    and dropped: cheap, and exact for any seeded batch order; an FSDP rank other than 0
+    draws none, ``batch_iter`` None) and the RNG states."""
     weights = _trained(step_fn.optimizer)
-    if [tuple(w.shape) for w in weights] != [tuple(w.shape) for w in saved["weights"]]:
+    if not fits(saved, weights):
         raise CellError("cell_state", "the saved cell state does not fit this cell's model",
                         hint="delete the run directory's partial/ folder and resume")
     with torch.no_grad():
         for w, value in zip(weights, saved["weights"], strict=True):
-            w.copy_(value)
+            _local(w).copy_(value)
     step_fn.optimizer.load_state_dict(saved["optimizer"])
+    _reshard_optimizer(step_fn.optimizer)
     if step_fn.schedule is not None and saved["schedule"] is not None:
         step_fn.schedule.load_state_dict(saved["schedule"])
     step_fn.scaler.load_state_dict(saved["scaler"])
     for name, value in saved["state"].items():
         setattr(state, name, value)
-    for _ in range(state.step):
-        next(batch_iter)
+    if batch_iter is not None:
+        for _ in range(state.step):
+            next(batch_iter)
     _set_rng_state(saved["rng"])
 
 

@@ -10,6 +10,7 @@ run's records: verdict, checks, every checkpoint's numbers and losses, samples d
 
 from __future__ import annotations
 
+import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from tests.test_fault_injection import (
 )
 
 LORA_OVERLAY = ROOT / "tests" / "policies" / "cell-state-lora-overlay.yaml"
+FSDP_OVERLAY = ROOT / "tests" / "policies" / "cell-state-fsdp-overlay.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -105,20 +107,28 @@ def test_auto_keeps_no_state_for_the_tiny_demo_but_on_and_off_are_obeyed() -> No
         assert keep_cell_state(opts) is expected
 
 
+def fsdp_audit(out: Path, overlay: Path, fault_rank: int, **env: str) -> Any:
+    """fault-tiny with ``overlay``, ``--fsdp 2`` and kept cell state; a fault in ``env``
+    is injected in the gang's process of rank ``fault_rank`` only."""
+    from certify._fault import RANK_VAR
+    from tests.conftest import run_certify
+    from tests.test_fault_injection import ENV
+
+    return run_certify("audit", "builtin:tiny-chat", "--policy", str(POLICY), "--overlay",
+                       str(overlay), "--fsdp", "2", "--cell-state", "on", "--out", str(out),
+                       "--format", "md", "--quiet",
+                       env={**ENV, RANK_VAR: str(fault_rank), **env})
+
+
 @pytest.mark.slow  # two FSDP gangs of two processes (the local LoRA kill covers the keeper)
 def test_a_lora_cell_in_an_fsdp_gang_killed_between_checkpoints_resumes_from_the_first(
         tiny_chat: Path, tmp_path: Path) -> None:
     """With --fsdp the leader runs LoRA cells alone, so it keeps their state as the local
     executor does; the driver deletes it once the cell's result is written."""
-    from certify._fault import FAULT_VAR, RANK_VAR, TRACE_VAR
-    from tests.conftest import run_certify
-    from tests.test_fault_injection import ENV
+    from certify._fault import FAULT_VAR, TRACE_VAR
 
     def run(out: Path, **env: str) -> Any:
-        return run_certify("audit", "builtin:tiny-chat", "--policy", str(POLICY), "--overlay",
-                           str(LORA_OVERLAY), "--fsdp", "2", "--cell-state", "on", "--out",
-                           str(out), "--format", "md", "--quiet",
-                           env={**ENV, RANK_VAR: "0", **env})
+        return fsdp_audit(out, LORA_OVERLAY, 0, **env)
 
     whole = run(tmp_path / "whole")
     assert whole.returncode in (0, 1), whole.stderr
@@ -135,3 +145,41 @@ def test_a_lora_cell_in_an_fsdp_gang_killed_between_checkpoints_resumes_from_the
     assert comparable(Evidence.read(out / "evidence.json")) == comparable(
         Evidence.read(tmp_path / "whole" / "evidence.json"))
     assert trace.read_text().split().count("train_step") == 2  # lora's steps 3 and 4 only
+
+
+@pytest.mark.slow  # five audits with FSDP gangs; tests/test_fsdp_state.py is the default sibling
+def test_a_sharded_cell_killed_between_or_inside_its_saves_resumes_from_the_last_whole_state(
+        tiny_chat: Path, tmp_path: Path) -> None:
+    """--fsdp 2: sft's 6 steps are sharded over two gloo processes, kept at checkpoints 2
+    and 4. Rank 1 is killed after its step 5 (the state of step 4 is whole), or inside
+    the write of its shard of step 4 (the state of step 2 is the last whole one); each
+    resume runs only the steps after that state and ends with the uninterrupted records."""
+    import torch
+
+    from certify._fault import FAULT_VAR, TRACE_VAR
+
+    def run(out: Path, **env: str) -> Any:
+        return fsdp_audit(out, FSDP_OVERLAY, 1, **env)
+
+    whole = run(tmp_path / "whole")
+    assert whole.returncode in (0, 1), whole.stderr
+    expected = comparable(Evidence.read(tmp_path / "whole" / "evidence.json"))
+    # (fault on rank 1, the step kept, sft's steps each rank runs again after it)
+    for fault, kept_step, again in (("train_step@5", 4, 2), ("write@2", 2, 4)):
+        out = tmp_path / fault.replace("@", "-")
+        killed = run(out, **{FAULT_VAR: f"kill:{fault}"})
+        assert killed.returncode == 3, killed.stderr  # the lost cell is a worker_died error
+        [manifest] = (out / "partial").glob("*.pt")
+        cell = json.loads(torch.load(manifest, weights_only=True)["cell"])
+        assert (cell["step"], cell["world"]) == (kept_step, 2), fault
+        shards = out / "partial" / f"{manifest.stem}.shards"
+        assert (shards / f"call1-step{kept_step}" / "rank1.pt").is_file()
+        trace = tmp_path / f"{fault}.trace"
+        resumed = run(out, **{TRACE_VAR: str(trace)})
+        assert resumed.returncode == whole.returncode, resumed.stderr
+        assert not list((out / "partial").iterdir())  # deleted once the result is written
+        assert [e for e in events(out) if e.get("kept_state")], "the cell did not find its state"
+        assert comparable(Evidence.read(out / "evidence.json")) == expected, fault
+        # Only sft is run again (a fresh gang ran lora after the kill), and both ranks
+        # trace its steps: those after the kept one, twice.
+        assert trace.read_text().split().count("train_step") == 2 * again, fault

@@ -6,7 +6,8 @@ anything runs, from the same workload the cost preview reads (torch-free):
 
 - the cell state kept for resume inside a cell (certify.run.cell_state): the trained
   weights and the optimizer's states of one cell, twice over while a newer state is
-  written beside the older one before it replaces it (atomic writes);
+  written beside the older one before it replaces it (atomic writes; an FSDP-sharded
+  cell's ranks together keep the same, each its shards);
 - the per-sample records of every evaluation run (samples/<cell>.jsonl), the cell
   records and evidence.json, costed to every checkpoint (early stopping only saves);
 - the reports, which embed the evidence (report.pdf) or show it (report.html).

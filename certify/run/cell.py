@@ -84,7 +84,7 @@ class CellRun:
         early stopping compares a capability bound with (``assess.early_stop``)."""
         self.on_checkpoint = on_checkpoint
         """Told of every evaluated checkpoint (the driver's ``checkpoint`` event)."""
-        self._keep_state = keep  # kept by the training this process runs alone (not sharded)
+        self._keep_state = keep  # where training keeps its state (sharded too: cell_state)
         self._train_calls = 0
         self._in_trial = False
         self._started = time.perf_counter()
@@ -227,14 +227,17 @@ class CellRun:
         kwargs = {"device": self.device, "grad_clip": optim.grad_clip,
                   "autocast_dtype": self.autocast_dtype}
         self._train_calls += 1
-        if self.gang is None or model is not self.gang.model:  # LoRA: this process alone
-            keep = self._keep_state
-            keeper = (None if keep is None or self._in_trial else
-                      CellKeeper(self, keep.path, self._train_calls, keep.save))
+        sharded = self.gang is not None and model is self.gang.model
+        keep = self._keep_state
+        keeper = (None if keep is None or self._in_trial else
+                  CellKeeper(self, keep.path, self._train_calls, keep.save,
+                             self.gang if sharded else None))
+        if not sharded:  # this process alone (LoRA with --fsdp too)
             return train.train(model, batches, *args, keeper=keeper, **kwargs)
         with self.gang.fitting(optim, self.autocast_dtype, batch_size,
                                self.handle.model) as relay:
-            return train.train(model, relay(batches), *args, group=self.gang.group, **kwargs)
+            return train.train(model, relay(batches), *args, group=self.gang.group,
+                               keeper=keeper, **kwargs)
 
     def hand_back(self, model: Any, spend: Spend, step: int | None = None) -> bool:
         """Evaluate a model made without training at ``step`` (default: the final

@@ -16,7 +16,7 @@ from certify import _fault, stopping
 from certify.errors import Interrupted, UsageError
 from certify.evidence import CellRecord
 from certify.plan import CellSpec
-from certify.run.cell_state import state_path
+from certify.run.cell_state import discard, state_path
 from certify.run.progress import CheckpointNote, Progress
 from certify.run.rundir import RunDir
 
@@ -101,7 +101,7 @@ def run_local(todo: list[CellSpec], run_dir: RunDir, setup: Any, progress: Progr
         record, samples = worker.run(spec, lambda note: checkpoint_reached(note, run_dir,
                                                                            progress), kept)
         run_dir.write_cell(record, samples)
-        kept.unlink(missing_ok=True)  # the result is written: the state is not needed
+        discard(run_dir.path, spec.id)  # the result is written: the state is not needed
         progress.cell_finished(record)
 
 

@@ -14,7 +14,10 @@ the other ranks wait.
 The leader's messages to the other ranks, in order, are broadcasts:
 ``shard`` (the architecture to build), ``fit`` (optimizer and schedule as data),
 ``step`` (a global batch) and ``gather`` many times, ``end``, ``release``, and
-``stop`` when there are no cells left.
+``stop`` when there are no cells left. With ``--cell-state`` a sharded cell also sends
+``keep`` after an evaluated checkpoint (every rank writes its shards of the training
+state; certify.run.cell_state) and, when it starts from a kept state, ``restore`` (every
+rank reads its shards, and all take them only if every rank could).
 
 A rank that dies (killed for memory, crashed) makes the driver stop the gang: the
 cell it was in becomes an error record (``worker_died``) and a fresh gang takes the
@@ -41,7 +44,7 @@ from certify import _fault, stopping
 from certify.errors import CellError, CertifyError, DataError, InputError, ModelError, RunError
 from certify.evidence import CellRecord
 from certify.plan import CellSpec
-from certify.run.cell_state import state_path
+from certify.run.cell_state import discard, load_shard, save_shard, state_path
 from certify.run.progress import Progress
 from certify.run.rundir import RunDir
 
@@ -62,6 +65,7 @@ class Leader:
         """The other ranks are out of step (a collective was cut short): start a new gang."""
         self._busy = False  # in a collective or a training step
         self._ungathered = False
+        self._skip = 0  # batches a restored state has trained on already
 
     @property
     def world(self) -> int:
@@ -93,7 +97,7 @@ class Leader:
                             f"{self.world} FSDP processes (each needs at least one row)",
                             hint=f"use batch_size >= {self.world} or a smaller --fsdp")
         self._send("fit", optim, autocast_dtype)
-        self._busy = False
+        self._busy, self._skip = False, 0
         try:
             yield self._relay
             if self._ungathered:
@@ -115,6 +119,10 @@ class Leader:
 
     def _relay(self, batches: Iterator[Any]) -> Iterator[Any]:
         for batch in batches:
+            if self._skip:  # drawn again by the restore: no rank trains on it again
+                self._skip -= 1
+                yield batch
+                continue
             self._send("step", batch)
             self._ungathered = True
             yield batch  # train() steps on it, then comes back for the next
@@ -128,6 +136,30 @@ class Leader:
         self._send("gather")
         gather_into(self.model, target)
         self._busy = self._ungathered = False
+
+    def keep(self, folder: Path, meta: dict[str, Any]) -> int:
+        """Every other rank writes its shard of the training state into ``folder``
+        (certify.run.cell_state); how many could not."""
+        import torch
+
+        self._send("keep", str(folder), meta)
+        written = int(self.group.all_sum(torch.zeros(())))
+        self._busy = False
+        return self.world - 1 - written
+
+    def restore(self, folder: Path, meta: dict[str, Any], training: dict[str, Any]) -> bool:
+        """Every rank takes its kept shards (rank 0's are ``training``, which the training
+        loop puts back) if every rank finds its own; whether they did."""
+        import torch
+
+        from certify.train import fits
+
+        mine = fits(training, list(self.model.parameters()))
+        self._send("restore", str(folder), meta)
+        agreed = int(self.group.all_sum(torch.tensor(float(mine)))) == self.world
+        self._busy = False
+        self._skip = meta["step"] if agreed else 0
+        return agreed
 
     def release(self) -> None:
         """Free the sharded copy on every rank (the end of a cell)."""
@@ -145,8 +177,10 @@ class Leader:
 
 def follow(group: Any) -> None:
     """Ranks 1..N-1: do what the leader's broadcasts say until ``stop``."""
+    import torch
+
     from certify.models.fsdp import gather_into, sharded_copy
-    from certify.train import Stepper
+    from certify.train import Stepper, TrainState, fits, restore_training, training_state
 
     model: Any = None
     stepper: Stepper | None = None
@@ -173,6 +207,20 @@ def follow(group: Any) -> None:
             _fault.reached("train_step")
         elif kind == "gather":
             gather_into(model, None)
+        elif kind == "keep":
+            assert stepper is not None
+            folder, meta = args
+            kept = training_state(TrainState(step=meta["step"]), stepper)
+            group.all_sum(torch.tensor(float(save_shard(Path(folder), group.rank, meta, kept))))
+        elif kind == "restore":
+            assert stepper is not None
+            folder, meta = args
+            saved = load_shard(Path(folder), group.rank, meta)
+            mine = saved is not None and fits(saved, list(model.parameters()))
+            if int(group.all_sum(torch.tensor(float(mine)))) == group.world:
+                assert saved is not None
+                restore_training(saved, TrainState(), stepper, None)
+                step = meta["step"]
         elif kind == "end":
             stepper = None
         elif kind == "release":
@@ -192,8 +240,8 @@ def _lead(group: Any, setup: Any, specs: list[CellSpec], results: Any,
     for spec in specs:
         results.put(("started", spec.id))
         _fault.reached("cell_start")
-        # The leader keeps the state of the training it runs alone (LoRA, other adapters):
-        # certify.run.cell_state. Sharded training keeps none (docs/reliability.md).
+        # The leader keeps the state of the training it runs alone (LoRA, other adapters)
+        # and, with every rank keeping its shards, of sharded training: certify.run.cell_state.
         kept = state_path(Path(state_dir), spec.id) if state_dir else None
         record, samples = worker.run(spec, lambda note: results.put(("checkpoint", note)),
                                      kept)
@@ -330,7 +378,10 @@ def _drive(gang: Gang, todo: list[CellSpec], run_dir: RunDir, progress: Progress
         elif kind == "done":
             record = CellRecord.model_validate_json(args[0])
             run_dir.write_cell(record, args[1])
-            state_path(run_dir.path, record.id).unlink(missing_ok=True)  # not needed now
+            if not (record.error and record.error.kind == "worker_died"):
+                # The result is written: the state is not needed. A cell whose gang lost a
+                # process (killed, preempted) is retried on resume: from its kept state.
+                discard(run_dir.path, record.id)
             progress.cell_finished(record)
             written.add(record.id)
             current = None
