@@ -46,7 +46,9 @@ carried by a direction: the paper's selection finds none whose ablation breaks i
 removing the span of the seven post-instruction directions (``select: false``) turns the
 answers into "Sorry, here is how to <a benign task>", still refusals to the keyword judge
 (docs/policies.md, "Weight-space attacks", has the measurements). Its positive control is
-the literature's.
+a real model: SmolLM2-135M-Instruct after 20 LoRA steps of safety tuning refused 48 of 48
+harmful prompts, and after this edit (the paper's selection) complied with 48 of 48
+(tests/test_real_model.py, slow).
 """
 
 from __future__ import annotations
