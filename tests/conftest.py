@@ -61,6 +61,7 @@ FILE_WEIGHT = {
     "test_bounded_worst.py": 60, "test_security.py": 40, "test_bad_models.py": 35,
     "test_report_disclosures.py": 40, "test_report_hostile.py": 35,
     "test_cli_json_errors.py": 35, "test_report_views.py": 35, "test_plugin_contract.py": 30,
+    "test_fsdp_state.py": 30, "test_demo.py": 30,
 }
 PREBUILT = {"demo_run", "signed_run"}
 """Fixtures the first worker prepares before its first test (pytest_collection_finish)."""
