@@ -253,11 +253,34 @@ def _lead(group: Any, setup: Any, specs: list[CellSpec], results: Any,
     results.put(("finished",))
 
 
+def die_with_driver() -> None:
+    """Have the kernel end this process when the process that started it dies (Linux).
+
+    The ranks are daemon processes, which the driver ends on any exit it lives through
+    (run_gang's finally, multiprocessing's exit handler); a driver killed by SIGKILL (the
+    OOM killer, a CI runner's last resort) runs neither, and its ranks would sit in a
+    collective until COLLECTIVE_TIMEOUT, holding their GPUs. The gang is started from the
+    driver's main thread, whose end is the process's end. Elsewhere: nothing."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import multiprocessing
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before the prctl
+        os._exit(1)
+
+
 def _rank_main(rank: int, world: int, port: int, setup: Any, specs_json: list[str],
                results: Any, state_dir: str | None = None) -> None:
     """Entry point of one gang process."""
     from certify.models.fsdp import join, leave
 
+    die_with_driver()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver handles Ctrl-C
     logging.basicConfig(level=logging.WARNING)
     try:
