@@ -12,7 +12,6 @@ cells run to the end.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
@@ -26,6 +25,7 @@ from certify.plan import CellSpec
 from certify.policy.schema import Policy
 from certify.run.cell import CellRun
 from certify.stats import proportion
+from tests.test_early_stop import _State
 
 N_HARM, N_CAP = 40, 40
 
@@ -52,15 +52,6 @@ class _Scripted:
 
     def identity(self) -> dict[str, Any]:
         return {"eval": self.eval_id}
-
-
-@dataclass
-class _State:
-    step: int
-    samples: int
-    tokens: int
-    seconds: float = 0.0
-    last_loss: float | None = 1.0
 
 
 def _policy(max_rate: float, epsilon: float, steps: int, early_stop: bool = True) -> Policy:
