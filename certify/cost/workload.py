@@ -377,14 +377,14 @@ def edit_runs(spec: CellSpec, shape: ModelShape, data: DataEstimator,
     if work is None:
         return []
     params = plugin.params.model_validate(spec.params)
-    ref = spec.params.get("dataset")
+    ref = getattr(params, "dataset", None)  # the validated default when the policy names none
     prompt = data.stats(ref).prompt_tokens if ref is not None else ASSUMED_PROMPT_TOKENS
     counter = data.counter
     rows = work(params, shape.layers, counter.post_instruction_tokens or counter.template_tokens)
     return [(s, EvalCost(items=int(r["items"]), prompt_tokens=prompt + r["extra_tokens"],
                          new_tokens=int(r["new_tokens"]), batch=max(1, int(r["batch"])),
                          measured=False, kind="edit", eval_id=f"{spec.attack_id}:edit",
-                         template_tokens=data.counter.template_tokens))
+                         template_tokens=counter.template_tokens))
             for s in spec.checkpoints if s > 0 for r in rows]
 
 

@@ -40,10 +40,11 @@ class BuiltinModels:
         # The shipped build, or one built earlier, has a tokenizer to count tokens with;
         # never build one here.
         shipped = models.prebuilt_path(name)
+        if shipped is not None:
+            return config, "builtin recipe (certify/demo/recipes.py)", shipped / "tokenizer.json"
         built = sorted((cache_root() / "models").glob(f"{name}-*/tokenizer.json"),
                        key=lambda p: p.stat().st_mtime)
-        tokenizer = shipped / "tokenizer.json" if shipped else built[-1] if built else None
-        return config, "builtin recipe (certify/demo/recipes.py)", tokenizer
+        return config, "builtin recipe (certify/demo/recipes.py)", built[-1] if built else None
 
 
 class BuiltinDatasets:

@@ -169,7 +169,6 @@ class CellKeeper:
                 if old != folder:
                     shutil.rmtree(old, ignore_errors=True)
 
-
     def _folder(self, step: int) -> Path:
         """The other ranks' files of the state at ``step`` (named by this keeper, never
         read off the manifest: a planted one cannot point the ranks elsewhere)."""

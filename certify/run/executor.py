@@ -43,9 +43,7 @@ def pending(cells: list[CellSpec], run_dir: RunDir) -> list[CellSpec]:
 def finished_baselines(cells: list[CellSpec], run_dir: RunDir) -> list[CellRecord]:
     """The baseline cells of ``cells`` that ``run_dir`` already holds an ok result for."""
     done = run_dir.finished()
-    return [r for r in run_dir.read_cells([c.id for c in cells
-                                           if c.attack_id == "baseline" and c.id in done])
-            if r.status == "ok"]
+    return run_dir.read_cells([c.id for c in cells if c.attack_id == "baseline" and c.id in done])
 
 
 def execute(cells: list[CellSpec], run_dir: RunDir, setup: Any, executor: Executor,

@@ -34,6 +34,7 @@ import os
 import queue as queue_mod
 import signal
 import socket
+import sys
 import time
 import traceback
 from collections.abc import Iterator
@@ -261,8 +262,6 @@ def die_with_driver() -> None:
     OOM killer, a CI runner's last resort) runs neither, and its ranks would sit in a
     collective until COLLECTIVE_TIMEOUT, holding their GPUs. The gang is started from the
     driver's main thread, whose end is the process's end. Elsewhere: nothing."""
-    import sys
-
     if not sys.platform.startswith("linux"):
         return
     import ctypes
